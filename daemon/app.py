@@ -1,0 +1,47 @@
+"""Wiring: build the vault, ledger, audit log, connectors and pipeline for one vault."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.audit import AuditLog
+from daemon.config import Config, default_config_path, load_config, state_dir_for
+from daemon.connectors import dry_run_connectors
+from daemon.ledger import Ledger
+from daemon.pipeline import Pipeline
+from daemon.vault import LOGS, Vault
+
+
+@dataclass
+class App:
+    vault: Vault
+    config: Config
+    state_dir: Path
+    ledger: Ledger
+    audit: AuditLog
+    pipeline: Pipeline
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def open_app(
+    vault_path: Path,
+    *,
+    config_path: Path | None = None,
+    state_dir: str | Path | None = None,
+    dry_run: bool = True,
+) -> App:
+    """Given a vault, return everything needed to process it. Raise VaultdError if unusable."""
+    vault = Vault(vault_path)
+    vault.check_exists()
+    config = load_config(config_path or default_config_path())
+    state = state_dir_for(vault.root, state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(state / "ledger.sqlite3")
+    audit = AuditLog(vault.folder(LOGS))
+    pipeline = Pipeline(
+        vault, ledger, audit, config.policy, dry_run_connectors(state), dry_run=dry_run
+    )
+    return App(vault, config, state, ledger, audit, pipeline)

@@ -1,0 +1,119 @@
+"""Approval requests: the block at the top of a pending note that tells a human what to decide.
+
+Rendered from `templates/approval_request.md.j2`, so the wording can be changed without
+touching code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from daemon.connectors import targets
+from daemon.connectors.odoo import odoo_location
+from daemon.models import Action, OdooInvoice, OdooPayment, SocialPost
+from daemon.policy import Decision
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def resource_dir(name: str) -> Path:
+    """Return a folder shipped with vaultd: inside the package when installed, else the repo."""
+    for candidate in (PACKAGE / name, PACKAGE.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"vaultd is missing its {name}/ folder")
+
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(resource_dir("templates")),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,  # noqa: S701 - Markdown, not HTML
+)
+
+
+def render_template(name: str, **values: Any) -> str:
+    return _env.get_template(name).render(**values)
+
+
+@dataclass(frozen=True)
+class Destination:
+    where: str
+    what: str
+
+
+def destinations(action: Action) -> list[Destination]:
+    """Return, per connector call, where the action goes and what it does there."""
+    found = []
+    for target in targets(action):
+        if isinstance(action, SocialPost):
+            found.append(Destination(_platform_where(target), _social_what(action)))
+        elif isinstance(action, OdooInvoice):
+            partner = action.partner or f"partner #{action.partner_id}"
+            found.append(
+                Destination(
+                    odoo_location(),
+                    f"create and post a customer invoice to {partner} "
+                    f"({len(action.lines)} line{'s' if len(action.lines) != 1 else ''})",
+                )
+            )
+        elif isinstance(action, OdooPayment):
+            found.append(
+                Destination(odoo_location(), f"register a payment against invoice {action.invoice}")
+            )
+    return found
+
+
+def _platform_where(platform: str) -> str:
+    names = {
+        "facebook": ("Facebook page", "FACEBOOK_PAGE_ID"),
+        "instagram": ("Instagram account", "INSTAGRAM_ACCOUNT_ID"),
+        "twitter": ("X (Twitter) account", "TWITTER_ACCESS_TOKEN"),
+    }
+    label, variable = names[platform]
+    if platform == "twitter":
+        return label if os.environ.get(variable) else f"{label} (not configured)"
+    account = os.environ.get(variable)
+    return f"{label} {account}" if account else f"{label} (not configured: {variable} unset)"
+
+
+def _social_what(post: SocialPost) -> str:
+    if post.kind == "reply":
+        return f"publish a public reply to {post.in_reply_to}"
+    if post.kind == "dm":
+        return f"send a direct message to {post.recipient}"
+    when = f" at {post.scheduled_for.isoformat()}" if post.scheduled_for else " now"
+    return f"publish a post{when}"
+
+
+def render_request(
+    *,
+    task_id: str,
+    action: Action,
+    decision: Decision,
+    payload_hash: str,
+    expires_at: datetime,
+    notice: str | None = None,
+) -> str:
+    """Return the Markdown of an approval request for one action."""
+    amount = action.total()
+    return render_template(
+        "approval_request.md.j2",
+        task_id=task_id,
+        action=action,
+        payload=action.payload(),
+        decision=decision,
+        destinations=destinations(action),
+        amount=f"{amount:,.2f} {decision.currency}" if amount is not None else None,
+        payload_hash=payload_hash,
+        expires_at=expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        notice=notice,
+    )

@@ -1,0 +1,123 @@
+"""The audit trail: `Logs/YYYY-MM-DD.json`, one JSON object per line, secrets redacted.
+
+The fields follow the seed's log schema (timestamp in UTC, action, actor, parameters with a
+content hash, result, approval_status, duration_ms, error), plus `event`, `task_id` and
+`file` so every line can be traced to one task file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from daemon.ledger import now_iso
+
+_SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|authori[sz]ation|credential", re.I)
+_SECRET_ENV = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|_KEY$", re.I)
+REDACTED = "[redacted]"
+
+
+class Redactor:
+    """Removes secrets: values under secret-looking keys, and any known secret value."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        if secrets is None:
+            secrets = [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 6]
+        # Longest first, so a secret that contains another is removed whole.
+        self._secrets = sorted(set(secrets), key=len, reverse=True)
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: (REDACTED if _SECRET_KEY.search(str(k)) and v else self(v))
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self(v) for v in value]
+        if isinstance(value, str):
+            for secret in self._secrets:
+                value = value.replace(secret, REDACTED)
+        return value
+
+
+class AuditLog:
+    def __init__(self, folder: Path, redact: Redactor | None = None) -> None:
+        self.folder = folder
+        self.redact = redact or Redactor()
+        self._lock = threading.Lock()
+
+    def write(
+        self,
+        event: str,
+        *,
+        action: str | None,
+        task_id: str | None,
+        file: str | None,
+        actor: str = "vaultd",
+        parameters: dict[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
+        approval_status: str | None = None,
+        duration_ms: int | None = None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        """Append one entry to today's log (UTC) and return it as written."""
+        entry = self.redact(
+            {
+                "timestamp": now_iso(),
+                "event": event,
+                "action": action,
+                "actor": actor,
+                "task_id": task_id,
+                "file": file,
+                "parameters": parameters or {},
+                "result": result or {},
+                "approval_status": approval_status,
+                "duration_ms": duration_ms,
+                "error": error,
+            }
+        )
+        line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
+        path = self.folder / f"{entry['timestamp'][:10]}.json"
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+        return entry
+
+
+def read_entries(folder: Path, since: date | None = None) -> Iterator[dict[str, Any]]:
+    """Yield log entries oldest first, from the daily files on or after `since`.
+
+    A line that is not valid JSON (a torn write, a hand edit) is skipped, not fatal.
+    """
+    for path in sorted(folder.glob("*.json")):
+        try:
+            day = date.fromisoformat(path.stem)
+        except ValueError:
+            continue
+        if since and day < since:
+            continue
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(entry, dict):
+                    yield entry
+
+
+def parse_since(text: str) -> date:
+    """Given "2026-11-20", "today" or "7d", return the date it means."""
+    today = datetime.now(UTC).date()
+    if text == "today":
+        return today
+    if text.endswith("d") and text[:-1].isdigit():
+        return date.fromordinal(today.toordinal() - int(text[:-1]))
+    return date.fromisoformat(text)

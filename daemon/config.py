@@ -1,0 +1,86 @@
+"""Configuration: a TOML file outside the vault, and where vaultd keeps its state.
+
+The config holds the approval policy and the daemon's timings. It is deliberately not a
+note in the vault: an agent that can write notes must not be able to raise the limits that
+decide what it may do without asking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from daemon.errors import ConfigError
+from daemon.policy import Policy
+
+
+class Timing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A file is read only after its size and mtime held still this long.
+    stability_ms: int = Field(default=300, ge=0)
+    # Full rescan of the pipeline folders, in case the file watcher missed something.
+    rescan_seconds: float = Field(default=60, gt=0)
+    # Dashboard.md is rewritten at most this often.
+    dashboard_seconds: float = Field(default=2, ge=0)
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Policy = Field(default_factory=Policy)
+    daemon: Timing = Field(default_factory=Timing)
+
+
+def default_config_path() -> Path | None:
+    """Return the config file to use when none is named: $VAULTD_CONFIG or the XDG one."""
+    if os.environ.get("VAULTD_CONFIG"):
+        return Path(os.environ["VAULTD_CONFIG"])
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    path = base / "vaultd" / "config.toml"
+    return path if path.exists() else None
+
+
+def load_config(path: Path | None) -> Config:
+    """Given a TOML file (or None for the defaults), return the config.
+
+    Raise ConfigError naming the file and every bad setting.
+    """
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        problems = [
+            f"{path}: {'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
+            for item in error.errors(include_url=False)
+        ]
+        raise ConfigError("\n".join(problems)) from None
+
+
+def state_dir_for(vault: Path, override: str | Path | None = None) -> Path:
+    """Return the state directory of a vault: the override, $VAULTD_STATE_DIR, or XDG.
+
+    Raise ConfigError if it lies inside the vault: the vault may be synced to other
+    machines, and the ledger must not travel with it.
+    """
+    chosen = override or os.environ.get("VAULTD_STATE_DIR")
+    if chosen:
+        state = Path(chosen).expanduser().resolve()
+    else:
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        vault_id = hashlib.sha256(str(vault.resolve()).encode()).hexdigest()[:12]
+        state = (base / "vaultd" / f"{vault.resolve().name}-{vault_id}").resolve()
+    if state == vault.resolve() or vault.resolve() in state.parents:
+        raise ConfigError(f"{state}: the state directory must be outside the vault")
+    return state

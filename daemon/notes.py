@@ -1,0 +1,185 @@
+"""Reading and writing task notes without disturbing what people wrote.
+
+A note is optional YAML frontmatter between `---` lines, then a Markdown body. vaultd adds
+its own keys (`RESERVED_KEYS`) at the end of the frontmatter and may put a rendered block
+at the very top of the body between `BLOCK_BEGIN` and `BLOCK_END`. Everything else — the
+user's keys, their comments and order, and the body — is kept byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from frontmatter.default_handlers import YAMLHandler
+
+from daemon.errors import NoteError
+
+# Keys vaultd writes. They are never part of the action payload.
+RESERVED_KEYS = ("id", "status", "approval", "result", "error", "note", "rejection_reason")
+
+BLOCK_BEGIN = "<!-- vaultd:begin (written by vaultd; edits here are replaced) -->\n"
+BLOCK_END = "<!-- vaultd:end -->\n"
+
+MAX_DEPTH = 32
+_TOP_LEVEL_KEY = re.compile(r"^(['\"]?)([A-Za-z_][\w-]*)\1\s*:(\s|$)")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that also refuses anchors, aliases, duplicate keys and deep nesting.
+
+    Aliases are how "billion laughs" documents blow up; duplicate keys let the text a human
+    reads differ from what a machine reads.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise NoteError(f"YAML alias *{event.anchor} is not allowed in a task file")
+        if getattr(event, "anchor", None):
+            raise NoteError(f"YAML anchor &{event.anchor} is not allowed in a task file")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise NoteError(f"frontmatter is nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = key_node.value
+            if key in seen:
+                raise NoteError(f"key {key!r} appears twice", field=str(key))
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _Handler(YAMLHandler):
+    def load(self, fm: str, **kwargs: object) -> Any:
+        return super().load(fm, Loader=_StrictLoader)
+
+    def export(self, metadata: dict[str, object], **kwargs: object) -> str:
+        return str(super().export(metadata, sort_keys=False, width=1000))
+
+
+_handler = _Handler()
+
+
+@dataclass
+class Note:
+    """A parsed task note.
+
+    `frontmatter` is the raw text between the `---` lines (None if the note has none);
+    `meta` is all of it parsed; `body` is the user's body without vaultd's block.
+    """
+
+    frontmatter: str | None
+    meta: dict[str, Any]
+    body: str
+    block: str = ""
+    newline: str = "\n"
+    _user_keys: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def user_meta(self) -> dict[str, Any]:
+        """Return the frontmatter without vaultd's keys: the action as the user wrote it."""
+        return {k: v for k, v in self.meta.items() if k not in RESERVED_KEYS}
+
+    @property
+    def stamps(self) -> dict[str, Any]:
+        return {k: v for k, v in self.meta.items() if k in RESERVED_KEYS}
+
+
+def parse(text: str) -> Note:
+    """Given the text of a note, return it parsed. Raise NoteError if it cannot be."""
+    if "\x00" in text:
+        raise NoteError("file contains NUL bytes; it is not a text note")
+    newline = "\r\n" if text.startswith("---\r\n") else "\n"
+    if not text.startswith("---" + newline):
+        body, block = _split_block(text)
+        return Note(None, {}, body, block, newline)
+    lines = text.splitlines(keepends=True)
+    for index in range(1, len(lines)):
+        if lines[index].rstrip("\r\n") in ("---", "..."):
+            raw = "".join(lines[1:index])
+            body, block = _split_block("".join(lines[index + 1 :]))
+            return Note(raw, _load(raw), body, block, newline)
+    raise NoteError("frontmatter starts with --- but has no closing --- line")
+
+
+def _load(raw: str) -> dict[str, Any]:
+    try:
+        data = _handler.load(raw)
+    except NoteError:
+        raise
+    except yaml.constructor.ConstructorError as error:
+        tag = getattr(error, "problem", "") or str(error)
+        raise NoteError(f"YAML tag not allowed ({tag.strip()})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 2}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise NoteError(f"invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise NoteError(f"frontmatter is nested deeper than {MAX_DEPTH} levels") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise NoteError(f"frontmatter must be key: value pairs, not a {type(data).__name__}")
+    bad_keys = [key for key in data if not isinstance(key, str)]
+    if bad_keys:
+        raise NoteError(f"frontmatter key {bad_keys[0]!r} is not text", field=str(bad_keys[0]))
+    return data
+
+
+def _split_block(body: str) -> tuple[str, str]:
+    """Split vaultd's rendered block off the top of a body: return (body, block)."""
+    if body.startswith(BLOCK_BEGIN):
+        end = body.find(BLOCK_END)
+        if end != -1:
+            cut = end + len(BLOCK_END)
+            return body[cut:], body[:cut]
+    return body, ""
+
+
+def render(note: Note, stamps: dict[str, Any], block: str | None = None) -> str:
+    """Return the note's text with vaultd's keys set to `stamps` (None values dropped).
+
+    The user's frontmatter lines and the body are kept as they were. `block` replaces
+    vaultd's rendered block; None keeps the current one, "" removes it.
+    """
+    nl = note.newline
+    stamps = {k: v for k, v in stamps.items() if v is not None}
+    user_lines = _strip_reserved(note.frontmatter or "")
+    stamp_text = _handler.export(stamps).replace("\n", nl) + nl if stamps else ""
+    frontmatter = user_lines + stamp_text
+    if note.frontmatter is not None and _load(frontmatter) != {**note.user_meta, **stamps}:
+        # The line-based edit misread an unusual layout: fall back to a clean dump.
+        frontmatter = _handler.export({**note.user_meta, **stamps}).replace("\n", nl) + nl
+    body_block = note.block if block is None else (BLOCK_BEGIN + block + BLOCK_END if block else "")
+    head = f"---{nl}{frontmatter}---{nl}" if frontmatter.strip() else ""
+    return head + body_block + note.body
+
+
+def _strip_reserved(frontmatter: str) -> str:
+    """Remove top-level reserved keys (and their indented values) from raw frontmatter."""
+    kept: list[str] = []
+    skipping = False
+    for line in frontmatter.splitlines(keepends=True):
+        match = _TOP_LEVEL_KEY.match(line)
+        if match:
+            skipping = match.group(2) in RESERVED_KEYS
+        elif line.strip() and not line[0].isspace() and not line.startswith(("-", "#")):
+            skipping = False
+        if not skipping:
+            kept.append(line)
+    text = "".join(kept)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text

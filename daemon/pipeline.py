@@ -1,0 +1,768 @@
+"""The lifecycle of one file (design §3): read → validate → decide → execute → move → log.
+
+`Pipeline.process(path)` is the only entry point. It looks at which folder the file is in
+and does the one step that folder calls for:
+
+    Needs_Action/     validate; invalid → Rejected/. Decide: approval needed →
+                      Pending_Approval/ with a request; auto-approved → Approved/ → execute.
+    Pending_Approval/ edits re-render and re-hash the request; expired → Rejected/.
+    Approved/         execute only what vaultd asked about (or auto-approved) with the very
+                      payload hash it showed; anything else goes back to Pending_Approval/.
+                      Each remote call: INTENT (durable) → call → DONE → Done/ or Failed/.
+    Rejected/         a request a person moved here is recorded as rejected.
+
+Every step is written to the ledger first and the audit log after, and every file ends in
+exactly one terminal folder with its body intact.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from daemon import failpoints, ledger, notes
+from daemon.approval import render_request
+from daemon.audit import AuditLog
+from daemon.connectors import targets
+from daemon.connectors.base import Absent, Connector, Found, Undetermined
+from daemon.errors import ConnectorError, NoteError, OutcomeUnknown, ValidationFailed
+from daemon.ledger import Ledger, Task
+from daemon.models import Action, SocialPost, parse_action
+from daemon.policy import Decision, Facts, Policy, decide
+from daemon.vault import (
+    APPROVED,
+    DONE,
+    FAILED,
+    MAX_NOTE_BYTES,
+    NEEDS_ACTION,
+    PENDING,
+    REJECTED,
+    Signature,
+    Vault,
+    is_ignored,
+    is_sync_conflict,
+)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What processing did: `status` in words, where the file is now, and when to look again."""
+
+    status: str
+    path: Path | None
+    retry_at: datetime | None = None
+
+
+@dataclass
+class Loaded:
+    """A task file read from disk: its text parsed, and the signature it had when read."""
+
+    path: Path
+    note: notes.Note
+    signature: Signature | None
+
+
+class Unreadable(Exception):
+    """The file cannot be parsed as a note; it is moved without being changed."""
+
+
+class Pipeline:
+    def __init__(
+        self,
+        vault: Vault,
+        ledger_: Ledger,
+        audit: AuditLog,
+        policy: Policy,
+        connectors: dict[str, Connector],
+        *,
+        dry_run: bool = True,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.vault = vault
+        self.ledger = ledger_
+        self.audit = audit
+        self.policy = policy
+        self.connectors = connectors
+        self.dry_run = dry_run
+        self.clock = clock
+
+    # -- the entry point -----------------------------------------------------------------
+
+    def process(self, path: Path) -> Outcome:
+        """Given a file in a pipeline folder, do the step its folder calls for."""
+        folder = self.vault.folder_of(path)
+        if folder is None or is_ignored(path.name) or not os.path.lexists(path):
+            return Outcome("ignored", None)
+        if is_sync_conflict(path.name):
+            # Copies made by sync tools are for a person to merge, never tasks of their own.
+            return Outcome("ignored", path)
+        handler = {
+            NEEDS_ACTION: self._intake,
+            PENDING: self._review,
+            APPROVED: self._execute_approved,
+            REJECTED: self._record_rejection,
+        }.get(folder)
+        if handler is None:
+            return Outcome("unchanged", path)
+        return handler(path)
+
+    # -- Needs_Action ------------------------------------------------------------------
+
+    def _intake(self, path: Path) -> Outcome:
+        try:
+            loaded = self._read(path)
+        except Unreadable as error:
+            return self._reject_unreadable(path, str(error))
+        task = self._owned_task(loaded)
+        task_id = task.id if task and task.state == ledger.PENDING else self.ledger.new_task_id()
+        try:
+            action = self._validate(loaded)
+        except ValidationFailed as error:
+            return self._reject(loaded, task_id, str(error), loaded.note.meta.get("type"))
+        decision = decide(action, self.policy, self._facts(action))
+        if decision.needs_approval:
+            return self._request_approval(loaded, task_id, action, decision)
+        return self._auto_approve(loaded, task_id, action, decision)
+
+    def _auto_approve(
+        self, loaded: Loaded, task_id: str, action: Action, decision: Decision
+    ) -> Outcome:
+        payload_hash = action.payload_hash()
+        self.ledger.put_task(
+            task_id,
+            type=action.type,
+            file=self.vault.relative(loaded.path),
+            state=ledger.APPROVED,
+            payload_hash=payload_hash,
+            approval="auto_approved",
+            rule=decision.rule,
+            reason=decision.reason,
+            decided_at=ledger.now_iso(),
+            **_money(decision),
+        )
+        stamps = {
+            "id": task_id,
+            "status": "approved",
+            "approval": {"by": "policy", "rule": decision.rule, "reason": decision.reason},
+        }
+        path = self._write_and_move(loaded, stamps, APPROVED)
+        self._log(
+            "auto_approved",
+            action,
+            task_id,
+            path,
+            approval_status="auto_approved",
+            result={"status": "approved", "rule": decision.rule},
+        )
+        return self._execute_approved(path)
+
+    # -- Pending_Approval --------------------------------------------------------------
+
+    def _review(self, path: Path) -> Outcome:
+        try:
+            loaded = self._read(path)
+        except Unreadable as error:
+            # A person may be half-way through an edit: leave the file, never lose it.
+            self._log("request_unreadable", None, None, path, error=str(error))
+            return Outcome("unreadable", path)
+        task = self._owned_task(loaded)
+        if task is None or task.state not in (ledger.PENDING, ledger.APPROVED):
+            return self._adopt(loaded, task, "was placed in Pending_Approval/ by hand")
+        if self._expired(task):
+            return self._expire(loaded, task)
+        try:
+            action = self._validate(loaded)
+        except ValidationFailed as error:
+            return self._mark_invalid_request(loaded, task, str(error))
+        if action.payload_hash() == task.payload_hash:
+            self._track(task, loaded.path)
+            return Outcome("unchanged", loaded.path)
+        decision = decide(action, self.policy, self._facts(action))
+        return self._request_approval(loaded, task.id, action, decision, expires=task.expires_at)
+
+    def _mark_invalid_request(self, loaded: Loaded, task: Task, error: str) -> Outcome:
+        if loaded.note.meta.get("error") == error and task.payload_hash is None:
+            return Outcome("unchanged", loaded.path)
+        self.ledger.put_task(task.id, payload_hash=None, error=error)
+        stamps = {**loaded.note.stamps, "status": "invalid", "error": error}
+        self.vault.write(loaded.path, notes.render(loaded.note, stamps), loaded.signature)
+        self._log("request_invalid", None, task.id, loaded.path, error=error)
+        return Outcome("invalid", loaded.path)
+
+    def expire_due(self) -> list[Outcome]:
+        """Reject every pending request whose expiry has passed; return what was done."""
+        outcomes = []
+        for task in self.ledger.tasks(ledger.PENDING):
+            if self._expired(task):
+                path = self.vault.root / task.file
+                if path.parent.name == PENDING and path.exists():
+                    outcomes.append(self.process(path))
+        return outcomes
+
+    def _expired(self, task: Task) -> bool:
+        return task.expires_at is not None and _parse_time(task.expires_at) <= self.clock()
+
+    def _expire(self, loaded: Loaded, task: Task) -> Outcome:
+        reason = f"the approval request expired at {task.expires_at} without a decision"
+        self.ledger.put_task(task.id, state=ledger.REJECTED, error=reason, approval="expired")
+        stamps = {**loaded.note.stamps, "status": "expired", "error": reason}
+        path = self._write_and_move(loaded, stamps, REJECTED)
+        self.ledger.put_task(task.id, file=self.vault.relative(path))
+        self._log("expired", task.type, task.id, path, approval_status="expired", error=reason)
+        return Outcome("expired", path)
+
+    # -- Approved ----------------------------------------------------------------------
+
+    def _execute_approved(self, path: Path) -> Outcome:
+        try:
+            loaded = self._read(path)
+        except Unreadable as error:
+            return self._reject_unreadable(path, str(error))
+        task = self._owned_task(loaded)
+        try:
+            action = self._validate(loaded)
+        except ValidationFailed as error:
+            task_id = task.id if task else self.ledger.new_task_id()
+            return self._reject(loaded, task_id, str(error), loaded.note.meta.get("type"))
+        payload_hash = action.payload_hash()
+
+        if task is None or task.state in (ledger.REJECTED, ledger.DONE):
+            executed = self.ledger.executed_hashes(payload_hash)
+            if task is not None and task.state == ledger.DONE:
+                executed.insert(0, task)
+            if executed:
+                first = executed[0]
+                reason = (
+                    f"this action was already executed as task {first.id} ({first.file}); "
+                    "vaultd never runs an action twice. Drop a new task into Needs_Action/ "
+                    "if you really want it again."
+                )
+                return self._reject(
+                    loaded, self.ledger.new_task_id(), reason, action.type, event="replay_refused"
+                )
+            why = (
+                "it was rejected before"
+                if task
+                else "vaultd never issued an approval request for it"
+            )
+            return self._adopt(loaded, task, f"appeared in Approved/ but {why}; not executed")
+        if task.state == ledger.EXECUTED:
+            results = _results(self.ledger.steps(task.id))
+            return self._finish(loaded, task, action, results, failures={}, unknown={})
+        if task.payload_hash != payload_hash:
+            decision = decide(action, self.policy, self._facts(action))
+            notice = (
+                "This note changed after its approval request, so it was not executed. "
+                "Review the version below and approve it again."
+            )
+            self._log(
+                "approval_refused",
+                action,
+                task.id,
+                loaded.path,
+                error="payload changed after the approval request",
+            )
+            return self._request_approval(loaded, task.id, action, decision, notice=notice)
+        if task.state == ledger.PENDING:
+            if self._expired(task):
+                return self._expire(loaded, task)
+            self.ledger.put_task(
+                task.id,
+                state=ledger.APPROVED,
+                approval="human_approved",
+                decided_at=ledger.now_iso(),
+                file=self.vault.relative(loaded.path),
+            )
+            self._log(
+                "approved",
+                action,
+                task.id,
+                loaded.path,
+                actor="human",
+                approval_status="human_approved",
+            )
+            task = replace(task, state=ledger.APPROVED, approval="human_approved")
+        when = action.scheduled_for if isinstance(action, SocialPost) else None
+        if when and when > self.clock():
+            return self._schedule(loaded, task, when)
+        return self._run(loaded, task, action)
+
+    def _schedule(self, loaded: Loaded, task: Task, when: datetime) -> Outcome:
+        if loaded.note.meta.get("status") != "scheduled":
+            stamps = {**loaded.note.stamps, "status": "scheduled"}
+            self.vault.write(loaded.path, notes.render(loaded.note, stamps), loaded.signature)
+        self._track(task, loaded.path)
+        return Outcome("scheduled", loaded.path, retry_at=when)
+
+    def _run(self, loaded: Loaded, task: Task, action: Action) -> Outcome:
+        """Execute an approved action once per connector call, then move it to its folder."""
+        self.ledger.put_task(task.id, state=ledger.EXECUTING, file=self.vault.relative(loaded.path))
+        run_id = self.ledger.start_run(task.id, task.payload_hash or "", dry_run=self.dry_run)
+        self.ledger.set_run(run_id, ledger.RUNNING)
+        results = _results(self.ledger.steps(task.id))
+        failures: dict[str, str] = {}
+        unknown: dict[str, str] = {}
+        for target in targets(action):
+            if target in results:
+                continue  # succeeded in an earlier run: never post twice
+            connector = self.connectors[target]
+            marker = f"vaultd:{task.id}:{target}"
+            resolved = self._resolve_earlier(task.id, target, connector, marker)
+            if isinstance(resolved, Found):
+                results[target] = resolved.result
+                continue
+            if isinstance(resolved, Undetermined):
+                unknown[target] = resolved.reason
+                continue
+            failpoints.hit("before-intent")
+            request = connector.describe(action, marker=marker)
+            step_id = self.ledger.record_intent(run_id, task.id, target, marker, request)
+            failpoints.hit("after-intent")
+            started = time.monotonic()
+            try:
+                result = connector.execute(action, marker=marker, dry_run=self.dry_run)
+            except OutcomeUnknown as error:
+                unknown[target] = str(error)
+                self.ledger.finish_step(
+                    step_id, ledger.UNKNOWN, error=str(error), duration_ms=_ms(started)
+                )
+                continue
+            except ConnectorError as error:
+                failures[target] = str(error)
+                self.ledger.finish_step(
+                    step_id, ledger.FAILED, error=str(error), duration_ms=_ms(started)
+                )
+                continue
+            except Exception as error:  # noqa: BLE001 - a bug after sending may have sent
+                unknown[target] = f"{type(error).__name__}: {error}"
+                self.ledger.finish_step(
+                    step_id, ledger.UNKNOWN, error=unknown[target], duration_ms=_ms(started)
+                )
+                continue
+            failpoints.hit("after-call")
+            self.ledger.finish_step(
+                step_id, ledger.SUCCEEDED, result=result, duration_ms=_ms(started)
+            )
+            failpoints.hit("after-done")
+            results[target] = result
+        state = ledger.UNKNOWN if unknown else ledger.FAILED if failures else ledger.SUCCEEDED
+        summary = "; ".join(f"{t}: {e}" for t, e in {**failures, **unknown}.items()) or None
+        self.ledger.set_run(run_id, state, summary)
+        return self._finish(loaded, task, action, results, failures=failures, unknown=unknown)
+
+    def _resolve_earlier(
+        self, task_id: str, target: str, connector: Connector, marker: str
+    ) -> Found | Absent | Undetermined:
+        """Settle an earlier call to this target whose outcome is not known.
+
+        Return Found (it happened), Undetermined (still cannot tell: do not call), or
+        Absent (nothing earlier, or proven not to have happened: safe to call).
+        """
+        earlier = [s for s in self.ledger.steps(task_id) if s.target == target]
+        open_steps = [s for s in earlier if s.state in (ledger.INTENT, ledger.UNKNOWN)]
+        if not open_steps:
+            return Absent()
+        answer = connector.lookup(marker)
+        for step in open_steps:
+            if isinstance(answer, Found):
+                self.ledger.finish_step(step.id, ledger.SUCCEEDED, result=answer.result)
+            elif isinstance(answer, Absent):
+                self.ledger.finish_step(step.id, ledger.ABSENT)
+            else:
+                self.ledger.finish_step(step.id, ledger.UNKNOWN, error=answer.reason)
+        self._log(
+            "reconciled",
+            None,
+            task_id,
+            None,
+            result={"target": target, "lookup": type(answer).__name__.lower()},
+        )
+        return answer
+
+    def _finish(
+        self,
+        loaded: Loaded,
+        task: Task,
+        action: Action,
+        results: dict[str, Any],
+        *,
+        failures: dict[str, str],
+        unknown: dict[str, str],
+    ) -> Outcome:
+        if unknown:
+            state, folder, status = ledger.UNKNOWN, FAILED, "outcome_unknown"
+            error = "outcome unknown, not retried: " + "; ".join(
+                f"{t}: {e}" for t, e in unknown.items()
+            )
+            error += ". Check the service; vaultd will not call it again by itself."
+        elif failures:
+            state, folder, status = ledger.FAILED, FAILED, "failed"
+            error = "; ".join(f"{t}: {e}" for t, e in failures.items())
+            error += ". Move this note to Approved/ to retry what failed."
+        else:
+            state, folder, status, error = ledger.EXECUTED, DONE, "done", None
+        self.ledger.put_task(task.id, state=state, error=error)
+        stamps = {
+            **loaded.note.stamps,
+            "status": status,
+            "result": {"dry_run": self.dry_run, **results} if results else None,
+            "error": error,
+            "note": None,
+        }
+        path = self._write_and_move(loaded, stamps, folder)
+        final = ledger.DONE if state == ledger.EXECUTED else state
+        self.ledger.put_task(task.id, state=final, file=self.vault.relative(path))
+        self._log(
+            {ledger.DONE: "executed", ledger.FAILED: "failed"}.get(final, "outcome_unknown"),
+            action,
+            task.id,
+            path,
+            approval_status=task.approval,
+            result={"status": status, **results},
+            error=error,
+        )
+        return Outcome(status, path)
+
+    # -- Rejected ----------------------------------------------------------------------
+
+    def _record_rejection(self, path: Path) -> Outcome:
+        try:
+            loaded = self._read(path)
+        except Unreadable:
+            return Outcome("unchanged", path)
+        task = self._owned_task(loaded)
+        if task is None or task.state in (ledger.REJECTED, ledger.DONE, ledger.EXECUTING):
+            return Outcome("unchanged", path)
+        reason = loaded.note.meta.get("rejection_reason") or "moved to Rejected/ by a person"
+        self.ledger.put_task(
+            task.id,
+            state=ledger.REJECTED,
+            approval="human_rejected",
+            error=str(reason),
+            decided_at=ledger.now_iso(),
+            file=self.vault.relative(path),
+        )
+        stamps = {**loaded.note.stamps, "status": "rejected", "error": str(reason)}
+        self.vault.write(path, notes.render(loaded.note, stamps), loaded.signature)
+        self._log(
+            "rejected",
+            task.type,
+            task.id,
+            path,
+            actor="human",
+            approval_status="human_rejected",
+            error=str(reason),
+        )
+        return Outcome("rejected", path)
+
+    # -- shared steps --------------------------------------------------------------------
+
+    def _read(self, path: Path) -> Loaded:
+        """Read and parse a task file. Raise Unreadable, saying why, if it cannot be."""
+        if path.is_symlink():
+            raise Unreadable("is a symbolic link; vaultd never follows links")
+        if path.suffix.lower() != ".md":
+            raise Unreadable("is not a Markdown (.md) file")
+        signature = Signature.of(path)
+        if signature and signature.size > MAX_NOTE_BYTES:
+            raise Unreadable(
+                f"is {signature.size:,} bytes; task files may be at most {MAX_NOTE_BYTES:,} "
+                "bytes (it was not read)"
+            )
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                data = handle.read(MAX_NOTE_BYTES + 1)
+        except OSError as error:
+            raise Unreadable(f"cannot be read: {error.strerror}") from None
+        if len(data) > MAX_NOTE_BYTES:
+            raise Unreadable(f"grew past {MAX_NOTE_BYTES:,} bytes while being read")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise Unreadable(f"is not UTF-8 text (byte {error.start})") from None
+        try:
+            note = notes.parse(text)
+        except NoteError as error:
+            field = f" (field {error.field})" if error.field else ""
+            raise Unreadable(f"frontmatter cannot be read{field}: {error}") from None
+        return Loaded(path, note, signature)
+
+    def _validate(self, loaded: Loaded) -> Action:
+        note = loaded.note
+        if note.frontmatter is None:
+            if not note.body.strip():
+                raise ValidationFailed([("(file)", "the file is empty")])
+            raise ValidationFailed(
+                [
+                    (
+                        "(frontmatter)",
+                        "no frontmatter; a task file starts with a --- line, "
+                        "then `type: social_post` (or odoo_invoice, odoo_payment) and its fields",
+                    ),
+                ]
+            )
+        return parse_action(note.user_meta)
+
+    def _facts(self, action: Action) -> Facts:
+        connector = self.connectors.get(targets(action)[0])
+        facts = connector.facts(action) if connector else Facts()
+        before = self.ledger.executed_hashes(action.payload_hash())
+        return replace(facts, executed_before=before[0].id if before else None)
+
+    def _owned_task(self, loaded: Loaded) -> Task | None:
+        """Return the ledger task this file is, or None if it is none (or only a copy of one).
+
+        A file owns its id if the ledger places the task at this path, or at a path that no
+        longer exists (a person moved or renamed it). If the recorded file still exists
+        elsewhere, this one is a copy and owns nothing.
+        """
+        task_id = loaded.note.meta.get("id")
+        if not isinstance(task_id, str):
+            return None
+        task = self.ledger.task(task_id)
+        if task is None:
+            return None
+        here = self.vault.relative(loaded.path)
+        if task.file != here and os.path.lexists(self.vault.root / task.file):
+            return None
+        return task
+
+    def _track(self, task: Task, path: Path) -> None:
+        here = self.vault.relative(path)
+        if task.file != here:
+            self.ledger.put_task(task.id, file=here)
+
+    def _request_approval(
+        self,
+        loaded: Loaded,
+        task_id: str,
+        action: Action,
+        decision: Decision,
+        *,
+        notice: str | None = None,
+        expires: str | None = None,
+    ) -> Outcome:
+        payload_hash = action.payload_hash()
+        expires_at = (
+            _parse_time(expires)
+            if expires
+            else self.clock() + timedelta(hours=self.policy.approval_expiry_hours)
+        )
+        self.ledger.put_task(
+            task_id,
+            type=action.type,
+            file=self.vault.relative(loaded.path),
+            state=ledger.PENDING,
+            payload_hash=payload_hash,
+            approval="required",
+            rule=decision.rule,
+            reason=decision.reason,
+            expires_at=_iso(expires_at),
+            error=None,
+            **_money(decision),
+        )
+        block = render_request(
+            task_id=task_id,
+            action=action,
+            decision=decision,
+            payload_hash=payload_hash,
+            expires_at=expires_at,
+            notice=notice,
+        )
+        stamps = {
+            "id": task_id,
+            "status": "pending_approval",
+            "approval": {
+                "rule": decision.rule,
+                "reason": decision.reason,
+                "expires_at": _iso(expires_at),
+                "payload_hash": payload_hash,
+            },
+            "note": notice,
+        }
+        path = self._write_and_move(loaded, stamps, PENDING, block=block)
+        self.ledger.put_task(task_id, file=self.vault.relative(path))
+        self._log(
+            "approval_requested",
+            action,
+            task_id,
+            path,
+            approval_status="pending",
+            result={"status": "pending_approval", "rule": decision.rule},
+            error=notice,
+        )
+        return Outcome("pending_approval", path)
+
+    def _adopt(self, loaded: Loaded, task: Task | None, why: str) -> Outcome:
+        """Turn a file vaultd did not ask about into a fresh approval request (new id)."""
+        try:
+            action = self._validate(loaded)
+        except ValidationFailed as error:
+            return self._reject(
+                loaded, self.ledger.new_task_id(), str(error), loaded.note.meta.get("type")
+            )
+        decision = decide(action, self.policy, self._facts(action))
+        if not decision.needs_approval:
+            decision = Decision(
+                True, "unrequested", f"this note {why}", decision.amount, decision.currency
+            )
+        earlier = f" (it carried id {task.id}, now {task.state})" if task else ""
+        notice = f"This note {why}{earlier}. It needs your approval as a new request."
+        self._log(
+            "approval_refused",
+            action,
+            loaded.note.meta.get("id"),
+            loaded.path,
+            error=f"this note {why}",
+        )
+        return self._request_approval(
+            loaded, self.ledger.new_task_id(), action, decision, notice=notice
+        )
+
+    def _reject(
+        self,
+        loaded: Loaded,
+        task_id: str,
+        reason: str,
+        action_type: Any,
+        *,
+        event: str = "rejected_invalid",
+    ) -> Outcome:
+        action_type = action_type if isinstance(action_type, str) else None
+        self.ledger.put_task(
+            task_id,
+            type=action_type,
+            file=self.vault.relative(loaded.path),
+            state=ledger.REJECTED,
+            error=reason,
+        )
+        stamps = {**loaded.note.stamps, "id": task_id, "status": "rejected", "error": reason}
+        path = self._write_and_move(loaded, stamps, REJECTED)
+        self.ledger.put_task(task_id, file=self.vault.relative(path))
+        self._log(event, action_type, task_id, path, error=f"{loaded.path.name}: {reason}")
+        return Outcome("rejected", path)
+
+    def _reject_unreadable(self, path: Path, reason: str) -> Outcome:
+        """Move a file vaultd cannot parse to Rejected/ unchanged, with a note beside it."""
+        task_id = self.ledger.new_task_id()
+        moved = self.vault.move(path, REJECTED)
+        text = notes.render(
+            notes.Note(None, {}, f"vaultd rejected [[{moved.name}]]: it {reason}.\n"),
+            {
+                "id": task_id,
+                "status": "rejected",
+                "error": f"{moved.name} {reason}",
+                "note": f"about {moved.name}, which was left exactly as it arrived",
+            },
+        )
+        self.vault.create(REJECTED, f"{moved.name}.rejected.md", text)
+        self.ledger.put_task(
+            task_id, file=self.vault.relative(moved), state=ledger.REJECTED, error=reason
+        )
+        self._log("rejected_unreadable", None, task_id, moved, error=f"{path.name} {reason}")
+        return Outcome("rejected", moved)
+
+    def _write_and_move(
+        self, loaded: Loaded, stamps: dict[str, Any], folder: str, *, block: str | None = None
+    ) -> Path:
+        """Write vaultd's keys into the note, then move it. Return where it is now.
+
+        If a person changed the file since it was read, the move still happens but the
+        rewrite does not: their edit wins, and the next look at the file sees it.
+        """
+        text = notes.render(loaded.note, stamps, block)
+        self.vault.write(loaded.path, text, loaded.signature)
+        failpoints.hit("mid-move")
+        return self.vault.move(loaded.path, folder)
+
+    def _log(
+        self,
+        event: str,
+        action: Action | str | None,
+        task_id: str | None,
+        path: Path | None,
+        **fields: Any,
+    ) -> None:
+        parameters = None
+        if isinstance(action, Action):
+            parameters = {**action.payload(), "content_hash": action.payload_hash()}
+            action = action.type
+        self.audit.write(
+            event,
+            action=action,
+            task_id=task_id,
+            file=self.vault.relative(path) if path else None,
+            parameters=parameters,
+            **fields,
+        )
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def reconcile(self) -> list[str]:
+        """Settle every INTENT left by a crash before anything else runs.
+
+        Return the markers looked up. A found marker is recorded as done; an absent one as
+        safe to run; anything else as unknown, so the file goes to Failed/ for a person.
+        """
+        markers = []
+        for step in self.ledger.open_intents():
+            connector = self.connectors.get(step.target)
+            answer = (
+                connector.lookup(step.marker)
+                if connector
+                else Undetermined(f"no connector named {step.target}")
+            )
+            if isinstance(answer, Found):
+                self.ledger.finish_step(step.id, ledger.SUCCEEDED, result=answer.result)
+            elif isinstance(answer, Absent):
+                self.ledger.finish_step(step.id, ledger.ABSENT)
+            else:
+                self.ledger.finish_step(step.id, ledger.UNKNOWN, error=answer.reason)
+            self.ledger.set_run(step.run_id, ledger.UNKNOWN, "interrupted; reconciled at start-up")
+            self._log(
+                "reconciled",
+                None,
+                step.task_id,
+                None,
+                result={
+                    "target": step.target,
+                    "marker": step.marker,
+                    "lookup": type(answer).__name__.lower(),
+                },
+            )
+            markers.append(step.marker)
+        return markers
+
+
+def _results(steps: list[ledger.Step]) -> dict[str, Any]:
+    return {s.target: s.result for s in steps if s.state == ledger.SUCCEEDED}
+
+
+def _money(decision: Decision) -> dict[str, Any]:
+    if decision.amount is None:
+        return {}
+    return {"amount": str(decision.amount), "currency": decision.currency}
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

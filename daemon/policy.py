@@ -1,0 +1,146 @@
+"""The approval decision matrix (design §3) as configuration and one pure function.
+
+`decide(action, policy, facts)` never does I/O: everything it needs to know about the
+outside world (is this partner known to Odoo?) is gathered beforehand into `Facts`, so the
+whole matrix is tested without a vault, a ledger or a network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from daemon.models import Action, OdooInvoice, OdooPayment, SocialPost
+
+
+class Policy(BaseModel):
+    """The `[policy]` table of the config file. Every default is the design's matrix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Odoo transactions at or over this amount (in their currency) need approval.
+    amount_thresholds: dict[str, Decimal] = Field(default_factory=lambda: {"USD": Decimal(100)})
+    # Currency of payments, whose task files do not name one.
+    default_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    # Social kinds that always need a human; "post" is auto-approved unless listed here.
+    approval_required_kinds: list[str] = Field(default_factory=lambda: ["reply", "dm"])
+    # Small invoices auto-approve only to a partner known to Odoo and marked recurring.
+    auto_approve_small_recurring: bool = True
+    # Small payments auto-approve only against an invoice that Odoo knows.
+    auto_approve_small_payments: bool = True
+    # A request nobody decided on is rejected after this many hours.
+    approval_expiry_hours: float = Field(default=48, gt=0)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What vaultd learned about the outside world before deciding.
+
+    None means "could not be checked" (dry-run, or the service is down); the policy then
+    asks a human rather than assume.
+    """
+
+    partner_known: bool | None = None
+    invoice_known: bool | None = None
+    # Id of an executed task with the very same payload, if there is one.
+    executed_before: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    needs_approval: bool
+    rule: str
+    reason: str
+    amount: Decimal | None = None
+    currency: str | None = None
+
+    @property
+    def approval(self) -> str:
+        return "required" if self.needs_approval else "auto_approved"
+
+
+def decide(action: Action, policy: Policy, facts: Facts) -> Decision:
+    """Given an action, the policy and the facts, return the decision and the rule that fired."""
+    if facts.executed_before:
+        return Decision(
+            True,
+            "repeat",
+            f"the very same action already ran as task {facts.executed_before}; "
+            "approve only if it should happen again",
+            action.total(),
+            getattr(action, "currency", policy.default_currency) if action.total() else None,
+        )
+    if isinstance(action, SocialPost):
+        return _decide_social(action, policy)
+    if isinstance(action, OdooInvoice | OdooPayment):
+        return _decide_odoo(action, policy, facts)
+    return Decision(True, "unknown_action", f"no rule covers {type(action).__name__}")
+
+
+def _decide_social(post: SocialPost, policy: Policy) -> Decision:
+    where = ", ".join(post.platforms)
+    if post.kind in policy.approval_required_kinds:
+        return Decision(
+            True,
+            "social_interaction",
+            f"a {post.kind} on {where} speaks to a person directly, so a human approves it",
+        )
+    return Decision(
+        False, "scheduled_post", f"a scheduled {post.kind} on {where} is approved by policy"
+    )
+
+
+def _decide_odoo(action: OdooInvoice | OdooPayment, policy: Policy, facts: Facts) -> Decision:
+    currency = action.currency if isinstance(action, OdooInvoice) else policy.default_currency
+    amount = action.total()
+
+    def ask(rule: str, reason: str) -> Decision:
+        return Decision(True, rule, reason, amount, currency)
+
+    threshold = policy.amount_thresholds.get(currency)
+    if threshold is None:
+        return ask("no_threshold", f"no approval threshold is configured for {currency}")
+    if amount >= threshold:
+        return ask(
+            "amount_threshold",
+            f"{_money(amount, currency)} is at or over the {_money(threshold, currency)} threshold",
+        )
+    if isinstance(action, OdooPayment):
+        if facts.invoice_known is None:
+            return ask(
+                "unverified_invoice", f"invoice {action.invoice} could not be checked in Odoo"
+            )
+        if not facts.invoice_known:
+            return ask("unknown_invoice", f"invoice {action.invoice} was not found in Odoo")
+        if not policy.auto_approve_small_payments:
+            return ask("payments_need_approval", "the policy asks a human for every payment")
+        return Decision(
+            False,
+            "small_payment",
+            f"{_money(amount, currency)} against a known invoice is under the threshold",
+            amount,
+            currency,
+        )
+    partner = action.partner or f"partner #{action.partner_id}"
+    if facts.partner_known is None:
+        return ask("unverified_partner", f"{partner} could not be checked in Odoo")
+    if not facts.partner_known:
+        return ask("new_payee", f"{partner} is not a partner in Odoo yet")
+    if not action.recurring:
+        return ask("not_recurring", f"the invoice to {partner} is not marked recurring")
+    if not policy.auto_approve_small_recurring:
+        return ask("invoices_need_approval", "the policy asks a human for every invoice")
+    return Decision(
+        False,
+        "small_recurring",
+        f"{_money(amount, currency)} to {partner}, a known recurring partner, "
+        "is under the threshold",
+        amount,
+        currency,
+    )
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return f"{amount:,.2f} {currency}"

@@ -1,0 +1,166 @@
+"""Turning file events into files that are ready to read.
+
+Events are only hints (design §3). Every hinted path waits in `StableQueue` until its size,
+mtime and inode have held still for the stability window; then it is handed out, once. A
+start-up scan, a periodic rescan and a rescan after an inotify overflow catch whatever the
+events missed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from daemon.vault import ACTIVE_FOLDERS, Signature, Vault, is_ignored
+
+log = logging.getLogger(__name__)
+
+
+class StableQueue:
+    """Paths waiting to become stable, then ready to process, each at most once in line."""
+
+    def __init__(self, window_seconds: float) -> None:
+        self.window = window_seconds
+        self._lock = threading.Condition()
+        # path -> (signature when last seen, monotonic time it was last seen changing)
+        self._settling: OrderedDict[Path, tuple[Signature | None, float]] = OrderedDict()
+        self._deferred: list[tuple[float, str]] = []
+
+    def hint(self, path: Path, *, settled_since: float | None = None) -> None:
+        """Note that a path may have changed. `settled_since` (monotonic) skips the wait."""
+        signature = Signature.of(path)
+        with self._lock:
+            previous = self._settling.get(path)
+            if previous and previous[0] == signature:
+                return  # already waiting, nothing new: keep its place in line
+            self._settling.pop(path, None)
+            if settled_since is None:
+                self._settling[path] = (signature, time.monotonic())
+            else:
+                self._settling[path] = (signature, settled_since)
+                self._settling.move_to_end(path, last=False)
+            self._lock.notify()
+
+    def defer(self, path: Path, until: datetime) -> None:
+        """Hand the path out again at a wall-clock time (a scheduled post, say)."""
+        delay = max(0.0, (until - datetime.now(UTC)).total_seconds())
+        with self._lock:
+            heapq.heappush(self._deferred, (time.monotonic() + delay, str(path)))
+            self._lock.notify()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._settling)
+
+    def next_ready(self, timeout: float) -> Path | None:
+        """Return a path that has been stable for the window, waiting up to `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._deferred and self._deferred[0][0] <= now:
+                    _, name = heapq.heappop(self._deferred)
+                    self._settling[Path(name)] = (Signature.of(Path(name)), now - self.window)
+                ready = self._pop_stable(now)
+                if ready is not None:
+                    return ready
+                wait = deadline - now
+                if wait <= 0:
+                    return None
+                self._lock.wait(min(wait, self._next_check(now)))
+
+    def _pop_stable(self, now: float) -> Path | None:
+        for path, (signature, changed_at) in list(self._settling.items()):
+            if now - changed_at < self.window:
+                # Entries are in order of last change: the rest are younger still.
+                return None
+            current = Signature.of(path)
+            del self._settling[path]
+            if current == signature:
+                return path
+            if current is not None:
+                self._settling[path] = (current, now)
+        return None
+
+    def _next_check(self, now: float) -> float:
+        waits = [0.5]
+        if self._settling:
+            _, changed_at = next(iter(self._settling.values()))
+            waits.append(max(0.01, changed_at + self.window - now))
+        if self._deferred:
+            waits.append(max(0.01, self._deferred[0][0] - now))
+        return min(waits)
+
+
+class _Hints(FileSystemEventHandler):
+    def __init__(self, vault: Vault, queue: StableQueue) -> None:
+        self.vault = vault
+        self.queue = queue
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type in ("opened", "closed_no_write", "deleted"):
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            if not raw:
+                continue
+            path = Path(str(raw))
+            if not is_ignored(path.name) and self.vault.folder_of(path) in ACTIVE_FOLDERS:
+                self.queue.hint(path)
+
+
+class _OverflowAlarm(logging.Handler):
+    """watchdog reports a kernel queue overflow only as a log record: listen for it."""
+
+    def __init__(self, flag: threading.Event) -> None:
+        super().__init__(logging.WARNING)
+        self.flag = flag
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.flag.set()
+
+
+class Watcher:
+    """Watches the active folders and feeds a StableQueue; scans on demand."""
+
+    def __init__(self, vault: Vault, queue: StableQueue, *, polling: bool = False) -> None:
+        self.vault = vault
+        self.queue = queue
+        self.overflowed = threading.Event()
+        self._observer: BaseObserver = PollingObserver(timeout=1) if polling else Observer()
+        self._alarm = _OverflowAlarm(self.overflowed)
+
+    def start(self) -> None:
+        handler = _Hints(self.vault, self.queue)
+        for folder in ACTIVE_FOLDERS:
+            self._observer.schedule(handler, str(self.vault.folder(folder)), recursive=False)
+        logging.getLogger("watchdog.observers").addHandler(self._alarm)
+        self._observer.start()
+
+    def stop(self) -> None:
+        logging.getLogger("watchdog.observers").removeHandler(self._alarm)
+        self._observer.stop()
+        self._observer.join(timeout=5)
+
+    def scan(self) -> int:
+        """Hint every file in the active folders; files older than the window skip the wait."""
+        count = 0
+        settled = time.monotonic() - self.queue.window
+        cutoff = time.time() - self.queue.window
+        for folder in ACTIVE_FOLDERS:
+            for path in self.vault.files(folder):
+                signature = Signature.of(path)
+                old = signature is not None and signature.mtime_ns / 1e9 < cutoff
+                self.queue.hint(path, settled_since=settled if old else None)
+                count += 1
+        return count
