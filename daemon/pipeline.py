@@ -30,19 +30,18 @@ from daemon.approval import render_request
 from daemon.audit import AuditLog
 from daemon.connectors import targets
 from daemon.connectors.base import Absent, Connector, Found, Undetermined
-from daemon.errors import ConnectorError, NoteError, OutcomeUnknown, ValidationFailed
+from daemon.errors import ConnectorError, OutcomeUnknown, ValidationFailed
 from daemon.ledger import Ledger, Task
-from daemon.models import Action, SocialPost, parse_action
+from daemon.models import Action, SocialPost
 from daemon.policy import Decision, Facts, Policy, decide
+from daemon.taskfile import Loaded, Unreadable, read_task_file, validate_note
 from daemon.vault import (
     APPROVED,
     DONE,
     FAILED,
-    MAX_NOTE_BYTES,
     NEEDS_ACTION,
     PENDING,
     REJECTED,
-    Signature,
     Vault,
     is_ignored,
     is_sync_conflict,
@@ -62,19 +61,6 @@ class Outcome:
     status: str
     path: Path | None
     retry_at: datetime | None = None
-
-
-@dataclass
-class Loaded:
-    """A task file read from disk: its text parsed, and the signature it had when read."""
-
-    path: Path
-    note: notes.Note
-    signature: Signature | None
-
-
-class Unreadable(Exception):
-    """The file cannot be parsed as a note; it is moved without being changed."""
 
 
 class Pipeline:
@@ -121,13 +107,13 @@ class Pipeline:
 
     def _intake(self, path: Path) -> Outcome:
         try:
-            loaded = self._read(path)
+            loaded = read_task_file(path)
         except Unreadable as error:
             return self._reject_unreadable(path, str(error))
         task = self._owned_task(loaded)
         task_id = task.id if task and task.state == ledger.PENDING else self.ledger.new_task_id()
         try:
-            action = self._validate(loaded)
+            action = validate_note(loaded.note)
         except ValidationFailed as error:
             return self._reject(loaded, task_id, str(error), loaded.note.meta.get("type"))
         decision = decide(action, self.policy, self._facts(action))
@@ -171,7 +157,7 @@ class Pipeline:
 
     def _review(self, path: Path) -> Outcome:
         try:
-            loaded = self._read(path)
+            loaded = read_task_file(path)
         except Unreadable as error:
             # A person may be half-way through an edit: leave the file, never lose it.
             self._log("request_unreadable", None, None, path, error=str(error))
@@ -182,7 +168,7 @@ class Pipeline:
         if self._expired(task):
             return self._expire(loaded, task)
         try:
-            action = self._validate(loaded)
+            action = validate_note(loaded.note)
         except ValidationFailed as error:
             return self._mark_invalid_request(loaded, task, str(error))
         if action.payload_hash() == task.payload_hash:
@@ -226,12 +212,12 @@ class Pipeline:
 
     def _execute_approved(self, path: Path) -> Outcome:
         try:
-            loaded = self._read(path)
+            loaded = read_task_file(path)
         except Unreadable as error:
             return self._reject_unreadable(path, str(error))
         task = self._owned_task(loaded)
         try:
-            action = self._validate(loaded)
+            action = validate_note(loaded.note)
         except ValidationFailed as error:
             task_id = task.id if task else self.ledger.new_task_id()
             return self._reject(loaded, task_id, str(error), loaded.note.meta.get("type"))
@@ -438,7 +424,7 @@ class Pipeline:
 
     def _record_rejection(self, path: Path) -> Outcome:
         try:
-            loaded = self._read(path)
+            loaded = read_task_file(path)
         except Unreadable:
             return Outcome("unchanged", path)
         task = self._owned_task(loaded)
@@ -467,53 +453,6 @@ class Pipeline:
         return Outcome("rejected", path)
 
     # -- shared steps --------------------------------------------------------------------
-
-    def _read(self, path: Path) -> Loaded:
-        """Read and parse a task file. Raise Unreadable, saying why, if it cannot be."""
-        if path.is_symlink():
-            raise Unreadable("is a symbolic link; vaultd never follows links")
-        if path.suffix.lower() != ".md":
-            raise Unreadable("is not a Markdown (.md) file")
-        signature = Signature.of(path)
-        if signature and signature.size > MAX_NOTE_BYTES:
-            raise Unreadable(
-                f"is {signature.size:,} bytes; task files may be at most {MAX_NOTE_BYTES:,} "
-                "bytes (it was not read)"
-            )
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as handle:
-                data = handle.read(MAX_NOTE_BYTES + 1)
-        except OSError as error:
-            raise Unreadable(f"cannot be read: {error.strerror}") from None
-        if len(data) > MAX_NOTE_BYTES:
-            raise Unreadable(f"grew past {MAX_NOTE_BYTES:,} bytes while being read")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise Unreadable(f"is not UTF-8 text (byte {error.start})") from None
-        try:
-            note = notes.parse(text)
-        except NoteError as error:
-            field = f" (field {error.field})" if error.field else ""
-            raise Unreadable(f"frontmatter cannot be read{field}: {error}") from None
-        return Loaded(path, note, signature)
-
-    def _validate(self, loaded: Loaded) -> Action:
-        note = loaded.note
-        if note.frontmatter is None:
-            if not note.body.strip():
-                raise ValidationFailed([("(file)", "the file is empty")])
-            raise ValidationFailed(
-                [
-                    (
-                        "(frontmatter)",
-                        "no frontmatter; a task file starts with a --- line, "
-                        "then `type: social_post` (or odoo_invoice, odoo_payment) and its fields",
-                    ),
-                ]
-            )
-        return parse_action(note.user_meta)
 
     def _facts(self, action: Action) -> Facts:
         connector = self.connectors.get(targets(action)[0])
@@ -608,7 +547,7 @@ class Pipeline:
     def _adopt(self, loaded: Loaded, task: Task | None, why: str) -> Outcome:
         """Turn a file vaultd did not ask about into a fresh approval request (new id)."""
         try:
-            action = self._validate(loaded)
+            action = validate_note(loaded.note)
         except ValidationFailed as error:
             return self._reject(
                 loaded, self.ledger.new_task_id(), str(error), loaded.note.meta.get("type")
