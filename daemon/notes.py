@@ -159,12 +159,20 @@ def render(note: Note, stamps: dict[str, Any], block: str | None = None) -> str:
     user_lines = _strip_reserved(note.frontmatter or "")
     stamp_text = _handler.export(stamps).replace("\n", nl) + nl if stamps else ""
     frontmatter = user_lines + stamp_text
-    if note.frontmatter is not None and _load(frontmatter) != {**note.user_meta, **stamps}:
+    wanted = {**note.user_meta, **stamps}
+    if note.frontmatter is not None and not _loads_as(frontmatter, wanted):
         # The line-based edit misread an unusual layout: fall back to a clean dump.
-        frontmatter = _handler.export({**note.user_meta, **stamps}).replace("\n", nl) + nl
+        frontmatter = _handler.export(wanted).replace("\n", nl) + nl
     body_block = note.block if block is None else (BLOCK_BEGIN + block + BLOCK_END if block else "")
     head = f"---{nl}{frontmatter}---{nl}" if frontmatter.strip() else ""
     return head + body_block + note.body
+
+
+def _loads_as(frontmatter: str, wanted: dict[str, Any]) -> bool:
+    try:
+        return _load(frontmatter) == wanted
+    except NoteError:
+        return False
 
 
 def _strip_reserved(frontmatter: str) -> str:

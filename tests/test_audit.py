@@ -1,0 +1,80 @@
+"""The audit log: daily JSON-lines files, the seed's fields, secrets redacted."""
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from daemon.audit import REDACTED, AuditLog, Redactor, parse_since, read_entries
+
+
+def test_each_entry_is_one_json_line_in_todays_utc_file(tmp_path: Path):
+    log = AuditLog(tmp_path / "Logs", Redactor([]))
+    entry = log.write(
+        "executed",
+        action="social_post",
+        task_id="t1",
+        file="Done/a.md",
+        parameters={"text": "hi", "content_hash": "sha256:x"},
+        result={"status": "done"},
+        approval_status="auto_approved",
+        duration_ms=5,
+    )
+    (path,) = (tmp_path / "Logs").iterdir()
+    assert path.name == entry["timestamp"][:10] + ".json"
+    assert entry["timestamp"].endswith("Z")
+    (line,) = path.read_text().splitlines()
+    assert json.loads(line) == entry
+    assert set(entry) >= {
+        "timestamp",
+        "action",
+        "actor",
+        "task_id",
+        "file",
+        "parameters",
+        "result",
+        "approval_status",
+        "duration_ms",
+        "error",
+    }
+
+
+def test_secret_keys_and_known_secret_values_are_redacted(tmp_path: Path):
+    log = AuditLog(tmp_path / "Logs", Redactor(["hunter2-very-secret"]))
+    entry = log.write(
+        "failed",
+        action="odoo_invoice",
+        task_id="t1",
+        file=None,
+        parameters={"password": "p", "api_key": "k", "nested": {"access_token": "t"}},
+        error="login failed for hunter2-very-secret at odoo",
+    )
+    text = (tmp_path / "Logs" / f"{entry['timestamp'][:10]}.json").read_text()
+    for secret in ("hunter2-very-secret", '"p"', '"k"', '"t"'):
+        assert secret not in text
+    assert entry["parameters"]["nested"]["access_token"] == REDACTED
+    assert entry["error"] == f"login failed for {REDACTED} at odoo"
+
+
+def test_redactor_takes_secret_values_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ODOO_PASSWORD", "s3cr3t-from-env")
+    monkeypatch.setenv("HOME_DIR_NAME", "not-a-secret")
+    redact = Redactor()
+    assert redact("x s3cr3t-from-env y") == f"x {REDACTED} y"
+    assert redact("not-a-secret") == "not-a-secret"
+
+
+def test_read_entries_skips_torn_lines_and_filters_by_day(tmp_path: Path):
+    logs = tmp_path / "Logs"
+    logs.mkdir()
+    (logs / "2026-11-20.json").write_text('{"event": "a"}\n{"event": "b"\n')
+    (logs / "2026-11-21.json").write_text('{"event": "c"}\n')
+    (logs / "notes.json").write_text('{"event": "not a log"}\n')
+    assert [e["event"] for e in read_entries(logs)] == ["a", "c"]
+    assert [e["event"] for e in read_entries(logs, since=date(2026, 11, 21))] == ["c"]
+
+
+def test_parse_since_understands_dates_today_and_days():
+    assert parse_since("2026-11-20") == date(2026, 11, 20)
+    assert (parse_since("today") - parse_since("7d")).days == 7

@@ -1,0 +1,90 @@
+"""The note format: byte-exact bodies, the user's frontmatter kept, strict YAML."""
+
+import pytest
+
+from daemon import notes
+from daemon.errors import NoteError
+
+USER = "# written by the agent\ntype: social_post\nplatforms:\n- facebook\ntext: 'hi: there'\n"
+BODY = "First line.\n\n  indented, trailing spaces   \n\n\n"
+
+
+def test_render_keeps_user_frontmatter_lines_and_body_byte_for_byte():
+    note = notes.parse(f"---\n{USER}---\n{BODY}")
+    text = notes.render(note, {"id": "20261122-abcdef", "status": "pending_approval"})
+    assert text == f"---\n{USER}id: 20261122-abcdef\nstatus: pending_approval\n---\n{BODY}"
+
+
+def test_render_replaces_earlier_stamps_instead_of_adding_new_ones():
+    note = notes.parse(f"---\n{USER}id: old\nresult:\n  facebook:\n    id: 1\n---\n{BODY}")
+    again = notes.parse(notes.render(note, {"id": "new", "status": "done"}))
+    assert again.meta == {**note.user_meta, "id": "new", "status": "done"}
+    assert again.body == BODY
+
+
+def test_rendered_block_sits_above_the_body_and_is_split_off_again():
+    note = notes.parse(f"---\n{USER}---\n{BODY}")
+    text = notes.render(note, {"id": "x"}, block="## Request\n")
+    parsed = notes.parse(text)
+    assert parsed.body == BODY
+    assert parsed.block == notes.BLOCK_BEGIN + "## Request\n" + notes.BLOCK_END
+    assert notes.parse(notes.render(parsed, {"id": "x"}, block="")).block == ""
+
+
+def test_a_note_without_frontmatter_gets_one_and_keeps_its_body():
+    text = notes.render(notes.parse(BODY), {"status": "rejected", "error": "no frontmatter"})
+    assert text == f"---\nstatus: rejected\nerror: no frontmatter\n---\n{BODY}"
+
+
+def test_crlf_notes_keep_their_line_endings():
+    source = "---\r\ntype: social_post\r\n---\r\nBody\r\n"
+    text = notes.render(notes.parse(source), {"id": "x"})
+    assert text == "---\r\ntype: social_post\r\nid: x\r\n---\r\nBody\r\n"
+
+
+def test_user_meta_leaves_out_reserved_keys():
+    note = notes.parse("---\ntype: social_post\nid: x\nstatus: done\nerror: e\n---\n")
+    assert note.user_meta == {"type": "social_post"}
+    assert note.stamps == {"id": "x", "status": "done", "error": "e"}
+
+
+def test_unusual_layouts_fall_back_to_a_clean_dump_with_the_same_data():
+    # A flow mapping spanning lines confuses the line-based edit; the data must survive.
+    note = notes.parse("---\n{type: social_post,\n id: old}\n---\nBody\n")
+    again = notes.parse(notes.render(note, {"id": "new"}))
+    assert again.meta == {"type": "social_post", "id": "new"}
+    assert again.body == "Body\n"
+
+
+@pytest.mark.parametrize(
+    ("frontmatter", "message"),
+    [
+        ("a: &x 1\nb: *x\n", "anchor &x"),
+        ("a: [*x]\n", "alias"),
+        ("a: !!python/object:os.system {}\n", "tag not allowed"),
+        ("a: !!python/name:os.system\n", "tag not allowed"),
+        ("a: 1\na: 2\n", "appears twice"),
+        ("a: " + "[" * 60 + "]" * 60 + "\n", "nested deeper"),
+        ("a: [unclosed\n", "invalid YAML at line"),
+        ("- a\n- b\n", "key: value pairs"),
+        ("just text\n", "key: value pairs"),
+        ("1: x\n", "is not text"),
+    ],
+)
+def test_hostile_or_broken_frontmatter_raises_note_error(frontmatter, message):
+    with pytest.raises(NoteError, match=message):
+        notes.parse(f"---\n{frontmatter}---\nbody\n")
+
+
+def test_unclosed_frontmatter_is_an_error():
+    with pytest.raises(NoteError, match="no closing"):
+        notes.parse("---\ntype: social_post\n")
+
+
+def test_nul_bytes_are_refused():
+    with pytest.raises(NoteError, match="NUL"):
+        notes.parse("---\ntype: x\n---\n\x00")
+
+
+def test_empty_frontmatter_is_an_empty_mapping():
+    assert notes.parse("---\n---\nbody\n").meta == {}
