@@ -8,6 +8,8 @@ user's keys, their comments and order, and the body — is kept byte for byte.
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,6 +116,12 @@ def parse(text: str) -> Note:
 
 
 def _load(raw: str) -> dict[str, Any]:
+    # The pipeline re-reads what it has just written; parsing YAML is its costliest step.
+    return copy.deepcopy(_load_cached(raw))
+
+
+@functools.lru_cache(maxsize=512)
+def _load_cached(raw: str) -> dict[str, Any]:
     try:
         data = _handler.load(raw)
     except NoteError:
@@ -159,10 +167,9 @@ def render(note: Note, stamps: dict[str, Any], block: str | None = None) -> str:
     user_lines = _strip_reserved(note.frontmatter or "")
     stamp_text = _handler.export(stamps).replace("\n", nl) + nl if stamps else ""
     frontmatter = user_lines + stamp_text
-    wanted = {**note.user_meta, **stamps}
-    if note.frontmatter is not None and not _loads_as(frontmatter, wanted):
+    if note.frontmatter is not None and not _loads_as(user_lines, note.user_meta):
         # The line-based edit misread an unusual layout: fall back to a clean dump.
-        frontmatter = _handler.export(wanted).replace("\n", nl) + nl
+        frontmatter = _handler.export({**note.user_meta, **stamps}).replace("\n", nl) + nl
     body_block = note.block if block is None else (BLOCK_BEGIN + block + BLOCK_END if block else "")
     head = f"---{nl}{frontmatter}---{nl}" if frontmatter.strip() else ""
     return head + body_block + note.body

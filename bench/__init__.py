@@ -1,0 +1,1 @@
+"""vaultd benchmarks: `make bench` (or `python -m bench`) prints the figures."""
