@@ -119,6 +119,10 @@ class Runner:
                 error="unexpected error while processing; see the daemon's output",
             )
             return
+        if outcome.status not in ("unchanged", "ignored"):
+            vault = self.pipeline.vault
+            where = vault.relative(outcome.path) if outcome.path else "-"
+            log.info("%s: %s → %s", vault.relative(path), outcome.status, where)
         self._after(outcome)
 
     def _after(self, outcome: Outcome) -> None:
