@@ -12,6 +12,9 @@ from daemon.ledger import Ledger
 from daemon.pipeline import Pipeline
 from daemon.vault import LOGS, Vault
 
+# The ledger's file name inside the state directory.
+LEDGER_FILE = "ledger.sqlite3"
+
 
 @dataclass
 class App:
@@ -39,7 +42,7 @@ def open_app(
     config = load_config(config_path or default_config_path())
     state = state_dir_for(vault.root, state_dir)
     state.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(state / "ledger.sqlite3")
+    ledger = Ledger(state / LEDGER_FILE)
     audit = AuditLog(vault.folder(LOGS))
     pipeline = Pipeline(
         vault, ledger, audit, config.policy, dry_run_connectors(state), dry_run=dry_run

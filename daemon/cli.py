@@ -3,40 +3,74 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import date
 from pathlib import Path
+from typing import Any
 
-from daemon import __version__
-from daemon.app import open_app
+from daemon import __version__, notes
+from daemon.app import LEDGER_FILE, open_app
 from daemon.approval import resource_dir
-from daemon.errors import VaultdError
+from daemon.audit import parse_since, read_entries
+from daemon.config import default_config_path, load_config, state_dir_for
+from daemon.dashboard import Dashboard
+from daemon.errors import ConfigError, NotFound, ValidationFailed, VaultdError
 from daemon.runner import Runner
-from daemon.vault import ALL_FOLDERS, Vault
+from daemon.status import Snapshot, build_snapshot, open_ledger_readonly, show_time
+from daemon.taskfile import Unreadable, read_task_file, validate_note
+from daemon.vault import (
+    ALL_FOLDERS,
+    APPROVED,
+    LOGS,
+    NEEDS_ACTION,
+    PENDING,
+    PIPELINE_FOLDERS,
+    REJECTED,
+    Vault,
+    is_ignored,
+    is_sync_conflict,
+)
 
 log = logging.getLogger("vaultd")
 
 
-def _add_vault(parser: argparse.ArgumentParser) -> None:
+def _add_vault(
+    parser: argparse.ArgumentParser, *, config: bool = False, state: bool = False
+) -> None:
     parser.add_argument(
         "--vault",
         type=Path,
         default=os.environ.get("VAULTD_VAULT"),
         help="the Obsidian vault (default: $VAULTD_VAULT)",
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="config file (default: $VAULTD_CONFIG or ~/.config/vaultd/config.toml if it exists)",
-    )
-    parser.add_argument(
-        "--state-dir",
-        help="where the ledger lives, outside the vault "
-        "(default: $VAULTD_STATE_DIR or ~/.local/state/vaultd/<vault>)",
-    )
+    if config:
+        parser.add_argument(
+            "--config",
+            type=Path,
+            help="config file (default: $VAULTD_CONFIG or ~/.config/vaultd/config.toml "
+            "if it exists)",
+        )
+    if state:
+        parser.add_argument(
+            "--state-dir",
+            help="where the ledger lives, outside the vault "
+            "(default: $VAULTD_STATE_DIR or ~/.local/state/vaultd/<vault>)",
+        )
+
+
+def _since(text: str) -> date:
+    try:
+        return parse_since(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: use YYYY-MM-DD, today, or a number of days such as 7d"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="An AI Employee that lives in an Obsidian vault: it validates task files, "
         "asks for approval where the policy says so, executes approved actions and records "
         "everything.",
+        epilog="Every command but init takes --vault PATH (or $VAULTD_VAULT). "
+        "Exit codes: 0 ok, 1 error, 2 usage.",
     )
     parser.add_argument("--version", action="version", version=f"vaultd {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
@@ -55,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_init)
 
     run = commands.add_parser("run", help="run the daemon (dry-run unless --live)")
-    _add_vault(run)
+    _add_vault(run, config=True, state=True)
     run.add_argument("--once", action="store_true", help="process what is there, then exit")
     run.add_argument(
         "--live",
@@ -67,6 +103,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--polling", action="store_true", help="poll instead of using file events (network drives)"
     )
     run.set_defaults(func=cmd_run)
+
+    status = commands.add_parser(
+        "status", help="counts, pending approvals and why, failures, recent actions"
+    )
+    _add_vault(status, state=True)
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    status.set_defaults(func=cmd_status)
+
+    approve = commands.add_parser(
+        "approve", help="approve a pending request (same as moving it to Approved/)"
+    )
+    _add_vault(approve)
+    approve.add_argument("id", help="the request's id (a unique prefix is enough)")
+    approve.set_defaults(func=cmd_approve)
+
+    reject = commands.add_parser(
+        "reject", help="reject a pending request, with a reason, into Rejected/"
+    )
+    _add_vault(reject)
+    reject.add_argument("id", help="the request's id (a unique prefix is enough)")
+    reject.add_argument("--reason", required=True, help="why; written into the note")
+    reject.set_defaults(func=cmd_reject)
+
+    check = commands.add_parser(
+        "check", help="validate the config and every file in the pipeline folders"
+    )
+    _add_vault(check, config=True)
+    check.set_defaults(func=cmd_check)
+
+    logs = commands.add_parser("logs", help="query the audit log (Logs/*.json)")
+    _add_vault(logs)
+    logs.add_argument(
+        "--since", type=_since, help="from this day on: YYYY-MM-DD, today, or 7d (7 days ago)"
+    )
+    logs.add_argument(
+        "--action", help="only this action type (social_post …) or event (approved …)"
+    )
+    logs.add_argument(
+        "--status", help="only this result status (done, failed …), event or approval status"
+    )
+    logs.add_argument("--json", action="store_true", help="print the entries as JSON lines")
+    logs.set_defaults(func=cmd_logs)
     return parser
 
 
@@ -88,6 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VaultdError as error:
         print(f"vaultd: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`vaultd logs | head`): not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -126,8 +209,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 1
     app = open_app(args.vault, config_path=args.config, state_dir=args.state_dir, dry_run=True)
+    dashboard = Dashboard(
+        app.vault,
+        app.ledger,
+        min_interval=app.config.daemon.dashboard_seconds,
+        clock=app.pipeline.clock,
+    )
     try:
-        runner = Runner(app.pipeline, app.config, polling=args.polling)
         log.info(
             "vaultd %s watching %s (dry-run; state in %s)",
             __version__,
@@ -135,12 +223,273 @@ def cmd_run(args: argparse.Namespace) -> int:
             app.state_dir,
         )
         if args.once:
-            count = runner.run_once()
+            # One dashboard write at the end, not one per file.
+            count = Runner(app.pipeline, app.config, polling=args.polling).run_once()
             log.info("processed %d file(s)", count)
             return 0
+        runner = Runner(app.pipeline, app.config, polling=args.polling, on_change=dashboard.changed)
         runner.install_signal_handlers()
         runner.run_forever()
         log.info("stopped")
         return 0
     finally:
+        dashboard.close()
         app.close()
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    vault = _open_vault(args)
+    ledger, why = open_ledger_readonly(state_dir_for(vault.root, args.state_dir) / LEDGER_FILE)
+    try:
+        snapshot = build_snapshot(vault, ledger, ledger_note=why)
+    finally:
+        if ledger is not None:
+            ledger.close()
+    if args.json:
+        print(json.dumps(snapshot.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(format_status(snapshot))
+    return 0
+
+
+def format_status(snapshot: Snapshot) -> str:
+    """Return the snapshot as text for a person at a terminal."""
+    lines = [f"vault {snapshot.vault}"]
+    if snapshot.ledger_note:
+        lines.append(f"  note: {snapshot.ledger_note}")
+    lines += ["", "Folders"]
+    width = max(len(name) for name in snapshot.counts)
+    lines += [f"  {name:<{width}}  {count:>4}" for name, count in snapshot.counts.items()]
+
+    lines += ["", f"Waiting for approval: {len(snapshot.pending)}"]
+    for item in snapshot.pending:
+        lines.append(f"  {item.id or '(no id yet)'}  {item.file}")
+        what = ", ".join(filter(None, [item.type, item.amount, f"waiting {item.age}"]))
+        if item.expires_at:
+            what += f"; expires {show_time(item.expires_at, seconds=False)} ({item.expires_in})"
+        lines.append(f"    {what}")
+        if item.rule:
+            lines.append(f"    rule {item.rule}: {item.reason}")
+        else:
+            lines.append("    not yet processed by vaultd (is the daemon running?)")
+        if item.error:
+            lines.append(f"    problem: {item.error}")
+    if snapshot.pending:
+        lines.append("  decide: vaultd approve ID  |  vaultd reject ID --reason TEXT")
+
+    lines += ["", f"Failed or outcome unknown: {len(snapshot.problems)}"]
+    for problem in snapshot.problems:
+        state = problem.state.replace("_", " ")
+        lines.append(f"  {problem.id or '(no id)'}  {problem.file}  [{state}]")
+        lines.append(f"    {' '.join((problem.error or 'no error recorded').split())}")
+
+    if snapshot.sync_conflicts:
+        lines += [
+            "",
+            f"Sync-conflict copies (ignored; merge by hand): {len(snapshot.sync_conflicts)}",
+        ]
+        lines += [f"  {name}" for name in snapshot.sync_conflicts]
+
+    lines += ["", f"Recent actions: {len(snapshot.recent)}"]
+    lines += ["  " + _log_line(asdict(item)) for item in snapshot.recent]
+    if not snapshot.recent:
+        lines.append("  none yet")
+    return "\n".join(lines)
+
+
+# -- approve and reject ------------------------------------------------------------------
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    vault = _open_vault(args)
+    task_id, path, meta = find_request(vault, args.id)
+    if meta.get("status") == "invalid":
+        raise VaultdError(
+            f"{task_id} ({vault.relative(path)}) is not valid, so it cannot be approved: "
+            f"{meta.get('error')}. Fix the note first."
+        )
+    moved = vault.move(path, APPROVED)
+    print(
+        f"approved {task_id}: {vault.relative(path)} → {vault.relative(moved)}. "
+        "A running vaultd executes it now; otherwise the next `vaultd run` does."
+    )
+    return 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    reason = " ".join(str(args.reason).split())
+    if not reason:
+        raise VaultdError("--reason must say why the request is rejected")
+    vault = _open_vault(args)
+    task_id, path, _ = find_request(vault, args.id)
+    try:
+        loaded = read_task_file(path)
+    except Unreadable as error:
+        raise VaultdError(f"{vault.relative(path)} {error}") from None
+    text = notes.render(loaded.note, {**loaded.note.stamps, "rejection_reason": reason})
+    if not vault.write(path, text, loaded.signature):
+        raise VaultdError(
+            f"{vault.relative(path)} changed while it was being rejected; run the command again"
+        )
+    moved = vault.move(path, REJECTED)
+    print(f"rejected {task_id}: {vault.relative(path)} → {vault.relative(moved)} ({reason})")
+    return 0
+
+
+def find_request(vault: Vault, wanted: str) -> tuple[str, Path, dict[str, Any]]:
+    """Return (id, path, frontmatter) of the pending request with this id or unique prefix.
+
+    Raise NotFound if none has it (saying where the task is, if it is elsewhere), and
+    VaultdError listing the matches if the prefix fits several.
+    """
+    wanted = wanted.strip()
+    if not wanted:
+        raise NotFound("give the id of a request (vaultd status lists them)")
+    matches = [
+        (task_id, path, meta)
+        for task_id, path, meta in _notes_with_ids(vault, PENDING)
+        if task_id.startswith(wanted)
+    ]
+    exact = [match for match in matches if match[0] == wanted]
+    if len(exact) == 1 or len(matches) == 1:
+        return (exact or matches)[0]
+    if matches:
+        listed = "\n".join(f"  {task_id}  {vault.relative(path)}" for task_id, path, _ in matches)
+        raise VaultdError(f"{wanted!r} matches {len(matches)} pending requests:\n{listed}")
+    for folder in PIPELINE_FOLDERS:
+        if folder == PENDING:
+            continue
+        for task_id, path, _ in _notes_with_ids(vault, folder):
+            if task_id == wanted or (len(wanted) >= 6 and task_id.startswith(wanted)):
+                raise NotFound(
+                    f"{task_id} is not waiting for approval: it is already at "
+                    f"{vault.relative(path)}"
+                )
+    raise NotFound(
+        f"no pending request with id {wanted!r} in {PENDING}/ (vaultd status lists them)"
+    )
+
+
+def _notes_with_ids(vault: Vault, folder: str) -> list[tuple[str, Path, dict[str, Any]]]:
+    found = []
+    for path in vault.files(folder):
+        if is_sync_conflict(path.name) or path.suffix.lower() != ".md":
+            continue
+        try:
+            meta = read_task_file(path).note.meta
+        except Unreadable:
+            continue
+        task_id = meta.get("id")
+        if isinstance(task_id, str):
+            found.append((task_id, path, meta))
+    return found
+
+
+# -- check -------------------------------------------------------------------------------
+
+CHECKED_FOLDERS = (NEEDS_ACTION, PENDING, APPROVED)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    config_path = args.config or default_config_path()
+    try:
+        load_config(config_path)
+    except ConfigError as error:
+        problems += str(error).splitlines()
+    config_problems = bool(problems)
+    vault = _open_vault(args)
+    checked = 0
+    bad_files = 0
+    for folder in CHECKED_FOLDERS:
+        for entry in sorted(os.scandir(vault.folder(folder)), key=lambda e: e.name):
+            relative = f"{folder}/{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                print(f"skipped {relative}/: a folder (vaultd only looks at files)")
+                continue
+            if is_ignored(entry.name):
+                print(f"skipped {relative}: ignored name (dot-file, temp or backup file)")
+                continue
+            if is_sync_conflict(entry.name):
+                print(f"skipped {relative}: sync-conflict copy, not a task; merge it by hand")
+                continue
+            checked += 1
+            found = check_file(Path(entry.path))
+            if found:
+                bad_files += 1
+                problems += [f"{relative}: {field}: {message}" for field, message in found]
+    for problem in problems:
+        print(problem)
+    config_text = f"config {config_path}" if config_path else "default config"
+    if problems:
+        where = [f"{bad_files} of {checked} file(s)"] if bad_files else []
+        if config_problems:
+            where.append(config_text)
+        print(f"{len(problems)} problem(s) in {' and '.join(where)}", file=sys.stderr)
+        return 1
+    print(f"all {checked} files valid ({config_text} ok)")
+    return 0
+
+
+def check_file(path: Path) -> list[tuple[str, str]]:
+    """Return every (field, message) problem of one task file; [] if it is valid."""
+    try:
+        loaded = read_task_file(path)
+    except Unreadable as error:
+        return [("(file)", str(error))]
+    try:
+        validate_note(loaded.note)
+    except ValidationFailed as error:
+        return list(error.problems)
+    return []
+
+
+# -- logs --------------------------------------------------------------------------------
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    vault = _open_vault(args)
+    shown = 0
+    for entry in read_entries(vault.folder(LOGS), args.since):
+        if not _log_matches(entry, action=args.action, status=args.status):
+            continue
+        shown += 1
+        if args.json:
+            print(json.dumps(entry, ensure_ascii=False))
+        else:
+            print(_log_line(entry))
+    if not shown:
+        print("no matching log entries", file=sys.stderr)
+    return 0
+
+
+def _log_matches(entry: dict[str, Any], *, action: str | None, status: str | None) -> bool:
+    if action and action not in (entry.get("action"), entry.get("event")):
+        return False
+    if status:
+        result = entry.get("result")
+        result_status = result.get("status") if isinstance(result, dict) else None
+        if status not in (result_status, entry.get("event"), entry.get("approval_status")):
+            return False
+    return True
+
+
+def _log_line(entry: dict[str, Any]) -> str:
+    """Return one audit entry on one line: time, event, action, task id, file, error."""
+    when = show_time(str(entry.get("timestamp") or ""))
+    line = (
+        f"{when:<23}  {entry.get('event') or '-':<20} {entry.get('action') or '-':<13} "
+        f"{entry.get('task_id') or '-':<16} {entry.get('file') or '-'}"
+    )
+    if entry.get("error"):
+        line += f"  error: {' '.join(str(entry['error']).split())}"
+    return line
+
+
+def _open_vault(args: argparse.Namespace) -> Vault:
+    vault = Vault(args.vault)
+    vault.check_exists()
+    return vault

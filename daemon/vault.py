@@ -135,14 +135,19 @@ class Vault:
         return False: a person's newer edit always wins over vaultd's rewrite.
         """
         tmp = path.with_name(f".{path.name}.vaultd-tmp")
-        with tmp.open("w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if expected is not None and Signature.of(path) != expected:
-            tmp.unlink()
-            return False
-        tmp.replace(path)
+        try:
+            with tmp.open("w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if expected is not None and Signature.of(path) != expected:
+                tmp.unlink()
+                return False
+            tmp.replace(path)
+        except BaseException:
+            # A failed write (disk full, a folder in the way) leaves no temp file behind.
+            tmp.unlink(missing_ok=True)
+            raise
         return True
 
     def create(self, folder: str, name: str, text: str) -> Path:

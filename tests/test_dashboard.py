@@ -1,0 +1,203 @@
+"""Dashboard.md: what it shows, where and how it is written, and how often."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import VAULTD, files_in, make_files, note, wait_for
+from test_cli import BrokenService
+
+from daemon.app import App
+from daemon.cli import main
+from daemon.dashboard import Dashboard, render_dashboard
+from daemon.errors import ConnectorError, OutcomeUnknown
+from daemon.status import build_snapshot, human_age
+from daemon.vault import PIPELINE_FOLDERS
+
+REPLY = {
+    "type": "social_post",
+    "platforms": ["facebook"],
+    "kind": "reply",
+    "in_reply_to": "1_2",
+    "text": "Thanks!",
+}
+
+
+def dashboard_of(root: Path) -> str:
+    return (root / "Dashboard.md").read_text(encoding="utf-8")
+
+
+def test_run_once_writes_counts_pending_links_with_age_and_rule_and_recent_actions(
+    tmp_path: Path,
+):
+    vault = tmp_path / "vault"
+    main(["init", str(vault)])
+    assert main(["run", "--vault", str(vault), "--once", "--state-dir", str(tmp_path / "s")]) == 0
+
+    text = dashboard_of(vault)
+    assert "| Pending_Approval | 3 |" in text
+    assert "| Done | 1 |" in text
+    assert "| Needs_Action | 0 |" in text
+    assert "## Waiting for approval (3)" in text
+    assert "- [[Pending_Approval/invoice_acme_december]] — odoo_invoice, 970.00 USD, waiting " in (
+        text
+    )
+    assert "[[Pending_Approval/reply_to_customer]]" in text
+    assert "[[Pending_Approval/payment_blue_cafe]]" in text
+    assert "rule `amount_threshold`: 970.00 USD is at or over the 100.00 USD threshold" in text
+    assert "  - expires 20" in text
+    assert "Nothing has failed." in text
+    recent = text.split("## Recent actions", 1)[1]
+    assert "**executed** · social_post" in recent
+    # Newest first.
+    assert recent.index("**executed**") < recent.index("**auto_approved**")
+
+
+def test_dashboard_lists_failures_and_unknown_outcomes_with_their_error(app: App, vault_root: Path):
+    app.pipeline.connectors["facebook"] = BrokenService(
+        "facebook", ConnectorError("page token\nexpired")
+    )
+    app.pipeline.connectors["twitter"] = BrokenService("twitter", OutcomeUnknown("timed out"))
+    post = {"type": "social_post", "text": "Hello"}
+    make_files(
+        vault_root,
+        {
+            "Needs_Action/fb.md": note({**post, "platforms": ["facebook"]}),
+            "Needs_Action/x.md": note({**post, "platforms": ["twitter"]}),
+        },
+    )
+    for name in ("fb.md", "x.md"):
+        app.pipeline.process(vault_root / "Needs_Action" / name)
+
+    Dashboard(app.vault, app.ledger, min_interval=60).write()
+    text = dashboard_of(vault_root)
+    assert "## Failed or outcome unknown (2)" in text
+    fb = next(line for line in text.splitlines() if line.startswith("- [[Failed/fb]]"))
+    assert "**failed**" in fb and "facebook: page token expired" in fb  # one line, always
+    x = next(line for line in text.splitlines() if line.startswith("- [[Failed/x]]"))
+    assert "**outcome unknown**" in x and "twitter: timed out" in x
+
+
+def test_dashboard_of_an_empty_vault_says_nothing_waits_and_nothing_failed(
+    vault_root: Path, tmp_path: Path
+):
+    from daemon.vault import Vault
+
+    text = render_dashboard(build_snapshot(Vault(vault_root), None))
+    assert "Nothing is waiting for you." in text
+    assert "Nothing has failed." in text
+    assert "No actions recorded yet." in text
+
+
+def test_a_note_dropped_into_Pending_Approval_by_hand_is_shown_as_not_yet_processed(
+    app: App, vault_root: Path
+):
+    make_files(vault_root, {"Pending_Approval/by hand.md": note(REPLY)})
+    Dashboard(app.vault, app.ledger, min_interval=0).write()
+    text = dashboard_of(vault_root)
+    assert "- [[Pending_Approval/by hand]] — social_post, waiting " in text
+    assert "not yet processed by vaultd" in text
+
+
+def test_dashboard_is_written_at_the_vault_root_atomically_and_never_in_pipeline_folders(
+    app: App, vault_root: Path
+):
+    make_files(vault_root, {"Needs_Action/reply.md": note(REPLY)})
+    app.pipeline.process(vault_root / "Needs_Action/reply.md")
+    dashboard = Dashboard(app.vault, app.ledger, min_interval=0)
+    for _ in range(3):
+        dashboard.changed()
+    assert dashboard.writes == 3
+    assert sorted(p.name for p in vault_root.iterdir() if p.is_file()) == ["Dashboard.md"]
+    for folder in PIPELINE_FOLDERS:
+        assert not any("Dashboard" in path.name for path in (vault_root / folder).iterdir())
+    assert not list(vault_root.rglob("*vaultd-tmp*"))
+
+
+def test_a_burst_of_changes_writes_once_now_and_once_after_the_interval(app: App, vault_root: Path):
+    dashboard = Dashboard(app.vault, app.ledger, min_interval=0.3)
+    dashboard.changed()
+    assert dashboard.writes == 1
+    make_files(vault_root, {"Pending_Approval/late.md": note(REPLY)})
+    for _ in range(20):
+        dashboard.changed()
+    assert dashboard.writes == 1, "throttled: no second write inside the interval"
+    wait_for(lambda: dashboard.writes == 2, timeout=3)
+    assert "[[Pending_Approval/late]]" in dashboard_of(vault_root)
+    time.sleep(0.4)
+    assert dashboard.writes == 2, "no change since: no further write"
+    dashboard.close()
+
+
+def test_close_always_writes_a_final_version_even_inside_the_interval(app: App, vault_root: Path):
+    dashboard = Dashboard(app.vault, app.ledger, min_interval=3600)
+    dashboard.changed()
+    make_files(vault_root, {"Pending_Approval/last.md": note(REPLY)})
+    dashboard.changed()
+    assert "[[Pending_Approval/last]]" not in dashboard_of(vault_root)
+    dashboard.close()
+    assert dashboard.writes == 2
+    assert "[[Pending_Approval/last]]" in dashboard_of(vault_root)
+    dashboard.changed()
+    assert dashboard.writes == 2, "nothing is written after close"
+
+
+def test_a_dashboard_that_cannot_be_written_never_stops_the_daemon(
+    app: App, vault_root: Path, caplog: pytest.LogCaptureFixture
+):
+    (vault_root / "Dashboard.md").mkdir()  # a folder in the way: the write must fail
+    dashboard = Dashboard(app.vault, app.ledger, min_interval=0)
+    dashboard.changed()
+    dashboard.close()
+    assert dashboard.writes == 0
+    assert "could not be written" in caplog.text
+    assert not list(vault_root.glob(".Dashboard.md.vaultd-tmp"))
+
+
+def test_the_running_daemon_rewrites_the_dashboard_after_a_change_and_on_stop(tmp_path: Path):
+    vault = tmp_path / "vault"
+    main(["init", str(vault)])
+    config = tmp_path / "config.toml"
+    config.write_text("[daemon]\nstability_ms = 20\ndashboard_seconds = 0\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTD_")}
+    command = [*VAULTD, "run", "--vault", str(vault), "--config", str(config)]
+    daemon = subprocess.Popen(
+        [*command, "--state-dir", str(tmp_path / "s")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: "| Pending_Approval | 3 |" in dashboard_of(vault))
+        make_files(vault, {"Needs_Action/thanks.md": note(REPLY)})
+        wait_for(lambda: "[[Pending_Approval/thanks]]" in dashboard_of(vault))
+        (vault / "Dashboard.md").write_text("stale\n")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0, daemon.stderr.read() if daemon.stderr else ""
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        if daemon.stderr:
+            daemon.stderr.close()
+    assert "| Pending_Approval | 4 |" in dashboard_of(vault), "a final write on stop"
+    assert files_in(vault, "Pending_Approval") == [
+        "invoice_acme_december.md",
+        "payment_blue_cafe.md",
+        "reply_to_customer.md",
+        "thanks.md",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0, "0s"), (45, "45s"), (60, "1m"), (11_520, "3h 12m"), (190_800, "2d 5h")],
+)
+def test_ages_read_the_way_a_person_says_them(seconds: int, shown: str):
+    assert human_age(seconds) == shown
