@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,14 @@ Platform = Literal["facebook", "instagram", "twitter"]
 
 # Longest text each platform accepts; checked up front so a human approves what can be sent.
 TEXT_LIMITS: dict[str, int] = {"twitter": 280, "instagram": 2200, "facebook": 63206}
+# X appends the link to the tweet's text and counts any link as this many characters.
+TWITTER_LINK_LENGTH = 23
+
+
+def _fail_all(problems: list[str]) -> None:
+    """Raise one error carrying every cross-field problem, one per line (see `_problems`)."""
+    if problems:
+        raise ValueError("\n".join(problems))
 
 
 def _http_url(value: str | None) -> str | None:
@@ -69,6 +78,14 @@ class SocialPost(Action):
 
     _check_link = field_validator("link", "image_url")(_http_url)
 
+    @field_validator("in_reply_to", "recipient", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        # Post and user ids are numbers to YAML when written unquoted: take them as text.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
     @field_validator("platforms")
     @classmethod
     def _unique_platforms(cls, platforms: list[str]) -> list[str]:
@@ -85,18 +102,23 @@ class SocialPost(Action):
 
     @model_validator(mode="after")
     def _platform_rules(self) -> SocialPost:
+        problems = []
         if "instagram" in self.platforms and not self.image_url:
-            raise ValueError("image_url is required when instagram is a platform")
+            problems.append("image_url is required when instagram is a platform")
         if self.kind == "reply" and not self.in_reply_to:
-            raise ValueError("in_reply_to is required when kind is reply")
+            problems.append("in_reply_to is required when kind is reply")
         if self.kind == "dm" and not self.recipient:
-            raise ValueError("recipient is required when kind is dm")
+            problems.append("recipient is required when kind is dm")
         for platform in self.platforms:
-            if len(self.text) > TEXT_LIMITS[platform]:
-                raise ValueError(
-                    f"text is {len(self.text)} characters; {platform} allows "
-                    f"{TEXT_LIMITS[platform]}"
+            length, counted = len(self.text), "characters"
+            if platform == "twitter" and self.link and self.kind != "dm":
+                length += 1 + TWITTER_LINK_LENGTH
+                counted = f"characters with the link (X counts a link as {TWITTER_LINK_LENGTH})"
+            if length > TEXT_LIMITS[platform]:
+                problems.append(
+                    f"text is {length} {counted}; {platform} allows {TEXT_LIMITS[platform]}"
                 )
+        _fail_all(problems)
         return self
 
 
@@ -124,10 +146,12 @@ class OdooInvoice(Action):
 
     @model_validator(mode="after")
     def _one_partner(self) -> OdooInvoice:
+        problems = []
         if (self.partner is None) == (self.partner_id is None):
-            raise ValueError("give exactly one of partner (a name) or partner_id")
+            problems.append("partner: give exactly one of partner (a name) or partner_id")
         if self.invoice_date and self.due_date and self.due_date < self.invoice_date:
-            raise ValueError("due_date is before invoice_date")
+            problems.append("due_date is before invoice_date")
+        _fail_all(problems)
         return self
 
     def total(self) -> Decimal:
@@ -151,6 +175,7 @@ ACTION_TYPES: tuple[str, ...] = ("social_post", "odoo_invoice", "odoo_payment")
 _FIELD_NAMES = {
     name for model in (SocialPost, OdooInvoice, OdooPayment) for name in model.model_fields
 }
+_MEMBER_TAG = re.compile(r"^(constrained-)?(str|int)$")
 _adapter: TypeAdapter[SocialPost | OdooInvoice | OdooPayment] = TypeAdapter(AnyAction)
 
 
@@ -179,16 +204,19 @@ def parse_action(data: dict[str, Any]) -> SocialPost | OdooInvoice | OdooPayment
 def _problems(error: ValidationError) -> list[tuple[str, str]]:
     problems = []
     for item in error.errors(include_url=False):
-        # The first location element is the union tag ("social_post"); drop it.
-        location = [str(part) for part in item["loc"][1:]]
-        message = item["msg"].removeprefix("Value error, ")
-        # Cross-field rules raise from the model, without a location; their message
-        # starts with the field it is about ("image_url is required when ...").
-        first_word = message.split(" ", 1)[0]
-        field = ".".join(location) or (first_word if first_word in _FIELD_NAMES else "(file)")
+        # The first location element is the union tag ("social_post"); drop it, and the
+        # tags of a field's own union ("invoice.constrained-int") too.
+        location = [str(p) for p in item["loc"][1:] if not _MEMBER_TAG.match(str(p))]
         if item["type"] == "extra_forbidden":
-            message = "unknown field (not part of this action type)"
+            messages = ["unknown field (not part of this action type)"]
         elif item["type"] == "missing":
-            message = "missing"
-        problems.append((field, message))
+            messages = ["missing"]
+        else:
+            # Cross-field rules raise from the model, without a location, one problem a
+            # line; each starts with the field it is about ("image_url is required ...").
+            messages = item["msg"].removeprefix("Value error, ").split("\n")
+        for text in messages:
+            first_word = text.split(" ", 1)[0].rstrip(":")
+            field = ".".join(location) or (first_word if first_word in _FIELD_NAMES else "(file)")
+            problems.append((field, text.removeprefix(f"{field}: ") if not location else text))
     return problems

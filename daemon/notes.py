@@ -52,9 +52,20 @@ class _StrictLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, OverflowError) as error:
+            # YAML that scans but cannot be built, such as the date 2026-02-30.
+            line = node.start_mark.line + 2  # counted from the opening --- line
+            raise NoteError(f"invalid value at line {line}: {error}") from None
+
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                line = key_node.start_mark.line + 2
+                raise NoteError(f"a key at line {line} is a list or mapping, not plain text")
             key = key_node.value
             if key in seen:
                 raise NoteError(f"key {key!r} appears twice", field=str(key))
@@ -147,11 +158,17 @@ def _load_cached(raw: str) -> dict[str, Any]:
 
 
 def _split_block(body: str) -> tuple[str, str]:
-    """Split vaultd's rendered block off the top of a body: return (body, block)."""
-    if body.startswith(BLOCK_BEGIN):
-        end = body.find(BLOCK_END)
+    """Split vaultd's rendered block off the top of a body: return (body, block).
+
+    The markers are found with either line ending: an editor may have saved the whole
+    note with CRLF, and the block must still not become part of the user's body.
+    """
+    begin, end_marker = BLOCK_BEGIN.rstrip("\n"), BLOCK_END.rstrip("\n")
+    if body.startswith((begin + "\n", begin + "\r\n")):
+        end = body.find(end_marker)
         if end != -1:
-            cut = end + len(BLOCK_END)
+            cut = end + len(end_marker)
+            cut += 2 if body.startswith("\r\n", cut) else 1 if body.startswith("\n", cut) else 0
             return body[cut:], body[:cut]
     return body, ""
 
@@ -170,7 +187,13 @@ def render(note: Note, stamps: dict[str, Any], block: str | None = None) -> str:
     if note.frontmatter is not None and not _loads_as(user_lines, note.user_meta):
         # The line-based edit misread an unusual layout: fall back to a clean dump.
         frontmatter = _handler.export({**note.user_meta, **stamps}).replace("\n", nl) + nl
-    body_block = note.block if block is None else (BLOCK_BEGIN + block + BLOCK_END if block else "")
+    body_block = (
+        note.block
+        if block is None
+        else (BLOCK_BEGIN + block + BLOCK_END).replace("\n", nl)
+        if block
+        else ""
+    )
     head = f"---{nl}{frontmatter}---{nl}" if frontmatter.strip() else ""
     return head + body_block + note.body
 

@@ -64,13 +64,14 @@ class Decision:
 def decide(action: Action, policy: Policy, facts: Facts) -> Decision:
     """Given an action, the policy and the facts, return the decision and the rule that fired."""
     if facts.executed_before:
+        amount = action.total()
         return Decision(
             True,
             "repeat",
             f"the very same action already ran as task {facts.executed_before}; "
             "approve only if it should happen again",
-            action.total(),
-            getattr(action, "currency", policy.default_currency) if action.total() else None,
+            amount,
+            getattr(action, "currency", policy.default_currency) if amount is not None else None,
         )
     if isinstance(action, SocialPost):
         return _decide_social(action, policy)

@@ -12,7 +12,11 @@ from pathlib import Path
 from daemon import notes
 from daemon.errors import NoteError, ValidationFailed
 from daemon.models import Action, parse_action
-from daemon.vault import MAX_NOTE_BYTES, Signature
+from daemon.vault import MAX_NOTE_BYTES, NEEDS_ACTION, Signature
+
+# What vaultd adds to a note (stamps, the approval request's table of invoice lines, the
+# result with the request as sent) can make it a few times longer than it arrived.
+STAMPED_NOTE_BYTES = 4 * MAX_NOTE_BYTES
 
 
 @dataclass
@@ -31,27 +35,30 @@ class Unreadable(Exception):
 def read_task_file(path: Path) -> Loaded:
     """Given a path, return the parsed note. Raise Unreadable, saying why, if it cannot be.
 
-    Symlinks are refused without being followed, and files over MAX_NOTE_BYTES are refused
-    without being read.
+    Symlinks are refused without being followed, and files over the size limit are refused
+    without being read: MAX_NOTE_BYTES for a file dropped into Needs_Action/, and
+    STAMPED_NOTE_BYTES for one further along, which vaultd has made longer with its request
+    and result (a task of exactly MAX_NOTE_BYTES must not be refused after its approval).
     """
+    limit = MAX_NOTE_BYTES if path.parent.name == NEEDS_ACTION else STAMPED_NOTE_BYTES
     if path.is_symlink():
         raise Unreadable("is a symbolic link; vaultd never follows links")
     if path.suffix.lower() != ".md":
         raise Unreadable("is not a Markdown (.md) file")
     signature = Signature.of(path)
-    if signature and signature.size > MAX_NOTE_BYTES:
+    if signature and signature.size > limit:
         raise Unreadable(
-            f"is {signature.size:,} bytes; task files may be at most {MAX_NOTE_BYTES:,} "
+            f"is {signature.size:,} bytes; task files may be at most {limit:,} "
             "bytes (it was not read)"
         )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_NOTE_BYTES + 1)
+            data = handle.read(limit + 1)
     except OSError as error:
         raise Unreadable(f"cannot be read: {error.strerror}") from None
-    if len(data) > MAX_NOTE_BYTES:
-        raise Unreadable(f"grew past {MAX_NOTE_BYTES:,} bytes while being read")
+    if len(data) > limit:
+        raise Unreadable(f"grew past {limit:,} bytes while being read")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
