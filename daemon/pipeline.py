@@ -111,7 +111,12 @@ class Pipeline:
         except Unreadable as error:
             return self._reject_unreadable(path, str(error))
         task = self._owned_task(loaded)
-        task_id = task.id if task and task.state == ledger.PENDING else self.ledger.new_task_id()
+        # A file still in Needs_Action/ with a pending or approved (not yet executing) task is
+        # that task, moved back or interrupted by a crash before its move: keep its id.
+        if task is not None and task.state in (ledger.PENDING, ledger.APPROVED):
+            task_id = task.id
+        else:
+            task_id = self.ledger.new_task_id()
         try:
             action = validate_note(loaded.note)
         except ValidationFailed as error:
@@ -173,9 +178,43 @@ class Pipeline:
             return self._mark_invalid_request(loaded, task, str(error))
         if action.payload_hash() == task.payload_hash:
             self._track(task, loaded.path)
+            if task.state == ledger.PENDING:
+                return self._restore_request(loaded, task, action)
             return Outcome("unchanged", loaded.path)
         decision = decide(action, self.policy, self._facts(action))
         return self._request_approval(loaded, task.id, action, decision, expires=task.expires_at)
+
+    def _restore_request(self, loaded: Loaded, task: Task, action: Action) -> Outcome:
+        """Put back the request vaultd showed if its block or stamps were edited.
+
+        The approver must see what the ledger will hold them to, not someone's edit of it
+        (for instance a smaller amount typed into the rendered block).
+        """
+        notice = loaded.note.meta.get("note")
+        expires_at = _parse_time(task.expires_at) if task.expires_at else self.clock()
+        decision = Decision(True, task.rule or "", task.reason or "", None, task.currency)
+        block = render_request(
+            task_id=task.id,
+            action=action,
+            decision=decision,
+            payload_hash=task.payload_hash or "",
+            expires_at=expires_at,
+            notice=notice if isinstance(notice, str) else None,
+        )
+        approval = {
+            "rule": task.rule,
+            "reason": task.reason,
+            "expires_at": task.expires_at,
+            "payload_hash": task.payload_hash,
+        }
+        stamps = {**loaded.note.stamps, "id": task.id, "status": "pending_approval"}
+        stamps["approval"] = approval
+        text = notes.render(loaded.note, stamps, block)
+        if text == notes.render(loaded.note, loaded.note.stamps):
+            return Outcome("unchanged", loaded.path)
+        self.vault.write(loaded.path, text, loaded.signature)
+        self._log("request_restored", action, task.id, loaded.path, error="request was edited")
+        return Outcome("restored", loaded.path)
 
     def _mark_invalid_request(self, loaded: Loaded, task: Task, error: str) -> Outcome:
         if loaded.note.meta.get("error") == error and task.payload_hash is None:
@@ -406,7 +445,8 @@ class Pipeline:
             "error": error,
             "note": None,
         }
-        path = self._write_and_move(loaded, stamps, folder)
+        # The approval request was for the decision, which is made: drop it from the note.
+        path = self._write_and_move(loaded, stamps, folder, block="")
         final = ledger.DONE if state == ledger.EXECUTED else state
         self.ledger.put_task(task.id, state=final, file=self.vault.relative(path))
         self._log(
