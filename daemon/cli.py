@@ -224,7 +224,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         if args.once:
             # One dashboard write at the end, not one per file.
-            count = Runner(app.pipeline, app.config, polling=args.polling).run_once()
+            once = Runner(app.pipeline, app.config, polling=args.polling)
+            once.install_signal_handlers()
+            count = once.run_once()
             log.info("processed %d file(s)", count)
             return 0
         runner = Runner(app.pipeline, app.config, polling=args.polling, on_change=dashboard.changed)

@@ -54,8 +54,12 @@ class StableQueue:
     def defer(self, path: Path, until: datetime) -> None:
         """Hand the path out again at a wall-clock time (a scheduled post, say)."""
         delay = max(0.0, (until - datetime.now(UTC)).total_seconds())
+        due = time.monotonic() + delay
         with self._lock:
-            heapq.heappush(self._deferred, (time.monotonic() + delay, str(path)))
+            # Every rescan sees a scheduled file again: keep one entry per path and time.
+            if any(name == str(path) and abs(at - due) < 1 for at, name in self._deferred):
+                return
+            heapq.heappush(self._deferred, (due, str(path)))
             self._lock.notify()
 
     def __len__(self) -> int:

@@ -140,7 +140,7 @@ def test_status_shows_each_pending_request_with_id_age_rule_reason_and_expiry(
     assert "rule social_interaction" in out
     assert "Waiting for approval: 3" in out
     assert "Failed or outcome unknown: 0" in out
-    assert "executed" in out and "Done/2026-12-01_launch_post.md" in out
+    assert "executed" in out and "Done/winter_promotion_post.md" in out
 
 
 def test_status_json_is_machine_readable(demo: Demo, capsys: pytest.CaptureFixture[str]):
@@ -163,7 +163,9 @@ def test_status_json_is_machine_readable(demo: Demo, capsys: pytest.CaptureFixtu
     assert invoice["age_seconds"] >= 0 and invoice["age"].endswith("s")
     assert invoice["expires_at"].endswith("Z")
     assert data["problems"] == []
-    assert [entry["event"] for entry in data["recent"]][-1] == "executed"
+    assert "executed" in [entry["event"] for entry in data["recent"]]
+    stamps = [entry["timestamp"] for entry in data["recent"]]
+    assert stamps == sorted(stamps)
     assert data["ledger"] == str((demo.state / "ledger.sqlite3").resolve())
 
 
@@ -297,12 +299,12 @@ def test_approve_unknown_id_exits_1_and_names_the_id(demo: Demo):
 def test_approve_a_task_that_is_already_done_says_where_it_is(
     demo: Demo, capsys: pytest.CaptureFixture[str]
 ):
-    text = (demo.vault / "Done/2026-12-01_launch_post.md").read_text(encoding="utf-8")
+    text = (demo.vault / "Done/winter_promotion_post.md").read_text(encoding="utf-8")
     done_id = notes.parse(text).meta["id"]
     assert main(demo.args("approve", done_id)) == 1
     err = capsys.readouterr().err
     assert (
-        f"{done_id} is not waiting for approval: it is already at Done/2026-12-01_launch_post.md"
+        f"{done_id} is not waiting for approval: it is already at Done/winter_promotion_post.md"
         in err
     )
 

@@ -1,0 +1,254 @@
+"""The real run loop in a thread, with real watchdog: what a running vaultd does with files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from conftest import files_in, make_files, note, wait_for
+
+from daemon.app import App
+from daemon.config import Config, Timing
+from daemon.pipeline import utc_now
+from daemon.runner import Runner
+
+POST = {"type": "social_post", "platforms": ["facebook"], "text": "Hello"}
+REPLY = {**POST, "kind": "reply", "in_reply_to": "1_2", "text": "Thanks!"}
+PROBE = "zz_ready_probe.md"
+
+
+def audit_events(vault: Path) -> list[str]:
+    return [line for path in sorted((vault / "Logs").glob("*.json")) for line in path.open()]
+
+
+@contextmanager
+def running(
+    app: App, *, stability_ms: int = 50, rescan_seconds: float = 3600, polling: bool = False
+) -> Iterator[Runner]:
+    """Run `Runner.run_forever()` in a thread until the block ends, then stop it cleanly.
+
+    The block starts once the runner is watching: a probe task dropped before the start is
+    done, so the start-up scan has run, and the observer (started before it) is live. With
+    the default hour-long rescan interval, anything later can only arrive by a file event.
+    """
+    config = Config(daemon=Timing(stability_ms=stability_ms, rescan_seconds=rescan_seconds))
+    runner = Runner(app.pipeline, config, polling=polling)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run_forever()
+        except BaseException as error:
+            errors.append(error)
+            raise
+
+    probe = {**POST, "text": "Is the runner up yet?"}  # unlike any test's task: no replay
+    make_files(app.vault.root, {f"Needs_Action/{PROBE}": note(probe)})
+    thread = threading.Thread(target=run, name="vaultd-runner", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: PROBE in files_in(app.vault.root, "Done") or errors, timeout=10)
+        assert not errors
+        yield runner
+    finally:
+        runner.stop_event.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive(), "the runner did not stop"
+    assert not errors
+
+
+def read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
+def request_block(path: Path) -> str:
+    """Return the approval request vaultd rendered into a note ("" if none)."""
+    after_begin = read_or_empty(path).partition("<!-- vaultd:begin")[2]
+    return after_begin.partition("<!-- vaultd:end")[0]
+
+
+def done_without_probe(vault: Path) -> list[str]:
+    return [name for name in files_in(vault, "Done") if name != PROBE]
+
+
+def test_a_task_dropped_into_needs_action_is_processed(app: App, vault_root: Path):
+    with running(app):
+        make_files(vault_root, {"Needs_Action/post.md": note(POST)})
+        wait_for(lambda: done_without_probe(vault_root) == ["post.md"], timeout=5)
+        make_files(vault_root, {"Needs_Action/reply.md": note(REPLY)})
+        wait_for(lambda: files_in(vault_root, "Pending_Approval") == ["reply.md"], timeout=5)
+
+    assert files_in(vault_root, "Needs_Action") == []
+
+
+def test_a_request_a_person_moves_into_approved_is_executed(app: App, vault_root: Path):
+    make_files(vault_root, {"Needs_Action/reply.md": note(REPLY)})
+    with running(app):
+        wait_for(lambda: files_in(vault_root, "Pending_Approval") == ["reply.md"], timeout=5)
+        (vault_root / "Pending_Approval/reply.md").rename(vault_root / "Approved/reply.md")
+        wait_for(lambda: done_without_probe(vault_root) == ["reply.md"], timeout=5)
+
+    assert files_in(vault_root, "Approved") == []
+
+
+def test_a_file_present_at_start_up_is_processed_by_the_start_up_scan(app: App, vault_root: Path):
+    make_files(vault_root, {"Needs_Action/waiting.md": note(POST, "Written overnight.\n")})
+    with running(app):
+        wait_for(lambda: done_without_probe(vault_root) == ["waiting.md"], timeout=5)
+
+    text = (vault_root / "Done/waiting.md").read_text(encoding="utf-8")
+    assert text.endswith("---\nWritten overnight.\n")
+
+
+def test_a_file_written_slowly_is_read_only_once_complete(app: App, vault_root: Path):
+    pieces = ["---\ntype: social_", "post\nplatforms: [face", "book]\ntext: Hel", "lo\n---\n"]
+    pieces += ["Body line one.\n", "Body line two.\n"]
+    # Each piece lands well within the stability window, so the file never looks finished.
+    with running(app, stability_ms=800):
+        path = vault_root / "Needs_Action" / "slow.md"
+        with path.open("w", encoding="utf-8") as handle:
+            for piece in pieces:
+                handle.write(piece)
+                handle.flush()
+                time.sleep(0.05)
+        wait_for(lambda: done_without_probe(vault_root) == ["slow.md"], timeout=10)
+
+    assert files_in(vault_root, "Rejected") == []
+    assert not [line for line in audit_events(vault_root) if "rejected" in line]
+    text = (vault_root / "Done/slow.md").read_text(encoding="utf-8")
+    assert text.endswith("---\nBody line one.\nBody line two.\n")
+
+
+def test_an_inotify_overflow_triggers_a_rescan_that_finds_what_the_events_missed(
+    app: App, vault_root: Path
+):
+    with running(app) as runner:
+        # A sync tool swaps the whole folder: the watch stays on the old one, so the events
+        # for what lands in the new one are lost, as they would be in a kernel overflow.
+        needs_action = vault_root / "Needs_Action"
+        needs_action.rename(vault_root / "Needs_Action.old")
+        needs_action.mkdir()
+        make_files(vault_root, {"Needs_Action/missed.md": note(POST)})
+        time.sleep(0.5)  # ten stability windows: long enough for an event, had there been one
+        assert files_in(vault_root, "Needs_Action") == ["missed.md"], "test needs a lost event"
+
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        wait_for(lambda: done_without_probe(vault_root) == ["missed.md"], timeout=5)
+        assert not runner.watcher.overflowed.is_set()
+
+    assert any("rescan_after_overflow" in line for line in audit_events(vault_root))
+
+
+def test_the_periodic_rescan_finds_what_the_events_missed(app: App, vault_root: Path):
+    with running(app, rescan_seconds=0.3):
+        needs_action = vault_root / "Needs_Action"
+        needs_action.rename(vault_root / "Needs_Action.old")
+        needs_action.mkdir()
+        make_files(vault_root, {"Needs_Action/missed.md": note(POST)})
+        wait_for(lambda: done_without_probe(vault_root) == ["missed.md"], timeout=5)
+
+
+IGNORED = [
+    ".hidden.md",
+    "draft.md.tmp",
+    "notes.md~",
+    "~lock.md",
+    "post.sync-conflict-20261122-083015-ABCDEFG.md",
+    "post (conflicted copy 2026-11-22).md",
+    "post (Conflict).md",
+]
+
+
+def test_ignored_names_and_sync_conflict_copies_are_never_touched(app: App, vault_root: Path):
+    before = {f"{folder}/{name}": note(POST) for folder in ("Needs_Action",) for name in IGNORED}
+    later = {f"Approved/{name}": note(POST) for name in IGNORED}
+    make_files(vault_root, before)
+    with running(app, rescan_seconds=0.2):
+        make_files(vault_root, later)
+        make_files(vault_root, {"Needs_Action/after.md": note(POST)})
+        wait_for(lambda: done_without_probe(vault_root) == ["after.md"], timeout=5)
+        # Let a few periodic rescans pass over the ignored files too.
+        time.sleep(0.6)
+
+    for relative, text in {**before, **later}.items():
+        path = vault_root / relative
+        assert path.read_text(encoding="utf-8") == text, relative
+    assert sorted(files_in(vault_root, "Needs_Action")) == sorted(
+        n for n in IGNORED if not n.startswith(".")
+    )
+    log = "".join(audit_events(vault_root))
+    for name in IGNORED:
+        assert name not in log
+
+
+def test_a_scheduled_post_waits_in_approved_and_runs_at_its_time(app: App, vault_root: Path):
+    app.pipeline.clock = utc_now  # the real clock: the queue defers by wall-clock time
+    when = datetime.now(UTC) + timedelta(seconds=1)
+    post = {**POST, "scheduled_for": when.isoformat().replace("+00:00", "Z")}
+    with running(app):
+        make_files(vault_root, {"Needs_Action/later.md": note(post)})
+        scheduled = vault_root / "Approved/later.md"
+        wait_for(lambda: "status: scheduled" in read_or_empty(scheduled), timeout=5)
+        wait_for(lambda: done_without_probe(vault_root) == ["later.md"], timeout=10)
+
+    assert datetime.now(UTC) >= when
+
+
+def test_the_stop_event_stops_the_runner_promptly(app: App):
+    with running(app) as runner:
+        stopping = time.monotonic()
+    assert runner.stop_event.is_set()
+    assert time.monotonic() - stopping < 3
+
+
+def test_run_once_processes_everything_there_and_what_it_leads_to(app: App, vault_root: Path):
+    make_files(
+        vault_root,
+        {"Needs_Action/post.md": note(POST), "Needs_Action/reply.md": note(REPLY)},
+    )
+    runner = Runner(app.pipeline, Config())
+
+    assert runner.run_once() == 2
+
+    assert files_in(vault_root, "Done") == ["post.md"]
+    assert files_in(vault_root, "Pending_Approval") == ["reply.md"]
+    assert files_in(vault_root, "Needs_Action") == []
+
+
+def test_the_polling_observer_also_delivers_moved_files(app: App, vault_root: Path):
+    make_files(vault_root, {"Needs_Action/reply.md": note(REPLY)})
+    with running(app, polling=True):
+        wait_for(lambda: files_in(vault_root, "Pending_Approval") == ["reply.md"], timeout=5)
+        (vault_root / "Pending_Approval/reply.md").rename(vault_root / "Approved/reply.md")
+        wait_for(lambda: done_without_probe(vault_root) == ["reply.md"], timeout=10)
+
+
+def test_an_edit_to_a_pending_request_is_re_rendered_once_and_the_edit_is_what_runs(
+    app: App, vault_root: Path
+):
+    make_files(vault_root, {"Needs_Action/reply.md": note(REPLY)})
+    pending = vault_root / "Pending_Approval/reply.md"
+    with running(app):
+        wait_for(pending.exists, timeout=5)
+        # A person fixes a typo in Obsidian, which rewrites the file in place.
+        front, end, rest = pending.read_text().partition("\n---\n")
+        pending.write_text(front.replace("Thanks!", "Thank you!") + end + rest)
+        wait_for(lambda: "Thank you!" in request_block(pending), timeout=5)
+        pending.rename(vault_root / "Approved/reply.md")
+        wait_for(lambda: done_without_probe(vault_root) == ["reply.md"], timeout=5)
+
+    sent = [json.loads(line) for line in (app.state_dir / "dry_run_outbox.jsonl").open()]
+    assert [r["request"]["params"]["message"] for r in sent[1:]] == ["Thank you!"]
+    requests = [line for line in audit_events(vault_root) if '"approval_requested"' in line]
+    assert len(requests) == 2, "one request, one re-render: vaultd's own writes cause no loop"
