@@ -111,9 +111,16 @@ class Pipeline:
         except Unreadable as error:
             return self._reject_unreadable(path, str(error))
         task = self._owned_task(loaded)
+        if task is not None and task.state in (ledger.FAILED, ledger.UNKNOWN):
+            return self._request_retry(loaded, task)
         # A file still in Needs_Action/ with a pending or approved (not yet executing) task is
-        # that task, moved back or interrupted by a crash before its move: keep its id.
-        if task is not None and task.state in (ledger.PENDING, ledger.APPROVED):
+        # that task, moved back or interrupted by a crash before its move: keep its id. So is
+        # one that a crash stopped half-way into Rejected/.
+        here = self.vault.relative(loaded.path)
+        if task is not None and (
+            task.state in (ledger.PENDING, ledger.APPROVED)
+            or (task.state == ledger.REJECTED and task.file == here)
+        ):
             task_id = task.id
         else:
             task_id = self.ledger.new_task_id()
@@ -168,6 +175,8 @@ class Pipeline:
             self._log("request_unreadable", None, None, path, error=str(error))
             return Outcome("unreadable", path)
         task = self._owned_task(loaded)
+        if task is not None and task.state in (ledger.FAILED, ledger.UNKNOWN):
+            return self._request_retry(loaded, task)
         if task is None or task.state not in (ledger.PENDING, ledger.APPROVED):
             return self._adopt(loaded, task, "was placed in Pending_Approval/ by hand")
         if self._expired(task):
@@ -216,6 +225,23 @@ class Pipeline:
         self._log("request_restored", action, task.id, loaded.path, error="request was edited")
         return Outcome("restored", loaded.path)
 
+    def _request_retry(self, loaded: Loaded, task: Task) -> Outcome:
+        """Ask again for a failed task a person moved back, under the same id.
+
+        Keeping the id is what makes the retry safe: calls that already succeeded for this
+        task are skipped, so a partly posted note is never posted twice.
+        """
+        try:
+            action = validate_note(loaded.note)
+        except ValidationFailed as error:
+            return self._mark_invalid_request(loaded, task, str(error))
+        done = sorted(_results(self.ledger.steps(task.id)))
+        notice = f"Task {task.id} ended {task.state.replace('_', ' ')} before."
+        if done:
+            notice += f" Already done and skipped if you approve: {', '.join(done)}."
+        decision = decide(action, self.policy, self._facts(action))
+        return self._request_approval(loaded, task.id, action, decision, notice=notice)
+
     def _mark_invalid_request(self, loaded: Loaded, task: Task, error: str) -> Outcome:
         if loaded.note.meta.get("error") == error and task.payload_hash is None:
             return Outcome("unchanged", loaded.path)
@@ -242,7 +268,7 @@ class Pipeline:
         reason = f"the approval request expired at {task.expires_at} without a decision"
         self.ledger.put_task(task.id, state=ledger.REJECTED, error=reason, approval="expired")
         stamps = {**loaded.note.stamps, "status": "expired", "error": reason}
-        path = self._write_and_move(loaded, stamps, REJECTED)
+        path = self._write_and_move(loaded, stamps, REJECTED, block="")
         self.ledger.put_task(task.id, file=self.vault.relative(path))
         self._log("expired", task.type, task.id, path, approval_status="expired", error=reason)
         return Outcome("expired", path)
@@ -480,7 +506,7 @@ class Pipeline:
             file=self.vault.relative(path),
         )
         stamps = {**loaded.note.stamps, "status": "rejected", "error": str(reason)}
-        self.vault.write(path, notes.render(loaded.note, stamps), loaded.signature)
+        self.vault.write(path, notes.render(loaded.note, stamps, block=""), loaded.signature)
         self._log(
             "rejected",
             task.type,

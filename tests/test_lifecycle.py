@@ -792,3 +792,43 @@ def test_every_dropped_file_ends_in_exactly_one_folder_with_its_body_intact(
     }
     for relative in tree:
         assert parsed(vault_root / relative).body == BODY, relative
+
+
+@pytest.mark.parametrize("folder", ["Pending_Approval", "Needs_Action"])
+def test_a_partly_failed_note_sent_back_for_review_keeps_its_id_and_never_posts_twice(
+    app: App, vault_root: Path, services: dict[str, FlakyService], folder: str
+):
+    services["twitter"].fail = 1
+    app.pipeline.process(drop(vault_root, "launch.md", POST_FM))
+    task_id = parsed(vault_root / "Failed" / "launch.md").meta["id"]
+
+    review = app.pipeline.process(move(vault_root, vault_root / "Failed/launch.md", folder))
+
+    assert review.status == "pending_approval"
+    request = parsed(vault_root / "Pending_Approval" / "launch.md")
+    assert request.meta["id"] == task_id
+    assert "Already done and skipped if you approve: facebook" in request.block
+    assert_user_text_intact(vault_root / "Pending_Approval" / "launch.md", POST_FM)
+
+    approved = move(vault_root, vault_root / "Pending_Approval/launch.md", "Approved")
+    assert app.pipeline.process(approved).status == "done"
+    assert services["facebook"].calls == [f"vaultd:{task_id}:facebook"]
+    assert services["twitter"].calls == [f"vaultd:{task_id}:twitter"] * 2
+
+
+def test_rejected_and_expired_notes_no_longer_carry_the_approval_request(
+    app: App, vault_root: Path, clock
+):
+    first = app.pipeline.process(drop(vault_root, "a.md", INVOICE_FM))
+    second = app.pipeline.process(drop(vault_root, "b.md", INVOICE_FM.replace("Acme", "Beta")))
+    assert first.path is not None
+    assert second.path is not None
+    assert parsed(first.path).block
+    app.pipeline.process(move(vault_root, first.path, "Rejected"))
+    clock.advance(hours=49)
+    app.pipeline.expire_due()
+
+    for name in ("a.md", "b.md"):
+        rejected = parsed(vault_root / "Rejected" / name)
+        assert rejected.block == ""
+        assert rejected.meta["status"] in ("rejected", "expired")

@@ -190,3 +190,20 @@ def test_a_crash_in_the_long_running_daemon_is_settled_by_the_next_one(
     ok(run_once(vault, state))
 
     assert_done_exactly_once(vault, state, "reply.md", ["facebook"])
+
+
+def test_a_crash_while_moving_an_invalid_note_to_rejected_leaves_one_task(
+    vault_root: Path, state_dir: Path
+):
+    vault, state = vault_root, state_dir
+    make_files(
+        vault, {"Needs_Action/bad.md": note({"type": "social_post", "text": "no platforms"})}
+    )
+
+    assert_killed(run_once(vault, state, "mid-move"))
+    ok(run_once(vault, state))
+
+    assert files_in(vault, "Rejected") == ["bad.md"]
+    ledger = Ledger(state / "ledger.sqlite3", readonly=True)
+    assert list(ledger.counts().items()) == [(REJECTED, 1)]
+    ledger.close()
