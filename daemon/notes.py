@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -97,7 +97,8 @@ class Note:
     body: str
     block: str = ""
     newline: str = "\n"
-    _user_keys: dict[str, Any] = field(default_factory=dict, repr=False)
+    # A byte-order mark some Windows editors put first; kept so the file stays as it was.
+    bom: str = ""
 
     @property
     def user_meta(self) -> dict[str, Any]:
@@ -113,16 +114,18 @@ def parse(text: str) -> Note:
     """Given the text of a note, return it parsed. Raise NoteError if it cannot be."""
     if "\x00" in text:
         raise NoteError("file contains NUL bytes; it is not a text note")
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    text = text.removeprefix(bom)
     newline = "\r\n" if text.startswith("---\r\n") else "\n"
     if not text.startswith("---" + newline):
         body, block = _split_block(text)
-        return Note(None, {}, body, block, newline)
+        return Note(None, {}, body, block, newline, bom)
     lines = text.splitlines(keepends=True)
     for index in range(1, len(lines)):
         if lines[index].rstrip("\r\n") in ("---", "..."):
             raw = "".join(lines[1:index])
             body, block = _split_block("".join(lines[index + 1 :]))
-            return Note(raw, _load(raw), body, block, newline)
+            return Note(raw, _load(raw), body, block, newline, bom)
     raise NoteError("frontmatter starts with --- but has no closing --- line")
 
 
@@ -195,7 +198,7 @@ def render(note: Note, stamps: dict[str, Any], block: str | None = None) -> str:
         else ""
     )
     head = f"---{nl}{frontmatter}---{nl}" if frontmatter.strip() else ""
-    return head + body_block + note.body
+    return note.bom + head + body_block + note.body
 
 
 def _loads_as(frontmatter: str, wanted: dict[str, Any]) -> bool:

@@ -88,3 +88,9 @@ def test_nul_bytes_are_refused():
 
 def test_empty_frontmatter_is_an_empty_mapping():
     assert notes.parse("---\n---\nbody\n").meta == {}
+
+
+def test_a_byte_order_mark_is_not_mistaken_for_text_and_is_kept():
+    note = notes.parse("\ufeff---\ntype: social_post\n---\nBody\n")
+    assert note.meta == {"type": "social_post"}
+    assert notes.render(note, {"id": "x"}) == "\ufeff---\ntype: social_post\nid: x\n---\nBody\n"
