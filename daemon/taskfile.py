@@ -6,6 +6,7 @@ Shared by the pipeline and `vaultd check`, so both judge a file the same way.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,11 @@ def read_task_file(path: Path) -> Loaded:
             "bytes (it was not read)"
         )
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a named pipe called "x.md" must not hang the daemon on open.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise Unreadable("is not a regular file")
             data = handle.read(limit + 1)
     except OSError as error:
         raise Unreadable(f"cannot be read: {error.strerror}") from None

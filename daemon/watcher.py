@@ -1,15 +1,18 @@
 """Turning file events into files that are ready to read.
 
 Events are only hints (design §3). Every hinted path waits in `StableQueue` until its size,
-mtime and inode have held still for the stability window; then it is handed out, once. A
+mtime, inode and content hash have held still for the stability window; then it is handed
+out, once. A
 start-up scan, a periodic rescan and a rescan after an inotify overflow catch whatever the
 events missed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +28,29 @@ from daemon.vault import ACTIVE_FOLDERS, Signature, Vault, is_ignored
 
 log = logging.getLogger(__name__)
 
+# Files larger than this are refused unread by the pipeline; hashing them would be waste.
+HASH_LIMIT = 4 * 1024 * 1024
+
+Fingerprint = tuple[Signature | None, str | None]
+
+
+def fingerprint(path: Path) -> Fingerprint:
+    """Return what must hold still before a file is read: its signature and content hash.
+
+    The hash catches a rewrite that keeps size and mtime, which happens on filesystems with
+    coarse timestamps (network drives, FAT). Symlinks are never followed: they get no hash.
+    """
+    signature = Signature.of(path)
+    if signature is None or signature.size > HASH_LIMIT:
+        return signature, None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return signature, None
+    with os.fdopen(fd, "rb") as handle:
+        digest = hashlib.blake2b(handle.read(HASH_LIMIT + 1), digest_size=16).hexdigest()
+    return signature, digest
+
 
 class StableQueue:
     """Paths waiting to become stable, then ready to process, each at most once in line."""
@@ -33,12 +59,12 @@ class StableQueue:
         self.window = window_seconds
         self._lock = threading.Condition()
         # path -> (signature when last seen, monotonic time it was last seen changing)
-        self._settling: OrderedDict[Path, tuple[Signature | None, float]] = OrderedDict()
+        self._settling: OrderedDict[Path, tuple[Fingerprint, float]] = OrderedDict()
         self._deferred: list[tuple[float, str]] = []
 
     def hint(self, path: Path, *, settled_since: float | None = None) -> None:
         """Note that a path may have changed. `settled_since` (monotonic) skips the wait."""
-        signature = Signature.of(path)
+        signature = fingerprint(path)
         with self._lock:
             previous = self._settling.get(path)
             if previous and previous[0] == signature:
@@ -74,7 +100,7 @@ class StableQueue:
                 now = time.monotonic()
                 while self._deferred and self._deferred[0][0] <= now:
                     _, name = heapq.heappop(self._deferred)
-                    self._settling[Path(name)] = (Signature.of(Path(name)), now - self.window)
+                    self._settling[Path(name)] = (fingerprint(Path(name)), now - self.window)
                 ready = self._pop_stable(now)
                 if ready is not None:
                     return ready
@@ -88,11 +114,11 @@ class StableQueue:
             if now - changed_at < self.window:
                 # Entries are in order of last change: the rest are younger still.
                 return None
-            current = Signature.of(path)
+            current = fingerprint(path)
             del self._settling[path]
             if current == signature:
                 return path
-            if current is not None:
+            if current[0] is not None:  # still there, but changed: wait again
                 self._settling[path] = (current, now)
         return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ import pytest
 from conftest import note, wait_for
 
 from daemon.vault import Vault
-from daemon.watcher import StableQueue, Watcher
+from daemon.watcher import StableQueue, Watcher, fingerprint
 
 TASK = note({"type": "social_post", "platforms": ["facebook"], "text": "Hi"})
 IGNORED_NAMES = [
@@ -242,3 +243,26 @@ def test_the_inotify_overflow_warning_raises_the_overflow_flag(vault_root: Path)
     watcher.overflowed.clear()
     logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed")
     assert not watcher.overflowed.is_set()
+
+
+def test_a_rewrite_that_keeps_size_and_mtime_is_still_seen_as_a_change(tmp_path: Path):
+    # Network drives and FAT keep coarse mtimes: only the content hash tells the versions apart.
+    path = tmp_path / "note.md"
+    path.write_text("version A")
+    stamp = path.stat().st_mtime_ns
+    first = fingerprint(path)
+    path.write_text("version B")
+    os.utime(path, ns=(stamp, stamp))
+    second = fingerprint(path)
+    assert first[0] == second[0]
+    assert first != second
+
+
+def test_a_symlink_is_fingerprinted_without_reading_its_target(tmp_path: Path):
+    target = tmp_path / "target.md"
+    target.write_text("secret")
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    signature, digest = fingerprint(link)
+    assert signature is not None
+    assert digest is None
