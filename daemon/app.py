@@ -42,8 +42,8 @@ def open_app(
     config = load_config(config_path or default_config_path())
     state = state_dir_for(vault.root, state_dir)
     state.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(state / LEDGER_FILE)
     audit = AuditLog(vault.folder(LOGS))
+    ledger = Ledger(state / LEDGER_FILE, redact=audit.redact)
     pipeline = Pipeline(
         vault, ledger, audit, config.policy, dry_run_connectors(state), dry_run=dry_run
     )

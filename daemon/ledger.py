@@ -12,7 +12,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,8 +122,16 @@ class Step:
 
 
 class Ledger:
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readonly: bool = False,
+        redact: Callable[[Any], Any] | None = None,
+    ) -> None:
         self.path = path
+        # Requests, results and errors pass through `redact` before they are stored.
+        self._redact: Callable[[Any], Any] = redact or (lambda value: value)
         if readonly:
             uri = f"file:{path}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
@@ -189,6 +197,7 @@ class Ledger:
 
     def put_task(self, task_id: str, **fields: Any) -> None:
         """Create the task or update the given fields of it."""
+        fields = {name: self._redact(value) for name, value in fields.items()}
         fields["updated_at"] = now_iso()
         with self._tx() as db:
             exists = db.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone()
@@ -241,7 +250,7 @@ class Ledger:
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET state = ?, error = ?, finished_at = ? WHERE id = ?",
-                (state, error, finished, run_id),
+                (state, self._redact(error), finished, run_id),
             )
 
     def runs(self, task_id: str) -> list[dict[str, Any]]:
@@ -259,7 +268,7 @@ class Ledger:
             cursor = db.execute(
                 "INSERT INTO steps (run_id, task_id, target, marker, state, request, started_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, task_id, target, marker, INTENT, _json(request), now_iso()),
+                (run_id, task_id, target, marker, INTENT, _json(self._redact(request)), now_iso()),
             )
             return int(cursor.lastrowid or 0)
 
@@ -276,7 +285,14 @@ class Ledger:
             db.execute(
                 "UPDATE steps SET state = ?, result = ?, error = ?, finished_at = ?,"
                 " duration_ms = COALESCE(?, duration_ms) WHERE id = ?",
-                (state, _json(result), error, now_iso(), duration_ms, step_id),
+                (
+                    state,
+                    _json(self._redact(result)),
+                    self._redact(error),
+                    now_iso(),
+                    duration_ms,
+                    step_id,
+                ),
             )
 
     def steps(self, task_id: str) -> list[Step]:

@@ -687,7 +687,7 @@ class Pipeline:
         If a person changed the file since it was read, the move still happens but the
         rewrite does not: their edit wins, and the next look at the file sees it.
         """
-        text = notes.render(loaded.note, stamps, block)
+        text = notes.render(loaded.note, self.audit.redact(stamps), block)
         self.vault.write(loaded.path, text, loaded.signature)
         failpoints.hit("mid-move")
         return self.vault.move(loaded.path, folder)
