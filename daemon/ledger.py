@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);
 CREATE INDEX IF NOT EXISTS tasks_file ON tasks(file);
+CREATE INDEX IF NOT EXISTS tasks_payload ON tasks(payload_hash);
 CREATE TABLE IF NOT EXISTS runs (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id       TEXT NOT NULL REFERENCES tasks(id),

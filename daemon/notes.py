@@ -29,28 +29,39 @@ MAX_DEPTH = 32
 _TOP_LEVEL_KEY = re.compile(r"^(['\"]?)([A-Za-z_][\w-]*)\1\s*:(\s|$)")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that also refuses anchors, aliases, duplicate keys and deep nesting.
+try:
+    from yaml import CSafeLoader as _BaseLoader  # libyaml: an order of magnitude faster
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
-    Aliases are how "billion laughs" documents blow up; duplicate keys let the text a human
-    reads differ from what a machine reads.
+
+def _refuse_structure(raw: str) -> None:
+    """Refuse anchors, aliases and deep nesting, reading the parser's flat event stream.
+
+    Aliases are how "billion laughs" documents blow up. Checking events, before any node
+    tree is composed, also means a 10,000-level document is refused without recursing.
     """
-
-    _depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+    depth = 0
+    for event in yaml.parse(raw, Loader=_BaseLoader):
+        anchor = getattr(event, "anchor", None)
         if isinstance(event, yaml.AliasEvent):
-            raise NoteError(f"YAML alias *{event.anchor} is not allowed in a task file")
-        if getattr(event, "anchor", None):
-            raise NoteError(f"YAML anchor &{event.anchor} is not allowed in a task file")
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
+            raise NoteError(f"YAML alias *{anchor} is not allowed in a task file")
+        if anchor:
+            raise NoteError(f"YAML anchor &{anchor} is not allowed in a task file")
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
                 raise NoteError(f"frontmatter is nested deeper than {MAX_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+
+
+class _StrictLoader(_BaseLoader):
+    """A safe loader that also refuses duplicate keys, keys that are not text, and values
+    that parse but cannot be built. Run `_refuse_structure` first.
+
+    Duplicate keys let the text a human reads differ from what a machine reads.
+    """
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         try:
@@ -75,6 +86,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 class _Handler(YAMLHandler):
     def load(self, fm: str, **kwargs: object) -> Any:
+        _refuse_structure(fm)
         return super().load(fm, Loader=_StrictLoader)
 
     def export(self, metadata: dict[str, object], **kwargs: object) -> str:
