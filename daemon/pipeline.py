@@ -18,7 +18,6 @@ exactly one terminal folder with its body intact.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -29,8 +28,9 @@ from daemon import failpoints, ledger, notes
 from daemon.approval import render_request
 from daemon.audit import AuditLog
 from daemon.connectors import targets
-from daemon.connectors.base import Absent, Connector, Found, Undetermined
-from daemon.errors import ConnectorError, OutcomeUnknown, ValidationFailed
+from daemon.connectors.base import Connector
+from daemon.errors import ValidationFailed
+from daemon.execution import Execution, Executor
 from daemon.ledger import Ledger, Task
 from daemon.models import Action, SocialPost
 from daemon.policy import Decision, Facts, Policy, decide
@@ -82,6 +82,7 @@ class Pipeline:
         self.connectors = connectors
         self.dry_run = dry_run
         self.clock = clock
+        self.executor = Executor(ledger_, connectors, audit, dry_run=dry_run)
 
     # -- the entry point -----------------------------------------------------------------
 
@@ -235,7 +236,7 @@ class Pipeline:
             action = validate_note(loaded.note)
         except ValidationFailed as error:
             return self._mark_invalid_request(loaded, task, str(error))
-        done = sorted(_results(self.ledger.steps(task.id)))
+        done = sorted(self.executor.completed(task.id))
         notice = f"Task {task.id} ended {task.state.replace('_', ' ')} before."
         if done:
             notice += f" Already done and skipped if you approve: {', '.join(done)}."
@@ -309,8 +310,8 @@ class Pipeline:
             )
             return self._adopt(loaded, task, f"appeared in Approved/ but {why}; not executed")
         if task.state == ledger.EXECUTED:
-            results = _results(self.ledger.steps(task.id))
-            return self._finish(loaded, task, action, results, failures={}, unknown={})
+            done = Execution(results=self.executor.completed(task.id))
+            return self._finish(loaded, task, action, done)
         if task.payload_hash != payload_hash:
             decision = decide(action, self.policy, self._facts(action))
             notice = (
@@ -357,100 +358,19 @@ class Pipeline:
         return Outcome("scheduled", loaded.path, retry_at=when)
 
     def _run(self, loaded: Loaded, task: Task, action: Action) -> Outcome:
-        """Execute an approved action once per connector call, then move it to its folder."""
+        """Execute an approved action (each call at most once), then move it to its folder."""
         self.ledger.put_task(task.id, state=ledger.EXECUTING, file=self.vault.relative(loaded.path))
-        run_id = self.ledger.start_run(task.id, task.payload_hash or "", dry_run=self.dry_run)
-        self.ledger.set_run(run_id, ledger.RUNNING)
-        results = _results(self.ledger.steps(task.id))
-        failures: dict[str, str] = {}
-        unknown: dict[str, str] = {}
-        for target in targets(action):
-            if target in results:
-                continue  # succeeded in an earlier run: never post twice
-            connector = self.connectors[target]
-            marker = f"vaultd:{task.id}:{target}"
-            resolved = self._resolve_earlier(task.id, target, connector, marker)
-            if isinstance(resolved, Found):
-                results[target] = resolved.result
-                continue
-            if isinstance(resolved, Undetermined):
-                unknown[target] = resolved.reason
-                continue
-            failpoints.hit("before-intent")
-            request = connector.describe(action, marker=marker)
-            step_id = self.ledger.record_intent(run_id, task.id, target, marker, request)
-            failpoints.hit("after-intent")
-            started = time.monotonic()
-            try:
-                result = connector.execute(action, marker=marker, dry_run=self.dry_run)
-            except OutcomeUnknown as error:
-                unknown[target] = str(error)
-                self.ledger.finish_step(
-                    step_id, ledger.UNKNOWN, error=str(error), duration_ms=_ms(started)
-                )
-                continue
-            except ConnectorError as error:
-                failures[target] = str(error)
-                self.ledger.finish_step(
-                    step_id, ledger.FAILED, error=str(error), duration_ms=_ms(started)
-                )
-                continue
-            except Exception as error:  # noqa: BLE001 - a bug after sending may have sent
-                unknown[target] = f"{type(error).__name__}: {error}"
-                self.ledger.finish_step(
-                    step_id, ledger.UNKNOWN, error=unknown[target], duration_ms=_ms(started)
-                )
-                continue
-            failpoints.hit("after-call")
-            self.ledger.finish_step(
-                step_id, ledger.SUCCEEDED, result=result, duration_ms=_ms(started)
-            )
-            failpoints.hit("after-done")
-            results[target] = result
-        state = ledger.UNKNOWN if unknown else ledger.FAILED if failures else ledger.SUCCEEDED
-        summary = "; ".join(f"{t}: {e}" for t, e in {**failures, **unknown}.items()) or None
-        self.ledger.set_run(run_id, state, summary)
-        return self._finish(loaded, task, action, results, failures=failures, unknown=unknown)
-
-    def _resolve_earlier(
-        self, task_id: str, target: str, connector: Connector, marker: str
-    ) -> Found | Absent | Undetermined:
-        """Settle an earlier call to this target whose outcome is not known.
-
-        Return Found (it happened), Undetermined (still cannot tell: do not call), or
-        Absent (nothing earlier, or proven not to have happened: safe to call).
-        """
-        earlier = [s for s in self.ledger.steps(task_id) if s.target == target]
-        open_steps = [s for s in earlier if s.state in (ledger.INTENT, ledger.UNKNOWN)]
-        if not open_steps:
-            return Absent()
-        answer = connector.lookup(marker)
-        for step in open_steps:
-            if isinstance(answer, Found):
-                self.ledger.finish_step(step.id, ledger.SUCCEEDED, result=answer.result)
-            elif isinstance(answer, Absent):
-                self.ledger.finish_step(step.id, ledger.ABSENT)
-            else:
-                self.ledger.finish_step(step.id, ledger.UNKNOWN, error=answer.reason)
-        self._log(
-            "reconciled",
-            None,
-            task_id,
-            None,
-            result={"target": target, "lookup": type(answer).__name__.lower()},
-        )
-        return answer
+        execution = self.executor.run(task.id, task.payload_hash or "", action)
+        return self._finish(loaded, task, action, execution)
 
     def _finish(
         self,
         loaded: Loaded,
         task: Task,
         action: Action,
-        results: dict[str, Any],
-        *,
-        failures: dict[str, str],
-        unknown: dict[str, str],
+        execution: Execution,
     ) -> Outcome:
+        results, failures, unknown = execution.results, execution.failures, execution.unknown
         if unknown:
             state, folder, status = ledger.UNKNOWN, FAILED, "outcome_unknown"
             error = "outcome unknown, not retried: " + "; ".join(
@@ -716,53 +636,14 @@ class Pipeline:
     # -- start-up ----------------------------------------------------------------------
 
     def reconcile(self) -> list[str]:
-        """Settle every INTENT left by a crash before anything else runs.
-
-        Return the markers looked up. A found marker is recorded as done; an absent one as
-        safe to run; anything else as unknown, so the file goes to Failed/ for a person.
-        """
-        markers = []
-        for step in self.ledger.open_intents():
-            connector = self.connectors.get(step.target)
-            answer = (
-                connector.lookup(step.marker)
-                if connector
-                else Undetermined(f"no connector named {step.target}")
-            )
-            if isinstance(answer, Found):
-                self.ledger.finish_step(step.id, ledger.SUCCEEDED, result=answer.result)
-            elif isinstance(answer, Absent):
-                self.ledger.finish_step(step.id, ledger.ABSENT)
-            else:
-                self.ledger.finish_step(step.id, ledger.UNKNOWN, error=answer.reason)
-            self.ledger.set_run(step.run_id, ledger.UNKNOWN, "interrupted; reconciled at start-up")
-            self._log(
-                "reconciled",
-                None,
-                step.task_id,
-                None,
-                result={
-                    "target": step.target,
-                    "marker": step.marker,
-                    "lookup": type(answer).__name__.lower(),
-                },
-            )
-            markers.append(step.marker)
-        return markers
-
-
-def _results(steps: list[ledger.Step]) -> dict[str, Any]:
-    return {s.target: s.result for s in steps if s.state == ledger.SUCCEEDED}
+        """Settle every INTENT a crash left behind; see Executor.reconcile."""
+        return self.executor.reconcile()
 
 
 def _money(decision: Decision) -> dict[str, Any]:
     if decision.amount is None:
         return {}
     return {"amount": str(decision.amount), "currency": decision.currency}
-
-
-def _ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
 
 
 def _iso(when: datetime) -> str:
