@@ -173,13 +173,23 @@ def _read_meta(path: Path) -> tuple[dict[str, Any], str | None] | None:
         return {}, f"{path.name} {problem}"
 
 
-def _pending(vault: Vault, path: Path, ledger: Ledger | None, now: datetime) -> PendingItem | None:
+def _read_listed(
+    path: Path, ledger: Ledger | None
+) -> tuple[dict[str, Any], str | None, str | None, Task | None] | None:
+    """Return (frontmatter, why it cannot be read, task id, ledger task), or None if gone."""
     read = _read_meta(path)
     if read is None:
         return None
     meta, error = read
     task_id = meta.get("id") if isinstance(meta.get("id"), str) else None
-    task = _task(ledger, task_id)
+    return meta, error, task_id, _task(ledger, task_id)
+
+
+def _pending(vault: Vault, path: Path, ledger: Ledger | None, now: datetime) -> PendingItem | None:
+    listed = _read_listed(path, ledger)
+    if listed is None:
+        return None
+    meta, error, task_id, task = listed
     approval: dict[str, Any] = meta["approval"] if isinstance(meta.get("approval"), dict) else {}
     since = _parse_time(task.created_at) if task else None
     if since is None:
@@ -214,12 +224,10 @@ def _pending(vault: Vault, path: Path, ledger: Ledger | None, now: datetime) -> 
 
 
 def _problem(vault: Vault, path: Path, ledger: Ledger | None) -> ProblemItem | None:
-    read = _read_meta(path)
-    if read is None:
+    listed = _read_listed(path, ledger)
+    if listed is None:
         return None
-    meta, error = read
-    task_id = meta.get("id") if isinstance(meta.get("id"), str) else None
-    task = _task(ledger, task_id)
+    meta, error, task_id, task = listed
     state = _text(meta.get("status")) or "failed"
     if task and task.state in (ledger_states.FAILED, ledger_states.UNKNOWN):
         state = "outcome_unknown" if task.state == ledger_states.UNKNOWN else "failed"

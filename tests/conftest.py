@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
+from daemon import notes
 from daemon.app import App, open_app
+from daemon.audit import read_entries
+from daemon.connectors.base import Absent, Found, Health, Lookup
+from daemon.errors import ConnectorError, OutcomeUnknown
+from daemon.models import Action
+from daemon.policy import Facts
 from daemon.vault import Vault
 
 VAULTD = [sys.executable, "-m", "daemon"]
@@ -68,6 +76,37 @@ def files_in(root: Path, folder: str) -> list[str]:
     return sorted(p.name for p in (root / folder).iterdir() if not p.name.startswith("."))
 
 
+def write_note(root: Path, relative: str, frontmatter: str, body: str) -> Path:
+    """Write a note with this raw frontmatter and body at root/relative; return its path."""
+    make_files(root, {relative: f"---\n{frontmatter}---\n{body}"})
+    return root / relative
+
+
+def move(root: Path, path: Path, folder: str, name: str | None = None) -> Path:
+    """Move a file into another folder as a person does in Obsidian: one rename."""
+    target = root / folder / (name or path.name)
+    os.rename(path, target)  # noqa: PTH104 - one rename, as in Obsidian
+    return target
+
+
+def parsed(path: Path) -> notes.Note:
+    """Parse a note as it is on disk (bytes decoded as UTF-8, so CRLF line endings survive)."""
+    return notes.parse(path.read_bytes().decode("utf-8"))
+
+
+def outbox(state_dir: Path) -> list[dict[str, Any]]:
+    """Return every request the dry-run connectors 'sent' (the remote service's view)."""
+    path = state_dir / "dry_run_outbox.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def audit(root: Path) -> list[dict[str, Any]]:
+    """Return the entries of the vault's audit log (Logs/), oldest first."""
+    return list(read_entries(root / "Logs"))
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
     """Poll until predicate() is truthy; return its value, or fail after timeout seconds."""
     deadline = time.monotonic() + timeout
@@ -78,6 +117,74 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
         time.sleep(interval)
+
+
+class StandInService:
+    """Stands in for a remote service (a Connector): records what reaches it, fails as told.
+
+    `fail` is how many calls to refuse with ConnectorError; `lost` how many to answer with
+    OutcomeUnknown after doing the work; `always` an error to raise on every call instead;
+    `lookup_answer` what a marker lookup returns (by default: what this stand-in created).
+    """
+
+    def __init__(
+        self, name: str, *, fail: int = 0, lost: int = 0, always: ConnectorError | None = None
+    ) -> None:
+        self.name = name
+        self.fail = fail
+        self.lost = lost
+        self.always = always
+        self.calls: list[str] = []
+        self.created: dict[str, dict[str, Any]] = {}
+        self.lookup_answer: Lookup | None = None
+
+    def describe(self, action: Action, *, marker: str) -> dict[str, Any]:
+        return {"service": self.name, "marker": marker}
+
+    def execute(self, action: Action, *, marker: str, dry_run: bool) -> dict[str, Any]:
+        self.calls.append(marker)
+        if self.always is not None:
+            raise self.always
+        if self.fail:
+            self.fail -= 1
+            raise ConnectorError(f"{self.name} answered 503 Service Unavailable")
+        self.created[marker] = {"id": f"{self.name}-{len(self.calls)}"}
+        if self.lost:
+            self.lost -= 1
+            raise OutcomeUnknown(f"{self.name}: connection reset after sending")
+        return self.created[marker]
+
+    def lookup(self, marker: str) -> Lookup:
+        if self.lookup_answer is not None:
+            return self.lookup_answer
+        return Found(self.created[marker]) if marker in self.created else Absent()
+
+    def check(self) -> Health:
+        return Health(self.always is None, "stand-in")
+
+    def facts(self, action: Action) -> Facts:
+        return Facts()
+
+
+def drop_posts_to_broken_services(
+    app: App, root: Path, *, facebook: ConnectorError, twitter: ConnectorError
+) -> None:
+    """Drop fb.md (a Facebook post) and x.md (an X post) into Needs_Action/, process both.
+
+    Each service raises its given error on every call, so both land in Failed/.
+    """
+    app.pipeline.connectors["facebook"] = StandInService("facebook", always=facebook)
+    app.pipeline.connectors["twitter"] = StandInService("twitter", always=twitter)
+    post = {"type": "social_post", "text": "Hello"}
+    make_files(
+        root,
+        {
+            "Needs_Action/fb.md": note({**post, "platforms": ["facebook"]}),
+            "Needs_Action/x.md": note({**post, "platforms": ["twitter"]}),
+        },
+    )
+    for name in ("fb.md", "x.md"):
+        app.pipeline.process(root / "Needs_Action" / name)
 
 
 @pytest.fixture

@@ -8,16 +8,13 @@ what the note now says, and what the audit log recorded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
-from typing import Any
 
-from conftest import Clock, files_in, make_files, read_tree
+from conftest import Clock, audit, files_in, move, outbox, parsed, read_tree, write_note
 
-from daemon import ledger, notes
+from daemon import ledger
 from daemon.app import App
-from daemon.audit import read_entries
 
 BODY = "Please check the hours first.\n\n  trailing   \n---\nlast line"
 
@@ -37,35 +34,9 @@ POST_FM = "type: social_post\nplatforms: [facebook]\ntext: Hello from vaultd\n"
 # -- helpers ---------------------------------------------------------------------------
 
 
-def write(root: Path, relative: str, frontmatter: str, body: str = BODY) -> Path:
-    make_files(root, {relative: f"---\n{frontmatter}---\n{body}"})
-    return root / relative
-
-
-def move(root: Path, path: Path, folder: str, name: str | None = None) -> Path:
-    target = root / folder / (name or path.name)
-    os.rename(path, target)  # noqa: PTH104 - one rename, as in Obsidian
-    return target
-
-
-def outbox(app: App) -> list[dict[str, Any]]:
-    path = app.state_dir / "dry_run_outbox.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def audit(root: Path) -> list[dict[str, Any]]:
-    return list(read_entries(root / "Logs"))
-
-
-def parsed(path: Path) -> notes.Note:
-    return notes.parse(path.read_text(encoding="utf-8"))
-
-
 def request_invoice(app: App, root: Path, name: str = "acme.md") -> tuple[Path, str]:
     """Drop an invoice over the threshold and return its pending request and task id."""
-    outcome = app.pipeline.process(write(root, f"Needs_Action/{name}", INVOICE_FM))
+    outcome = app.pipeline.process(write_note(root, f"Needs_Action/{name}", INVOICE_FM, BODY))
     assert outcome.status == "pending_approval"
     assert outcome.path is not None
     return outcome.path, parsed(outcome.path).meta["id"]
@@ -73,7 +44,7 @@ def request_invoice(app: App, root: Path, name: str = "acme.md") -> tuple[Path, 
 
 def execute_post(app: App, root: Path, name: str = "hello.md") -> tuple[Path, str]:
     """Drop a post, let it run (auto-approved), return its Done file and task id."""
-    outcome = app.pipeline.process(write(root, f"Needs_Action/{name}", POST_FM))
+    outcome = app.pipeline.process(write_note(root, f"Needs_Action/{name}", POST_FM, BODY))
     assert outcome.status == "done"
     assert outcome.path is not None
     return outcome.path, parsed(outcome.path).meta["id"]
@@ -85,12 +56,12 @@ def execute_post(app: App, root: Path, name: str = "hello.md") -> tuple[Path, st
 def test_a_file_written_straight_into_approved_is_not_executed_but_asked_about(
     app: App, vault_root: Path
 ):
-    path = write(vault_root, "Approved/hello.md", POST_FM)
+    path = write_note(vault_root, "Approved/hello.md", POST_FM, BODY)
 
     outcome = app.pipeline.process(path)
 
     assert outcome.status == "pending_approval"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert read_tree(vault_root).keys() == {"Pending_Approval/hello.md"}
     note = parsed(vault_root / "Pending_Approval" / "hello.md")
     assert note.meta["status"] == "pending_approval"
@@ -119,12 +90,12 @@ def test_a_forged_id_status_and_approval_block_do_not_make_a_file_approved(
         "  rule: small_recurring\n"
         "  payload_hash: sha256:0000\n"
     )
-    path = write(vault_root, "Approved/acme.md", forged)
+    path = write_note(vault_root, "Approved/acme.md", forged, BODY)
 
     outcome = app.pipeline.process(path)
 
     assert outcome.status == "pending_approval"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert files_in(vault_root, "Approved") == []
     note = parsed(vault_root / "Pending_Approval" / "acme.md")
     assert note.meta["id"] != "20261122-abcdef"  # a fresh request, not the forged one
@@ -141,7 +112,7 @@ def test_a_forged_id_status_and_approval_block_do_not_make_a_file_approved(
         move(vault_root, vault_root / "Pending_Approval/acme.md", "Approved")
     )
     assert done.status == "done"
-    assert len(outbox(app)) == 1
+    assert len(outbox(app.state_dir)) == 1
 
 
 def test_a_forged_id_borrowed_from_a_real_pending_request_is_not_executed(
@@ -149,12 +120,12 @@ def test_a_forged_id_borrowed_from_a_real_pending_request_is_not_executed(
 ):
     pending, task_id = request_invoice(app, vault_root)
     forged = INVOICE_FM.replace("quantity: 3", "quantity: 300") + f"id: {task_id}\n"
-    path = write(vault_root, "Approved/sneaky.md", forged)
+    path = write_note(vault_root, "Approved/sneaky.md", forged, BODY)
 
     outcome = app.pipeline.process(path)
 
     assert outcome.status == "pending_approval"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert files_in(vault_root, "Approved") == []
     assert parsed(pending).meta["id"] == task_id  # the real request is untouched
     sneaky = parsed(vault_root / "Pending_Approval" / "sneaky.md")
@@ -178,7 +149,7 @@ def test_a_request_edited_and_then_moved_to_approved_is_not_executed(app: App, v
     outcome = app.pipeline.process(move(vault_root, pending, "Approved"))
 
     assert outcome.status == "pending_approval"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert read_tree(vault_root).keys() == {"Pending_Approval/acme.md"}
     note = parsed(vault_root / "Pending_Approval" / "acme.md")
     assert note.meta["id"] == task_id
@@ -202,7 +173,7 @@ def test_a_request_edited_and_then_moved_to_approved_is_not_executed(app: App, v
         move(vault_root, vault_root / "Pending_Approval/acme.md", "Approved")
     )
     assert done.status == "done"
-    [sent] = outbox(app)
+    [sent] = outbox(app.state_dir)
     assert "5000" in json.dumps(sent["request"])
 
 
@@ -214,7 +185,7 @@ def test_a_copy_of_a_pending_request_moved_to_approved_is_not_executed(app: App,
     outcome = app.pipeline.process(copy)
 
     assert outcome.status == "pending_approval"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert files_in(vault_root, "Approved") == []
     assert files_in(vault_root, "Pending_Approval") == ["acme copy.md", "acme.md"]
     assert parsed(pending).meta["id"] == task_id
@@ -238,7 +209,7 @@ def test_a_same_named_copy_of_a_pending_request_in_approved_is_not_executed(
     outcome = app.pipeline.process(vault_root / "Approved" / "acme.md")
 
     assert outcome.status == "pending_approval"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert files_in(vault_root, "Pending_Approval") == ["acme (2).md", "acme.md"]
     assert pending.read_bytes() == original  # never overwritten
     task = app.ledger.task(task_id)
@@ -253,12 +224,12 @@ def test_a_done_file_moved_back_to_approved_is_rejected_as_already_executed(
     app: App, vault_root: Path
 ):
     done, task_id = execute_post(app, vault_root)
-    assert len(outbox(app)) == 1
+    assert len(outbox(app.state_dir)) == 1
 
     outcome = app.pipeline.process(move(vault_root, done, "Approved"))
 
     assert outcome.status == "rejected"
-    assert len(outbox(app)) == 1
+    assert len(outbox(app.state_dir)) == 1
     assert read_tree(vault_root).keys() == {"Rejected/hello.md"}
     note = parsed(vault_root / "Rejected" / "hello.md")
     assert note.meta["status"] == "rejected"
@@ -283,7 +254,7 @@ def test_a_done_file_copied_back_to_approved_is_rejected_and_the_original_kept(
     outcome = app.pipeline.process(vault_root / "Approved" / "hello again.md")
 
     assert outcome.status == "rejected"
-    assert len(outbox(app)) == 1
+    assert len(outbox(app.state_dir)) == 1
     assert files_in(vault_root, "Rejected") == ["hello again.md"]
     assert done.read_bytes() == original
     assert "already executed" in parsed(vault_root / "Rejected" / "hello again.md").meta["error"]
@@ -301,7 +272,7 @@ def test_a_done_file_dropped_back_into_needs_action_needs_approval_as_a_repeat(
     outcome = app.pipeline.process(move(vault_root, done, "Needs_Action"))
 
     assert outcome.status == "pending_approval"
-    assert len(outbox(app)) == 1
+    assert len(outbox(app.state_dir)) == 1
     assert read_tree(vault_root).keys() == {"Pending_Approval/hello.md"}
     note = parsed(vault_root / "Pending_Approval" / "hello.md")
     assert note.meta["id"] != task_id
@@ -325,7 +296,7 @@ def test_a_done_file_copied_into_needs_action_needs_approval_as_a_repeat(
     outcome = app.pipeline.process(vault_root / "Needs_Action" / "hello.md")
 
     assert outcome.status == "pending_approval"
-    assert len(outbox(app)) == 1
+    assert len(outbox(app.state_dir)) == 1
     assert files_in(vault_root, "Done") == ["hello.md"]
     note = parsed(vault_root / "Pending_Approval" / "hello.md")
     assert note.meta["approval"]["rule"] == "repeat"
@@ -341,9 +312,9 @@ def test_a_repeat_a_person_approves_runs_again_exactly_once(app: App, vault_root
     )
 
     assert outcome.status == "done"
-    assert len(outbox(app)) == 2
+    assert len(outbox(app.state_dir)) == 2
     assert app.pipeline.process(vault_root / "Done" / "hello.md").status == "unchanged"
-    assert len(outbox(app)) == 2
+    assert len(outbox(app.state_dir)) == 2
 
 
 # -- late approval ---------------------------------------------------------------------------
@@ -358,7 +329,7 @@ def test_a_request_approved_after_it_expired_is_not_executed(
     outcome = app.pipeline.process(move(vault_root, pending, "Approved"))
 
     assert outcome.status == "expired"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert read_tree(vault_root).keys() == {"Rejected/acme.md"}
     note = parsed(vault_root / "Rejected" / "acme.md")
     assert note.meta["status"] == "expired"
@@ -372,7 +343,7 @@ def test_a_request_approved_after_it_expired_is_not_executed(
     # Moving the expired request to Approved/ once more still runs nothing.
     again = app.pipeline.process(move(vault_root, vault_root / "Rejected/acme.md", "Approved"))
     assert again.status == "pending_approval"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
 
 
 def test_a_rejected_request_moved_to_approved_is_not_executed(app: App, vault_root: Path):
@@ -384,7 +355,7 @@ def test_a_rejected_request_moved_to_approved_is_not_executed(app: App, vault_ro
     )
 
     assert outcome.status == "pending_approval"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     note = parsed(vault_root / "Pending_Approval" / "acme.md")
     assert note.meta["id"] != task_id
     assert "rejected before" in note.meta["note"]
@@ -394,12 +365,14 @@ def test_a_rejected_request_moved_to_approved_is_not_executed(app: App, vault_ro
 
 
 def test_an_invalid_file_in_approved_is_rejected_not_executed(app: App, vault_root: Path):
-    path = write(vault_root, "Approved/bad.md", "type: social_post\nplatforms: [facebook]\n")
+    path = write_note(
+        vault_root, "Approved/bad.md", "type: social_post\nplatforms: [facebook]\n", BODY
+    )
 
     outcome = app.pipeline.process(path)
 
     assert outcome.status == "rejected"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     note = parsed(vault_root / "Rejected" / "bad.md")
     assert "text: missing" in note.meta["error"]
     assert note.body == BODY
@@ -421,7 +394,7 @@ def test_a_tampered_request_block_is_rendered_again_so_the_approver_sees_the_tru
     task = app.ledger.task(task_id)
     assert task is not None
     assert task.state == ledger.PENDING
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     # Once restored, looking again is a no-op.
     assert app.pipeline.process(pending).status == "unchanged"
     assert pending.read_text(encoding="utf-8") == honest

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import files_in, make_files, note, read_tree
+from conftest import audit, files_in, make_files, note, outbox, parsed, read_tree
 
 from daemon import ledger, notes
 from daemon.app import App
-from daemon.audit import read_entries
 from daemon.status import build_snapshot
 from daemon.taskfile import STAMPED_NOTE_BYTES
 from daemon.vault import MAX_NOTE_BYTES
@@ -39,19 +38,6 @@ BYSTANDERS = {
 def bystanders(vault_root: Path) -> dict[str, str]:
     make_files(vault_root, BYSTANDERS)
     return dict(BYSTANDERS)
-
-
-def outbox(app: App) -> list[dict[str, Any]]:
-    path = app.state_dir / "dry_run_outbox.jsonl"
-    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-
-
-def audit(root: Path) -> list[dict[str, Any]]:
-    return list(read_entries(root / "Logs"))
-
-
-def parsed(path: Path) -> notes.Note:
-    return notes.parse(path.read_text(encoding="utf-8"))
 
 
 def assert_others_untouched(root: Path, bystanders: dict[str, str], *mine: str) -> None:
@@ -77,7 +63,7 @@ def reject_stamped(app: App, root: Path, name: str, content: str) -> notes.Note:
     assert entry["event"] == "rejected_invalid"
     assert entry["error"].startswith(f"{name}: ")  # the log names the file
     assert entry["file"] == f"Rejected/{name}"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     return rejected
 
 
@@ -100,7 +86,7 @@ def reject_unread(app: App, root: Path, name: str, content: str | bytes) -> str:
     entry = audit(root)[-1]
     assert entry["event"] == "rejected_unreadable"
     assert entry["error"].startswith(f"{name} ")
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     return str(explained.meta["error"])
 
 
@@ -412,7 +398,7 @@ def test_a_huge_file_placed_in_approved_is_rejected_without_being_read(app: App,
     outcome = app.pipeline.process(reason_file)
 
     assert outcome.status == "rejected"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     sidecar = parsed(vault_root / "Rejected" / "huge.md.rejected.md")
     assert "it was not read" in sidecar.meta["error"]
 
@@ -440,7 +426,7 @@ def test_a_symlink_is_never_followed_and_its_target_is_left_untouched(
     assert not link.exists()
     sidecar = parsed(vault_root / "Rejected" / "link.md.rejected.md")
     assert sidecar.meta["error"] == ("link.md is a symbolic link; vaultd never follows links")
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert_others_untouched(
         vault_root, bystanders, "Rejected/link.md", "Rejected/link.md.rejected.md"
     )
@@ -456,7 +442,7 @@ def test_a_symlink_to_a_note_inside_the_vault_leaves_that_note_where_it_is(
 
     assert outcome.status == "rejected"
     assert (vault_root / "Rejected" / "handbook.md").is_symlink()
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert_others_untouched(
         vault_root, bystanders, "Rejected/handbook.md", "Rejected/handbook.md.rejected.md"
     )
@@ -589,7 +575,7 @@ def test_sync_conflict_copies_are_ignored_left_in_place_and_reported(
     )
     for folder in ("Needs_Action", "Approved", "Pending_Approval"):
         assert (vault_root / folder / name).read_text(encoding="utf-8") == content
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert app.ledger.counts() == {}
     snapshot = build_snapshot(app.vault, app.ledger)
     assert sorted(snapshot.sync_conflicts) == sorted(

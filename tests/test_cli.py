@@ -15,17 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import VAULTD, files_in, make_files, note
+from conftest import VAULTD, drop_posts_to_broken_services, files_in, make_files, note
 
 from daemon import notes
 from daemon.app import App
 from daemon.audit import AuditLog, read_entries
 from daemon.cli import main
-from daemon.connectors.base import Absent, Health, Lookup
 from daemon.errors import ConnectorError, OutcomeUnknown
 from daemon.ledger import Ledger
-from daemon.models import Action
-from daemon.policy import Facts
 
 COMMANDS = ("init", "run", "status", "approve", "reject", "check", "logs")
 
@@ -169,48 +166,15 @@ def test_status_json_is_machine_readable(demo: Demo, capsys: pytest.CaptureFixtu
     assert data["ledger"] == str((demo.state / "ledger.sqlite3").resolve())
 
 
-class BrokenService:
-    """A stand-in for a remote service: Facebook refuses, X may or may not have posted."""
-
-    def __init__(self, name: str, error: ConnectorError) -> None:
-        self.name = name
-        self.error = error
-
-    def describe(self, action: Action, *, marker: str) -> dict[str, Any]:
-        return {"marker": marker}
-
-    def execute(self, action: Action, *, marker: str, dry_run: bool) -> dict[str, Any]:
-        raise self.error
-
-    def lookup(self, marker: str) -> Lookup:
-        return Absent()
-
-    def check(self) -> Health:
-        return Health(False, "down")
-
-    def facts(self, action: Action) -> Facts:
-        return Facts()
-
-
 def test_status_lists_failed_and_outcome_unknown_tasks_with_their_error(
     app: App, vault_root: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
 ):
-    app.pipeline.connectors["facebook"] = BrokenService(
-        "facebook", ConnectorError("page token expired")
-    )
-    app.pipeline.connectors["twitter"] = BrokenService(
-        "twitter", OutcomeUnknown("connection reset after sending")
-    )
-    post = {"type": "social_post", "text": "Hello"}
-    make_files(
+    drop_posts_to_broken_services(
+        app,
         vault_root,
-        {
-            "Needs_Action/fb.md": note({**post, "platforms": ["facebook"]}),
-            "Needs_Action/x.md": note({**post, "platforms": ["twitter"]}),
-        },
+        facebook=ConnectorError("page token expired"),
+        twitter=OutcomeUnknown("connection reset after sending"),
     )
-    for name in ("fb.md", "x.md"):
-        app.pipeline.process(vault_root / "Needs_Action" / name)
     assert files_in(vault_root, "Failed") == ["fb.md", "x.md"]
 
     assert main(["status", "--vault", str(vault_root), "--state-dir", str(state_dir)]) == 0

@@ -9,8 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import VAULTD, files_in, make_files, note, wait_for
-from test_cli import BrokenService
+from conftest import (
+    VAULTD,
+    drop_posts_to_broken_services,
+    files_in,
+    make_files,
+    note,
+    wait_for,
+)
 
 from daemon.app import App
 from daemon.cli import main
@@ -59,20 +65,12 @@ def test_run_once_writes_counts_pending_links_with_age_and_rule_and_recent_actio
 
 
 def test_dashboard_lists_failures_and_unknown_outcomes_with_their_error(app: App, vault_root: Path):
-    app.pipeline.connectors["facebook"] = BrokenService(
-        "facebook", ConnectorError("page token\nexpired")
-    )
-    app.pipeline.connectors["twitter"] = BrokenService("twitter", OutcomeUnknown("timed out"))
-    post = {"type": "social_post", "text": "Hello"}
-    make_files(
+    drop_posts_to_broken_services(
+        app,
         vault_root,
-        {
-            "Needs_Action/fb.md": note({**post, "platforms": ["facebook"]}),
-            "Needs_Action/x.md": note({**post, "platforms": ["twitter"]}),
-        },
+        facebook=ConnectorError("page token\nexpired"),
+        twitter=OutcomeUnknown("timed out"),
     )
-    for name in ("fb.md", "x.md"):
-        app.pipeline.process(vault_root / "Needs_Action" / name)
 
     Dashboard(app.vault, app.ledger, min_interval=60).write()
     text = dashboard_of(vault_root)

@@ -7,22 +7,25 @@ audit log and the dry-run outbox.
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import Clock, files_in, make_files, read_tree
+from conftest import (
+    Clock,
+    StandInService,
+    audit,
+    files_in,
+    move,
+    outbox,
+    parsed,
+    read_tree,
+    write_note,
+)
 
-from daemon import ledger, notes
+from daemon import ledger
 from daemon.app import App
-from daemon.audit import read_entries
-from daemon.connectors.base import Absent, Found, Health, Lookup, Undetermined
-from daemon.errors import ConnectorError, OutcomeUnknown
-from daemon.models import Action
-from daemon.policy import Facts
+from daemon.connectors.base import Undetermined
 
 # A body a careless rewrite would damage: trailing spaces, blank lines, a `---` line,
 # text that looks like frontmatter, non-ASCII, and no newline at the very end.
@@ -62,35 +65,15 @@ INVOICE_FM = (
 # -- helpers ---------------------------------------------------------------------------
 
 
-def drop(root: Path, name: str, frontmatter: str, body: str = BODY) -> Path:
-    make_files(root, {f"Needs_Action/{name}": f"---\n{frontmatter}---\n{body}"})
-    return root / "Needs_Action" / name
-
-
-def move(root: Path, path: Path, folder: str, name: str | None = None) -> Path:
-    """Move a file as a person does in Obsidian: one rename."""
-    target = root / folder / (name or path.name)
-    os.rename(path, target)  # noqa: PTH104 - one rename, as in Obsidian
-    return target
-
-
-def outbox(app: App) -> list[dict[str, Any]]:
-    path = app.state_dir / "dry_run_outbox.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def audit(root: Path) -> list[dict[str, Any]]:
-    return list(read_entries(root / "Logs"))
-
-
 def events(root: Path, task_id: str | None = None) -> list[str]:
     return [e["event"] for e in audit(root) if task_id is None or e["task_id"] == task_id]
 
 
-def parsed(path: Path) -> notes.Note:
-    return notes.parse(path.read_bytes().decode("utf-8"))  # line endings as on disk
+def request_acme_invoice(app: App, root: Path) -> Path:
+    """Drop the Acme invoice (over the threshold) and return its request in Pending_Approval/."""
+    pending = app.pipeline.process(write_note(root, "Needs_Action/acme.md", INVOICE_FM, BODY)).path
+    assert pending is not None
+    return pending
 
 
 def assert_user_text_intact(path: Path, frontmatter: str, body: str = BODY) -> None:
@@ -107,7 +90,7 @@ def assert_user_text_intact(path: Path, frontmatter: str, body: str = BODY) -> N
 def test_an_auto_approved_post_is_executed_and_lands_in_done_with_its_result(
     app: App, vault_root: Path
 ):
-    path = drop(vault_root, "launch.md", POST_FM)
+    path = write_note(vault_root, "Needs_Action/launch.md", POST_FM, BODY)
 
     outcome = app.pipeline.process(path)
 
@@ -133,7 +116,7 @@ def test_an_auto_approved_post_is_executed_and_lands_in_done_with_its_result(
         "scheduled_post",
         "Done/launch.md",
     )
-    sent = outbox(app)
+    sent = outbox(app.state_dir)
     assert [r["target"] for r in sent] == ["facebook", "twitter"]
     assert {r["marker"] for r in sent} == {
         f"vaultd:{task_id}:facebook",
@@ -147,7 +130,7 @@ def test_an_auto_approved_post_is_executed_and_lands_in_done_with_its_result(
 
 
 def test_processing_a_done_file_again_changes_nothing(app: App, vault_root: Path):
-    outcome = app.pipeline.process(drop(vault_root, "launch.md", POST_FM))
+    outcome = app.pipeline.process(write_note(vault_root, "Needs_Action/launch.md", POST_FM, BODY))
     before = read_tree(vault_root)
     log_lines = len(audit(vault_root))
 
@@ -156,7 +139,7 @@ def test_processing_a_done_file_again_changes_nothing(app: App, vault_root: Path
     assert again.status == "unchanged"
     assert read_tree(vault_root) == before
     assert len(audit(vault_root)) == log_lines
-    assert len(outbox(app)) == 2
+    assert len(outbox(app.state_dir)) == 2
 
 
 # -- Needs_Action → Pending_Approval ----------------------------------------------------
@@ -165,7 +148,7 @@ def test_processing_a_done_file_again_changes_nothing(app: App, vault_root: Path
 def test_an_invoice_of_100_dollars_or_more_waits_for_approval_with_a_readable_request(
     app: App, vault_root: Path, clock: Clock
 ):
-    outcome = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM))
+    outcome = app.pipeline.process(write_note(vault_root, "Needs_Action/acme.md", INVOICE_FM, BODY))
 
     assert outcome.status == "pending_approval"
     assert outcome.path == vault_root / "Pending_Approval" / "acme.md"
@@ -197,15 +180,14 @@ def test_an_invoice_of_100_dollars_or_more_waits_for_approval_with_a_readable_re
     assert (task.amount, task.currency) == ("150", "USD")
     assert task.payload_hash == pending.meta["approval"]["payload_hash"]
     assert task.payload_hash in request
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert events(vault_root, task_id) == ["approval_requested"]
 
 
 def test_a_person_moving_a_request_to_approved_gets_it_executed_into_done(
     app: App, vault_root: Path
 ):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
     task_id = parsed(pending).meta["id"]
 
     outcome = app.pipeline.process(move(vault_root, pending, "Approved"))
@@ -222,7 +204,7 @@ def test_a_person_moving_a_request_to_approved_gets_it_executed_into_done(
     task = app.ledger.task(task_id)
     assert task is not None
     assert (task.state, task.approval) == (ledger.DONE, "human_approved")
-    assert [r["marker"] for r in outbox(app)] == [f"vaultd:{task_id}:odoo"]
+    assert [r["marker"] for r in outbox(app.state_dir)] == [f"vaultd:{task_id}:odoo"]
     assert events(vault_root, task_id) == ["approval_requested", "approved", "executed"]
     approved = next(e for e in audit(vault_root) if e["event"] == "approved")
     assert approved["actor"] == "human"
@@ -232,8 +214,7 @@ def test_a_person_moving_a_request_to_approved_gets_it_executed_into_done(
 def test_a_person_moving_a_request_to_rejected_is_recorded_as_human_rejected(
     app: App, vault_root: Path
 ):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
     task_id = parsed(pending).meta["id"]
 
     rejected = move(vault_root, pending, "Rejected")
@@ -258,7 +239,7 @@ def test_a_person_moving_a_request_to_rejected_is_recorded_as_human_rejected(
         "human",
         "human_rejected",
     )
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
 
     # Seeing the file again records nothing new.
     before = read_tree(vault_root)
@@ -268,8 +249,7 @@ def test_a_person_moving_a_request_to_rejected_is_recorded_as_human_rejected(
 
 
 def test_a_rejection_reason_written_by_the_person_is_kept(app: App, vault_root: Path):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
     text = pending.read_text(encoding="utf-8")
     pending.write_text(
         text.replace("currency: USD\n", "currency: USD\nrejection_reason: wrong customer\n", 1),
@@ -293,8 +273,7 @@ def test_a_rejection_reason_written_by_the_person_is_kept(app: App, vault_root: 
 def test_a_request_nobody_decided_on_expires_into_rejected_after_48_hours(
     app: App, vault_root: Path, clock: Clock
 ):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
     task_id = parsed(pending).meta["id"]
 
     clock.advance(hours=47)
@@ -321,15 +300,14 @@ def test_a_request_nobody_decided_on_expires_into_rejected_after_48_hours(
     last = audit(vault_root)[-1]
     assert (last["event"], last["approval_status"]) == ("expired", "expired")
     assert "expired" in last["error"]
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert app.pipeline.expire_due() == []
 
 
 def test_an_expired_request_is_rejected_when_it_is_next_processed(
     app: App, vault_root: Path, clock: Clock
 ):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
 
     clock.advance(hours=49)
     outcome = app.pipeline.process(pending)
@@ -347,7 +325,7 @@ def test_a_post_scheduled_for_later_waits_in_approved_and_runs_once_when_due(
 ):
     when = (clock() + timedelta(hours=2)).replace(microsecond=0)
     frontmatter = POST_FM + f"scheduled_for: {when.isoformat()}\n"
-    path = drop(vault_root, "later.md", frontmatter)
+    path = write_note(vault_root, "Needs_Action/later.md", frontmatter, BODY)
 
     outcome = app.pipeline.process(path)
 
@@ -356,7 +334,7 @@ def test_a_post_scheduled_for_later_waits_in_approved_and_runs_once_when_due(
     assert outcome.path == vault_root / "Approved" / "later.md"
     assert parsed(outcome.path).meta["status"] == "scheduled"
     assert_user_text_intact(outcome.path, frontmatter)
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
 
     # Looking again before it is due changes nothing.
     before = read_tree(vault_root)
@@ -364,17 +342,17 @@ def test_a_post_scheduled_for_later_waits_in_approved_and_runs_once_when_due(
     again = app.pipeline.process(outcome.path)
     assert (again.status, again.retry_at) == ("scheduled", when)
     assert read_tree(vault_root) == before
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
 
     clock.advance(hours=1, seconds=1)
     due = app.pipeline.process(outcome.path)
 
     assert due.status == "done"
     assert read_tree(vault_root).keys() == {"Done/later.md"}
-    assert len(outbox(app)) == 2
+    assert len(outbox(app.state_dir)) == 2
     assert_user_text_intact(vault_root / "Done" / "later.md", frontmatter)
     assert app.pipeline.process(vault_root / "Done" / "later.md").status == "unchanged"
-    assert len(outbox(app)) == 2
+    assert len(outbox(app.state_dir)) == 2
 
 
 # -- edits while pending -----------------------------------------------------------------
@@ -383,8 +361,7 @@ def test_a_post_scheduled_for_later_waits_in_approved_and_runs_once_when_due(
 def test_an_edit_while_pending_re_renders_and_re_hashes_the_request(
     app: App, vault_root: Path, clock: Clock
 ):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
     first = parsed(pending)
     task_id = first.meta["id"]
     old_hash = first.meta["approval"]["payload_hash"]
@@ -417,15 +394,14 @@ def test_an_edit_while_pending_re_renders_and_re_hashes_the_request(
     # The re-rendered version is the one that can be approved.
     done = app.pipeline.process(move(vault_root, pending, "Approved"))
     assert done.status == "done"
-    sent = outbox(app)
+    sent = outbox(app.state_dir)
     assert len(sent) == 1
     line = sent[0]["request"]["calls"][0]["args"][0][0]["invoice_line_ids"][0][2]
     assert line["price_unit"] == "80"
 
 
 def test_processing_an_unchanged_pending_request_again_is_a_no_op(app: App, vault_root: Path):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
     before = pending.read_bytes()
     log_lines = len(audit(vault_root))
 
@@ -439,8 +415,7 @@ def test_processing_an_unchanged_pending_request_again_is_a_no_op(app: App, vaul
 def test_an_edit_to_the_body_of_a_pending_request_is_kept_and_needs_no_new_request(
     app: App, vault_root: Path
 ):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
     edited = pending.read_text(encoding="utf-8") + "\n\nReviewer: checked the hours.\n"
     pending.write_text(edited, encoding="utf-8")
 
@@ -457,8 +432,7 @@ def test_an_edit_to_the_body_of_a_pending_request_is_kept_and_needs_no_new_reque
 def test_a_pending_request_renamed_by_a_person_is_still_the_same_request(
     app: App, vault_root: Path
 ):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
     task_id = parsed(pending).meta["id"]
 
     renamed = move(vault_root, pending, "Pending_Approval", "acme march.md")
@@ -498,8 +472,7 @@ def test_a_crlf_note_keeps_its_line_endings_through_request_and_execution(
 def test_a_request_an_editor_saved_with_crlf_line_endings_is_re_rendered_not_duplicated(
     app: App, vault_root: Path
 ):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
     edited = pending.read_text(encoding="utf-8").replace("price_unit: 75", "price_unit: 80")
     pending.write_bytes(edited.replace("\n", "\r\n").encode())  # a Windows editor's save
 
@@ -520,8 +493,7 @@ def test_a_request_an_editor_saved_with_crlf_line_endings_is_re_rendered_not_dup
 def test_an_edit_that_makes_a_pending_request_invalid_is_marked_and_can_be_fixed(
     app: App, vault_root: Path
 ):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
     task_id = parsed(pending).meta["id"]
     good = pending.read_text(encoding="utf-8")
     pending.write_text(good.replace("currency: USD", "currency: dollars"), encoding="utf-8")
@@ -538,13 +510,12 @@ def test_an_edit_that_makes_a_pending_request_invalid_is_marked_and_can_be_fixed
     # Approving the invalid version runs nothing.
     rejected = app.pipeline.process(move(vault_root, pending, "Approved"))
     assert rejected.status == "rejected"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert events(vault_root, task_id)[-2:] == ["request_invalid", "rejected_invalid"]
 
 
 def test_fixing_an_invalid_pending_request_re_renders_it(app: App, vault_root: Path):
-    pending = app.pipeline.process(drop(vault_root, "acme.md", INVOICE_FM)).path
-    assert pending is not None
+    pending = request_acme_invoice(app, vault_root)
     good = pending.read_text(encoding="utf-8")
     pending.write_text(good.replace("currency: USD", "currency: dollars"), encoding="utf-8")
     app.pipeline.process(pending)
@@ -561,7 +532,9 @@ def test_fixing_an_invalid_pending_request_re_renders_it(app: App, vault_root: P
 
 def test_a_rejected_task_fixed_and_dropped_back_in_runs_under_a_new_id(app: App, vault_root: Path):
     bad = POST_FM.replace("platforms: [facebook, twitter]", "platforms: [facebok]")
-    rejected = app.pipeline.process(drop(vault_root, "launch.md", bad)).path
+    rejected = app.pipeline.process(
+        write_note(vault_root, "Needs_Action/launch.md", bad, BODY)
+    ).path
     assert rejected is not None
     old_id = parsed(rejected).meta["id"]
     fixed = rejected.read_text(encoding="utf-8").replace("[facebok]", "[facebook]")
@@ -584,7 +557,9 @@ def test_an_approved_scheduled_reply_edited_while_waiting_goes_back_for_approval
         "type: social_post\nplatforms: [twitter]\nkind: reply\nin_reply_to: '42'\n"
         f"text: Thanks!\nscheduled_for: {when.isoformat()}\n"
     )
-    pending = app.pipeline.process(drop(vault_root, "reply.md", frontmatter)).path
+    pending = app.pipeline.process(
+        write_note(vault_root, "Needs_Action/reply.md", frontmatter, BODY)
+    ).path
     assert pending is not None
     scheduled = app.pipeline.process(move(vault_root, pending, "Approved"))
     assert scheduled.status == "scheduled"
@@ -596,7 +571,7 @@ def test_an_approved_scheduled_reply_edited_while_waiting_goes_back_for_approval
     outcome = app.pipeline.process(scheduled.path)
 
     assert outcome.status == "pending_approval"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
     assert (
         "changed after its approval request"
         in parsed(vault_root / "Pending_Approval" / "reply.md").meta["note"]
@@ -608,7 +583,12 @@ def test_a_scheduled_post_a_person_moves_to_rejected_never_runs(
 ):
     when = (clock() + timedelta(hours=2)).replace(microsecond=0)
     scheduled = app.pipeline.process(
-        drop(vault_root, "later.md", POST_FM + f"scheduled_for: {when.isoformat()}\n")
+        write_note(
+            vault_root,
+            "Needs_Action/later.md",
+            POST_FM + f"scheduled_for: {when.isoformat()}\n",
+            BODY,
+        )
     ).path
     assert scheduled is not None
 
@@ -620,65 +600,24 @@ def test_a_scheduled_post_a_person_moves_to_rejected_never_runs(
     assert (task.state, task.approval) == (ledger.REJECTED, "human_rejected")
     clock.advance(hours=3)
     assert app.pipeline.process(vault_root / "Rejected" / "later.md").status == "unchanged"
-    assert outbox(app) == []
+    assert outbox(app.state_dir) == []
 
 
 # -- execute → Failed, and a retry --------------------------------------------------------
 
 
-class FlakyService:
-    """Stands in for a remote service: records what reaches it, and fails as told.
-
-    `fail` is how many calls to refuse with ConnectorError; `lost` how many to answer with
-    OutcomeUnknown after doing the work; `lookup_answer` what a marker lookup returns.
-    """
-
-    def __init__(self, name: str, *, fail: int = 0, lost: int = 0) -> None:
-        self.name = name
-        self.fail = fail
-        self.lost = lost
-        self.calls: list[str] = []
-        self.created: dict[str, dict[str, Any]] = {}
-        self.lookup_answer: Lookup | None = None
-
-    def describe(self, action: Action, *, marker: str) -> dict[str, Any]:
-        return {"service": self.name, "marker": marker}
-
-    def execute(self, action: Action, *, marker: str, dry_run: bool) -> dict[str, Any]:
-        self.calls.append(marker)
-        if self.fail:
-            self.fail -= 1
-            raise ConnectorError(f"{self.name} answered 503 Service Unavailable")
-        self.created[marker] = {"id": f"{self.name}-{len(self.calls)}"}
-        if self.lost:
-            self.lost -= 1
-            raise OutcomeUnknown(f"{self.name}: connection reset after sending")
-        return self.created[marker]
-
-    def lookup(self, marker: str) -> Lookup:
-        if self.lookup_answer is not None:
-            return self.lookup_answer
-        return Found(self.created[marker]) if marker in self.created else Absent()
-
-    def check(self) -> Health:
-        return Health(True, "stand-in")
-
-    def facts(self, action: Action) -> Facts:
-        return Facts()
-
-
 @pytest.fixture
-def services(app: App) -> dict[str, FlakyService]:
-    stand_ins = {name: FlakyService(name) for name in ("facebook", "instagram", "twitter")}
+def services(app: App) -> dict[str, StandInService]:
+    stand_ins = {name: StandInService(name) for name in ("facebook", "instagram", "twitter")}
     app.pipeline.connectors.update(stand_ins)
     return stand_ins
 
 
 def test_a_partial_failure_lands_in_failed_and_a_retry_calls_only_the_platform_that_failed(
-    app: App, vault_root: Path, services: dict[str, FlakyService]
+    app: App, vault_root: Path, services: dict[str, StandInService]
 ):
     services["twitter"].fail = 1
-    outcome = app.pipeline.process(drop(vault_root, "launch.md", POST_FM))
+    outcome = app.pipeline.process(write_note(vault_root, "Needs_Action/launch.md", POST_FM, BODY))
 
     assert outcome.status == "failed"
     assert read_tree(vault_root).keys() == {"Failed/launch.md"}
@@ -715,11 +654,11 @@ def test_a_partial_failure_lands_in_failed_and_a_retry_calls_only_the_platform_t
 
 
 def test_an_outcome_unknown_lands_in_failed_and_is_never_called_again_blindly(
-    app: App, vault_root: Path, services: dict[str, FlakyService]
+    app: App, vault_root: Path, services: dict[str, StandInService]
 ):
     services["twitter"].lost = 1
     services["twitter"].lookup_answer = Undetermined("the search API is down")
-    outcome = app.pipeline.process(drop(vault_root, "launch.md", POST_FM))
+    outcome = app.pipeline.process(write_note(vault_root, "Needs_Action/launch.md", POST_FM, BODY))
 
     assert outcome.status == "outcome_unknown"
     failed = parsed(vault_root / "Failed" / "launch.md")
@@ -746,10 +685,10 @@ def test_an_outcome_unknown_lands_in_failed_and_is_never_called_again_blindly(
 
 
 def test_an_unknown_outcome_proven_absent_is_safe_to_run_again(
-    app: App, vault_root: Path, services: dict[str, FlakyService]
+    app: App, vault_root: Path, services: dict[str, StandInService]
 ):
     services["twitter"].lost = 1
-    app.pipeline.process(drop(vault_root, "launch.md", POST_FM))
+    app.pipeline.process(write_note(vault_root, "Needs_Action/launch.md", POST_FM, BODY))
     task_id = parsed(vault_root / "Failed" / "launch.md").meta["id"]
     services["twitter"].created.clear()  # the service proves nothing carries the marker
 
@@ -778,7 +717,7 @@ def test_every_dropped_file_ends_in_exactly_one_folder_with_its_body_intact(
         "broken.md": "type: social_post\nplatforms: [myspace]\ntext: hi\n",
     }
     for name, frontmatter in files.items():
-        app.pipeline.process(drop(vault_root, name, frontmatter))
+        app.pipeline.process(write_note(vault_root, f"Needs_Action/{name}", frontmatter, BODY))
     app.pipeline.process(move(vault_root, vault_root / "Pending_Approval/big.md", "Approved"))
     clock.advance(hours=49)
     app.pipeline.expire_due()
@@ -796,10 +735,10 @@ def test_every_dropped_file_ends_in_exactly_one_folder_with_its_body_intact(
 
 @pytest.mark.parametrize("folder", ["Pending_Approval", "Needs_Action"])
 def test_a_partly_failed_note_sent_back_for_review_keeps_its_id_and_never_posts_twice(
-    app: App, vault_root: Path, services: dict[str, FlakyService], folder: str
+    app: App, vault_root: Path, services: dict[str, StandInService], folder: str
 ):
     services["twitter"].fail = 1
-    app.pipeline.process(drop(vault_root, "launch.md", POST_FM))
+    app.pipeline.process(write_note(vault_root, "Needs_Action/launch.md", POST_FM, BODY))
     task_id = parsed(vault_root / "Failed" / "launch.md").meta["id"]
 
     review = app.pipeline.process(move(vault_root, vault_root / "Failed/launch.md", folder))
@@ -819,8 +758,10 @@ def test_a_partly_failed_note_sent_back_for_review_keeps_its_id_and_never_posts_
 def test_rejected_and_expired_notes_no_longer_carry_the_approval_request(
     app: App, vault_root: Path, clock
 ):
-    first = app.pipeline.process(drop(vault_root, "a.md", INVOICE_FM))
-    second = app.pipeline.process(drop(vault_root, "b.md", INVOICE_FM.replace("Acme", "Beta")))
+    first = app.pipeline.process(write_note(vault_root, "Needs_Action/a.md", INVOICE_FM, BODY))
+    second = app.pipeline.process(
+        write_note(vault_root, "Needs_Action/b.md", INVOICE_FM.replace("Acme", "Beta"), BODY)
+    )
     assert first.path is not None
     assert second.path is not None
     assert parsed(first.path).block

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
-from conftest import VAULTD
+from conftest import VAULTD, outbox
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "vault_template"
 BLOCK_BEGIN = "<!-- vaultd:begin"
@@ -100,14 +100,6 @@ def meta(text: str) -> dict[str, Any]:
     return data
 
 
-def outbox(state: Path) -> list[dict[str, Any]]:
-    """Return every request the dry-run connectors 'sent' (the remote service's view)."""
-    path = state / "dry_run_outbox.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
 def calls_per_marker(state: Path) -> Counter[str]:
     return Counter(record["marker"] for record in outbox(state))
 
@@ -128,8 +120,3 @@ def audit_events(vault: Path) -> list[dict[str, Any]]:
     for path in sorted((vault / "Logs").glob("*.json")):
         events += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     return events
-
-
-def person_moves(vault: Path, name: str, source: str, target: str) -> None:
-    """Move a note between folders as Obsidian does when a person drags it: one rename(2)."""
-    (vault / source / name).rename(vault / target / name)

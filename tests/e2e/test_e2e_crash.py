@@ -10,15 +10,13 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import files_in, make_files, note, read_tree
+from conftest import files_in, make_files, move, note, outbox, read_tree
 from e2e_support import (
     audit_events,
     calls_per_marker,
     integrity,
     meta,
     ok,
-    outbox,
-    person_moves,
     vaultd,
 )
 
@@ -162,7 +160,7 @@ def test_a_crash_between_writing_done_and_moving_to_done_finishes_the_move(
     make_files(vault, {"Needs_Action/reply.md": REPLY})
     ok(run_once(vault, state))
     assert files_in(vault, "Pending_Approval") == ["reply.md"]
-    person_moves(vault, "reply.md", "Pending_Approval", "Approved")
+    move(vault, vault / "Pending_Approval" / "reply.md", "Approved")
 
     assert_killed(run_once(vault, state, "mid-move"))
     assert files_in(vault, "Approved") == ["reply.md"]
@@ -181,7 +179,7 @@ def test_a_crash_in_the_long_running_daemon_is_settled_by_the_next_one(
     vault, state = vault_root, state_dir
     make_files(vault, {"Needs_Action/reply.md": REPLY})
     ok(run_once(vault, state))
-    person_moves(vault, "reply.md", "Pending_Approval", "Approved")
+    move(vault, vault / "Pending_Approval" / "reply.md", "Approved")
 
     killed = vaultd("run", "--vault", vault, "--state-dir", state, failpoint="after-call")
     assert_killed(killed)

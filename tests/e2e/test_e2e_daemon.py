@@ -7,15 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import files_in, note, read_tree, wait_for
+from conftest import files_in, move, note, outbox, read_tree, wait_for
 from e2e_support import (
     TEMPLATE,
     Daemon,
     audit_events,
     meta,
     ok,
-    outbox,
-    person_moves,
     split_note,
     vaultd,
 )
@@ -142,7 +140,7 @@ def test_running_daemon_executes_what_a_person_approves_and_stops_cleanly_on_sig
 
         # A person approves the reply the way Obsidian does it: a rename.
         started = time.monotonic()
-        person_moves(vault, REPLY, "Pending_Approval", "Approved")
+        move(vault, vault / "Pending_Approval" / REPLY, "Approved")
         wait_for(lambda: REPLY in files_in(vault, "Done"), timeout=5)
         latency = time.monotonic() - started
         record_property("approve_to_done_seconds", round(latency, 3))
@@ -203,7 +201,7 @@ def test_polling_mode_also_executes_a_moved_file(tmp_path: Path):
         )
         wait_for(lambda: "ready.md" in files_in(vault, "Done"), timeout=15)
 
-        person_moves(vault, INVOICE, "Pending_Approval", "Approved")
+        move(vault, vault / "Pending_Approval" / INVOICE, "Approved")
         wait_for(lambda: INVOICE in files_in(vault, "Done"), timeout=10)
         assert daemon.terminate() == 0, daemon.output()
     finally:
