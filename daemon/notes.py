@@ -78,6 +78,8 @@ class _StrictLoader(_BaseLoader):
                 line = key_node.start_mark.line + 2
                 raise NoteError(f"a key at line {line} is a list or mapping, not plain text")
             key = key_node.value
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise NoteError("YAML merge keys (<<) are not allowed in a task file")
             if key in seen:
                 raise NoteError(f"key {key!r} appears twice", field=str(key))
             seen.add(key)

@@ -64,6 +64,7 @@ def test_unusual_layouts_fall_back_to_a_clean_dump_with_the_same_data():
         ("a: !!python/object:os.system {}\n", "tag not allowed"),
         ("a: !!python/name:os.system\n", "tag not allowed"),
         ("a: 1\na: 2\n", "appears twice"),
+        ("type: social_post\n<<: {type: odoo_payment}\n", "merge keys"),
         ("a: " + "[" * 60 + "]" * 60 + "\n", "nested deeper"),
         ("a: [unclosed\n", "invalid YAML at line"),
         ("- a\n- b\n", "key: value pairs"),
