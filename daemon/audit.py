@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from daemon.ledger import now_iso
+from daemon.timestamps import now_iso
 
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|authori[sz]ation|credential", re.I)
 _SECRET_ENV = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|_KEY$", re.I)

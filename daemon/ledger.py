@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from daemon.timestamps import now_iso
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     id            TEXT PRIMARY KEY,
@@ -83,10 +85,6 @@ REJECTED = "rejected"
 # Run and step states.
 QUEUED, RUNNING, SUCCEEDED = "queued", "running", "succeeded"
 INTENT, ABSENT = "intent", "absent"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

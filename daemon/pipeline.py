@@ -35,6 +35,7 @@ from daemon.ledger import Ledger, Task
 from daemon.models import Action, SocialPost
 from daemon.policy import Decision, Facts, Policy, decide
 from daemon.taskfile import Loaded, Unreadable, read_task_file, validate_note
+from daemon.timestamps import iso, now_iso, parse_time
 from daemon.vault import (
     APPROVED,
     DONE,
@@ -147,7 +148,7 @@ class Pipeline:
             approval="auto_approved",
             rule=decision.rule,
             reason=decision.reason,
-            decided_at=ledger.now_iso(),
+            decided_at=now_iso(),
             **_money(decision),
         )
         stamps = {
@@ -201,7 +202,7 @@ class Pipeline:
         (for instance a smaller amount typed into the rendered block).
         """
         notice = loaded.note.meta.get("note")
-        expires_at = _parse_time(task.expires_at) if task.expires_at else self.clock()
+        expires_at = parse_time(task.expires_at) if task.expires_at else self.clock()
         decision = Decision(True, task.rule or "", task.reason or "", None, task.currency)
         block = render_request(
             task_id=task.id,
@@ -263,7 +264,7 @@ class Pipeline:
         return outcomes
 
     def _expired(self, task: Task) -> bool:
-        return task.expires_at is not None and _parse_time(task.expires_at) <= self.clock()
+        return task.expires_at is not None and parse_time(task.expires_at) <= self.clock()
 
     def _expire(self, loaded: Loaded, task: Task) -> Outcome:
         reason = f"the approval request expired at {task.expires_at} without a decision"
@@ -333,7 +334,7 @@ class Pipeline:
                 task.id,
                 state=ledger.APPROVED,
                 approval="human_approved",
-                decided_at=ledger.now_iso(),
+                decided_at=now_iso(),
                 file=self.vault.relative(loaded.path),
             )
             self._log(
@@ -422,7 +423,7 @@ class Pipeline:
             state=ledger.REJECTED,
             approval="human_rejected",
             error=str(reason),
-            decided_at=ledger.now_iso(),
+            decided_at=now_iso(),
             file=self.vault.relative(path),
         )
         stamps = {**loaded.note.stamps, "status": "rejected", "error": str(reason)}
@@ -481,7 +482,7 @@ class Pipeline:
     ) -> Outcome:
         payload_hash = action.payload_hash()
         expires_at = (
-            _parse_time(expires)
+            parse_time(expires)
             if expires
             else self.clock() + timedelta(hours=self.policy.approval_expiry_hours)
         )
@@ -494,7 +495,7 @@ class Pipeline:
             approval="required",
             rule=decision.rule,
             reason=decision.reason,
-            expires_at=_iso(expires_at),
+            expires_at=iso(expires_at),
             error=None,
             **_money(decision),
         )
@@ -512,7 +513,7 @@ class Pipeline:
             "approval": {
                 "rule": decision.rule,
                 "reason": decision.reason,
-                "expires_at": _iso(expires_at),
+                "expires_at": iso(expires_at),
                 "payload_hash": payload_hash,
             },
             "note": notice,
@@ -644,11 +645,3 @@ def _money(decision: Decision) -> dict[str, Any]:
     if decision.amount is None:
         return {}
     return {"amount": str(decision.amount), "currency": decision.currency}
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

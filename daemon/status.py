@@ -20,6 +20,7 @@ from daemon import ledger as ledger_states
 from daemon.audit import read_entries
 from daemon.ledger import Ledger, Task
 from daemon.taskfile import Unreadable, read_task_file
+from daemon.timestamps import iso, parse_time
 from daemon.vault import FAILED, LOGS, PENDING, PIPELINE_FOLDERS, Vault, is_sync_conflict
 
 RECENT = 10
@@ -104,7 +105,7 @@ def build_snapshot(
     now = now or datetime.now(UTC)
     snapshot = Snapshot(
         vault=str(vault.root),
-        generated_at=_iso(now),
+        generated_at=iso(now),
         ledger=str(ledger.path) if ledger else None,
         ledger_note=ledger_note,
         counts={},
@@ -282,11 +283,6 @@ def _is_day(text: str) -> bool:
 
 def _parse_time(text: str) -> datetime | None:
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_time(text)
     except ValueError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from daemon.ledger import now_iso
+from daemon.timestamps import now_iso
 
 
 class Outbox:
