@@ -7,9 +7,10 @@ from pathlib import Path
 
 from daemon.audit import AuditLog
 from daemon.config import Config, default_config_path, load_config, state_dir_for
-from daemon.connectors import dry_run_connectors
+from daemon.connectors import dry_run_connectors, live_connectors
 from daemon.ledger import Ledger
 from daemon.pipeline import Pipeline
+from daemon.settings import load_settings
 from daemon.vault import LOGS, Vault
 
 # The ledger's file name inside the state directory.
@@ -35,16 +36,21 @@ def open_app(
     config_path: Path | None = None,
     state_dir: str | Path | None = None,
     dry_run: bool = True,
+    env_file: Path | None = None,
 ) -> App:
-    """Given a vault, return everything needed to process it. Raise VaultdError if unusable."""
+    """Given a vault, return everything needed to process it. Raise VaultdError if unusable.
+
+    Live (`dry_run=False`) uses the real connectors, configured from the environment and
+    `env_file`; a service that is not configured fails its actions clearly.
+    """
     vault = Vault(vault_path)
     vault.check_exists()
     config = load_config(config_path or default_config_path())
     state = state_dir_for(vault.root, state_dir)
     state.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(env_file, vault=vault.root)  # before the redactor reads secrets
     audit = AuditLog(vault.folder(LOGS))
     ledger = Ledger(state / LEDGER_FILE, redact=audit.redact)
-    pipeline = Pipeline(
-        vault, ledger, audit, config.policy, dry_run_connectors(state), dry_run=dry_run
-    )
+    connectors = dry_run_connectors(state) if dry_run else live_connectors(settings)
+    pipeline = Pipeline(vault, ledger, audit, config.policy, connectors, dry_run=dry_run)
     return App(vault, config, state, ledger, audit, pipeline)

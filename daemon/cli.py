@@ -19,9 +19,12 @@ from daemon.app import LEDGER_FILE, open_app
 from daemon.approval import resource_dir
 from daemon.audit import parse_since, read_entries
 from daemon.config import default_config_path, load_config, state_dir_for
+from daemon.connectors import live_connectors
+from daemon.connectors.unavailable import Unavailable
 from daemon.dashboard import Dashboard
 from daemon.errors import ConfigError, NotFound, ValidationFailed, VaultdError
 from daemon.runner import Runner
+from daemon.settings import Settings, load_settings
 from daemon.status import Snapshot, build_snapshot, open_ledger_readonly, show_time
 from daemon.taskfile import Unreadable, read_task_file, validate_note
 from daemon.vault import (
@@ -41,7 +44,11 @@ log = logging.getLogger("vaultd")
 
 
 def _add_vault(
-    parser: argparse.ArgumentParser, *, config: bool = False, state: bool = False
+    parser: argparse.ArgumentParser,
+    *,
+    config: bool = False,
+    state: bool = False,
+    env: bool = False,
 ) -> None:
     parser.add_argument(
         "--vault",
@@ -55,6 +62,13 @@ def _add_vault(
             type=Path,
             help="config file (default: $VAULTD_CONFIG or ~/.config/vaultd/config.toml "
             "if it exists)",
+        )
+    if env:
+        parser.add_argument(
+            "--env-file",
+            type=Path,
+            help="a .env file (outside the vault) with the connectors' settings; "
+            "the environment wins over it",
         )
     if state:
         parser.add_argument(
@@ -91,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_init)
 
     run = commands.add_parser("run", help="run the daemon (dry-run unless --live)")
-    _add_vault(run, config=True, state=True)
+    _add_vault(run, config=True, state=True, env=True)
     run.add_argument("--once", action="store_true", help="process what is there, then exit")
     run.add_argument(
         "--live",
@@ -129,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check", help="validate the config and every file in the pipeline folders"
     )
-    _add_vault(check, config=True)
+    _add_vault(check, config=True, env=True)
     check.set_defaults(func=cmd_check)
 
     logs = commands.add_parser("logs", help="query the audit log (Logs/*.json)")
@@ -201,14 +215,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.live:
-        print(
-            "vaultd: --live needs the live connectors (Odoo, Facebook, Instagram, X), which "
-            "this version does not have yet; run without --live to use dry-run.",
-            file=sys.stderr,
-        )
-        return 1
-    app = open_app(args.vault, config_path=args.config, state_dir=args.state_dir, dry_run=True)
+    app = open_app(
+        args.vault,
+        config_path=args.config,
+        state_dir=args.state_dir,
+        dry_run=not args.live,
+        env_file=args.env_file,
+    )
     dashboard = Dashboard(
         app.vault,
         app.ledger,
@@ -217,11 +230,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     try:
         log.info(
-            "vaultd %s watching %s (dry-run; state in %s)",
+            "vaultd %s watching %s (%s; state in %s)",
             __version__,
             app.vault.root,
+            "dry-run" if app.pipeline.dry_run else "LIVE: approved actions reach the services",
             app.state_dir,
         )
+        for connector in app.pipeline.connectors.values():
+            if isinstance(connector, Unavailable):
+                log.warning("%s: %s; its actions will fail", connector.name, connector.reason)
         if args.once:
             # One dashboard write at the end, not one per file.
             once = Runner(app.pipeline, app.config, polling=args.polling)
@@ -425,6 +442,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 problems += [f"{relative}: {field}: {message}" for field, message in found]
     for problem in problems:
         print(problem)
+    _print_connectors(load_settings(args.env_file, vault=vault.root))
     config_text = f"config {config_path}" if config_path else "default config"
     if problems:
         where = [f"{bad_files} of {checked} file(s)"] if bad_files else []
@@ -434,6 +452,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     print(f"all {checked} files valid ({config_text} ok)")
     return 0
+
+
+def _print_connectors(settings: Settings) -> None:
+    """Print what each live connector would do: its health, or what it is missing."""
+    print("connectors (used with --live):")
+    for name, connector in live_connectors(settings).items():
+        health = connector.check()
+        print(f"  {name:<10} {'ok  ' if health.ok else 'NOT '} {health.detail}")
 
 
 def check_file(path: Path) -> list[tuple[str, str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class VaultdError(Exception):
     """Base of every error vaultd raises on purpose."""
@@ -40,6 +42,33 @@ class ConnectorError(VaultdError):
 
 class OutcomeUnknown(ConnectorError):
     """A connector call may or may not have done the work; only a lookup can tell."""
+
+
+class PermanentError(ConnectorError):
+    """The service refused the request as it is (validation, duplicate): do not retry."""
+
+
+class TransientError(ConnectorError):
+    """The service could not do it now (5xx, timeout before sending): a read may retry."""
+
+
+class AuthError(ConnectorError):
+    """The service refused the credentials."""
+
+
+class NotConfigured(ConnectorError):
+    """A live connector lacks settings; the action fails instead of silently succeeding."""
+
+
+class Deferred(ConnectorError):
+    """The service will not take the call yet (a rate limit or quota); try again at `retry_at`.
+
+    Raised only when the service did not do the work, so calling again later is safe.
+    """
+
+    def __init__(self, message: str, retry_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
 class NotFound(VaultdError):

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from daemon import failpoints, ledger
 from daemon.audit import AuditLog
 from daemon.connectors import targets
 from daemon.connectors.base import Absent, Connector, Found, Lookup, Undetermined
-from daemon.errors import ConnectorError, OutcomeUnknown
+from daemon.errors import ConnectorError, Deferred, OutcomeUnknown
 from daemon.ledger import Ledger, Step
 from daemon.models import Action
 
@@ -32,12 +33,16 @@ class Execution:
     results: dict[str, Any] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     unknown: dict[str, str] = field(default_factory=dict)
+    # Calls the service would not take yet (rate limit, quota): reason and when to retry.
+    deferred: dict[str, tuple[str, datetime]] = field(default_factory=dict)
 
     def record(self, target: str, state: str, value: Any) -> None:
         if state == ledger.SUCCEEDED:
             self.results[target] = value
         elif state == ledger.FAILED:
             self.failures[target] = value
+        elif state == ledger.DEFERRED:
+            self.deferred[target] = value
         else:
             self.unknown[target] = value
 
@@ -45,7 +50,12 @@ class Execution:
     def state(self) -> str:
         if self.unknown:
             return ledger.UNKNOWN
-        return ledger.FAILED if self.failures else ledger.SUCCEEDED
+        if self.failures:
+            return ledger.FAILED
+        return ledger.DEFERRED if self.deferred else ledger.SUCCEEDED
+
+    def retry_at(self) -> datetime | None:
+        return min((when for _, when in self.deferred.values()), default=None)
 
 
 def marker_for(task_id: str, target: str) -> str:
@@ -89,7 +99,9 @@ class Executor:
             else:
                 state, value = self._call(run_id, task_id, target, connector, action)
                 outcome.record(target, state, value)
-        summary = "; ".join(f"{t}: {e}" for t, e in {**outcome.failures, **outcome.unknown}.items())
+        problems = {**outcome.failures, **outcome.unknown}
+        problems.update({t: reason for t, (reason, _) in outcome.deferred.items()})
+        summary = "; ".join(f"{t}: {e}" for t, e in problems.items())
         self.ledger.set_run(run_id, outcome.state, summary or None)
         return outcome
 
@@ -105,6 +117,11 @@ class Executor:
         started = time.monotonic()
         try:
             result = connector.execute(action, marker=marker, dry_run=self.dry_run)
+        except Deferred as error:
+            self.ledger.finish_step(
+                step_id, ledger.DEFERRED, error=str(error), duration_ms=_ms(started)
+            )
+            return ledger.DEFERRED, (str(error), error.retry_at)
         except OutcomeUnknown as error:
             state, problem = ledger.UNKNOWN, str(error)
         except ConnectorError as error:

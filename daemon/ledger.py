@@ -82,9 +82,10 @@ FAILED = "failed"
 UNKNOWN = "unknown"
 REJECTED = "rejected"
 
-# Run and step states.
+# Run and step states. A deferred call was refused for now (rate limit, quota) without
+# being done, so it is safe to make again later.
 QUEUED, RUNNING, SUCCEEDED = "queued", "running", "succeeded"
-INTENT, ABSENT = "intent", "absent"
+INTENT, ABSENT, DEFERRED = "intent", "absent", "deferred"
 
 
 @dataclass(frozen=True)

@@ -362,7 +362,27 @@ class Pipeline:
         """Execute an approved action (each call at most once), then move it to its folder."""
         self.ledger.put_task(task.id, state=ledger.EXECUTING, file=self.vault.relative(loaded.path))
         execution = self.executor.run(task.id, task.payload_hash or "", action)
+        if execution.state == ledger.DEFERRED:
+            return self._wait(loaded, task, action, execution)
         return self._finish(loaded, task, action, execution)
+
+    def _wait(self, loaded: Loaded, task: Task, action: Action, execution: Execution) -> Outcome:
+        """Leave an action in Approved/ until the service takes calls again."""
+        retry_at = execution.retry_at() or self.clock()
+        waiting = "; ".join(f"{t}: {reason}" for t, (reason, _) in execution.deferred.items())
+        note = f"waiting until {iso(retry_at)}: {waiting}"
+        self.ledger.put_task(task.id, state=ledger.APPROVED, error=None)
+        stamps = {
+            **loaded.note.stamps,
+            "status": "waiting",
+            "result": {"dry_run": self.dry_run, **execution.results} if execution.results else None,
+            "note": note,
+        }
+        self.vault.write(loaded.path, notes.render(loaded.note, self.audit.redact(stamps)))
+        self._log(
+            "deferred", action, task.id, loaded.path, result={"status": "waiting"}, error=note
+        )
+        return Outcome("deferred", loaded.path, retry_at=retry_at)
 
     def _finish(
         self,

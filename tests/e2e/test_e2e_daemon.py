@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import files_in, move, note, outbox, read_tree, wait_for
+from conftest import files_in, make_files, move, note, outbox, read_tree, wait_for
 from e2e_support import (
     TEMPLATE,
     Daemon,
@@ -227,3 +227,25 @@ def test_ctrl_c_stops_the_daemon_cleanly_too(tmp_path: Path):
         daemon.kill()
     assert "KeyboardInterrupt" not in daemon.output()
     assert "stopped" in daemon.output()
+
+
+def test_live_mode_without_live_connectors_fails_clearly_instead_of_pretending(
+    vault_root: Path, state_dir: Path
+):
+    make_files(
+        vault_root,
+        {
+            "Needs_Action/post.md": note(
+                {"type": "social_post", "platforms": ["facebook"], "text": "Live!"}
+            )
+        },
+    )
+    result = vaultd(
+        "run", "--vault", str(vault_root), "--state-dir", str(state_dir), "--once", "--live"
+    )
+
+    assert result.returncode == 0
+    assert "facebook: no live connector" in result.stderr
+    failed = (vault_root / "Failed/post.md").read_text()
+    assert "facebook: no live connector for it in this version of vaultd" in failed
+    assert outbox(state_dir) == []
