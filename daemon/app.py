@@ -51,6 +51,6 @@ def open_app(
     settings = load_settings(env_file, vault=vault.root)  # before the redactor reads secrets
     audit = AuditLog(vault.folder(LOGS))
     ledger = Ledger(state / LEDGER_FILE, redact=audit.redact)
-    connectors = dry_run_connectors(state) if dry_run else live_connectors(settings)
+    connectors = dry_run_connectors(state) if dry_run else live_connectors(settings, ledger)
     pipeline = Pipeline(vault, ledger, audit, config.policy, connectors, dry_run=dry_run)
     return App(vault, config, state, ledger, audit, pipeline)

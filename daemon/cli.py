@@ -20,6 +20,7 @@ from daemon.approval import resource_dir
 from daemon.audit import parse_since, read_entries
 from daemon.config import default_config_path, load_config, state_dir_for
 from daemon.connectors import live_connectors
+from daemon.connectors.base import ScratchMemory
 from daemon.connectors.unavailable import Unavailable
 from daemon.dashboard import Dashboard
 from daemon.errors import ConfigError, NotFound, ValidationFailed, VaultdError
@@ -457,7 +458,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _print_connectors(settings: Settings) -> None:
     """Print what each live connector would do: its health, or what it is missing."""
     print("connectors (used with --live):")
-    for name, connector in live_connectors(settings).items():
+    for name, connector in live_connectors(settings, ScratchMemory()).items():
         health = connector.check()
         print(f"  {name:<10} {'ok  ' if health.ok else 'NOT '} {health.detail}")
 

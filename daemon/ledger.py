@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS steps (
     duration_ms   INTEGER
 );
 CREATE INDEX IF NOT EXISTS steps_task ON steps(task_id, target);
+CREATE TABLE IF NOT EXISTS progress (
+    marker        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    value         TEXT NOT NULL,
+    recorded_at   TEXT NOT NULL,
+    PRIMARY KEY (marker, key)
+);
 CREATE INDEX IF NOT EXISTS steps_state ON steps(state);
 """
 
@@ -316,6 +323,24 @@ class Ledger:
                 "SELECT * FROM steps ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
         return [_step(row) for row in rows]
+
+    def remember(self, marker: str, key: str, value: Any) -> None:
+        """Durably record a connector's progress within one call (an Instagram container id,
+        say), so that a lookup after a crash can find the remote object."""
+        with self._tx(durable=True) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO progress (marker, key, value, recorded_at)"
+                " VALUES (?, ?, ?, ?)",
+                (marker, key, _json(self._redact(value)), now_iso()),
+            )
+
+    def recall(self, marker: str) -> dict[str, Any]:
+        """Return what connectors remembered for a marker."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM progress WHERE marker = ?", (marker,)
+            ).fetchall()
+        return {key: json.loads(value) for key, value in rows}
 
     def integrity_ok(self) -> bool:
         with self._lock:

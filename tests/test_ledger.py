@@ -76,3 +76,16 @@ def test_readonly_ledger_reads_what_the_daemon_wrote(tmp_path: Path):
     task = reader.task("t1")
     assert task is not None
     assert task.state == "done"
+
+
+def test_connector_progress_is_remembered_durably_per_marker(tmp_path: Path):
+    book = Ledger(tmp_path / "l.db")
+    book.remember("vaultd:t1:instagram", "container_id", "17890")
+    book.remember("vaultd:t1:instagram", "container_id", "17891")
+    book.remember("vaultd:t1:instagram", "created", {"at": "now"})
+    reopened = Ledger(tmp_path / "l.db")
+    assert reopened.recall("vaultd:t1:instagram") == {
+        "container_id": "17891",
+        "created": {"at": "now"},
+    }
+    assert reopened.recall("vaultd:t2:instagram") == {}

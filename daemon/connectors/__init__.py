@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-from daemon.connectors.base import Connector
+from daemon.connectors.base import Connector, Memory
 from daemon.connectors.dry_run import DryRunConnector
 from daemon.connectors.odoo import odoo_request
 from daemon.connectors.outbox import Outbox
@@ -39,8 +39,8 @@ def dry_run_connectors(state_dir: Path) -> dict[str, Connector]:
     return {name: DryRunConnector(name, build, outbox) for name, build in REQUEST_BUILDERS.items()}
 
 
-# Each live connector is a module with `connect(settings) -> Connector`, which raises
-# NotConfigured (naming the missing settings) when it cannot be used.
+# Each live connector is a module with `connect(settings, memory) -> Connector`, which
+# raises NotConfigured (naming the missing settings) when it cannot be used.
 LIVE_MODULES = {
     "facebook": "daemon.connectors.facebook_live",
     "instagram": "daemon.connectors.instagram_live",
@@ -49,7 +49,7 @@ LIVE_MODULES = {
 }
 
 
-def live_connectors(settings: Settings) -> dict[str, Connector]:
+def live_connectors(settings: Settings, memory: Memory) -> dict[str, Connector]:
     """Return one live connector per service; an Unavailable one where it cannot be used."""
     connectors: dict[str, Connector] = {}
     for name, module_name in LIVE_MODULES.items():
@@ -60,7 +60,7 @@ def live_connectors(settings: Settings) -> dict[str, Connector]:
             continue
         module = importlib.import_module(module_name)
         try:
-            connectors[name] = module.connect(settings)
+            connectors[name] = module.connect(settings, memory)
         except NotConfigured as error:
             connectors[name] = Unavailable(name, str(error))
     return connectors

@@ -44,6 +44,27 @@ class Health:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class Memory(Protocol):
+    """Where a live connector keeps progress inside one call (the ledger implements it)."""
+
+    def remember(self, marker: str, key: str, value: Any) -> None: ...
+
+    def recall(self, marker: str) -> dict[str, Any]: ...
+
+
+class ScratchMemory:
+    """A Memory that forgets on exit: for `vaultd check`, which sends nothing."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, dict[str, Any]] = {}
+
+    def remember(self, marker: str, key: str, value: Any) -> None:
+        self._values.setdefault(marker, {})[key] = value
+
+    def recall(self, marker: str) -> dict[str, Any]:
+        return dict(self._values.get(marker, {}))
+
+
 class Connector(Protocol):
     name: str
 
