@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.audit import AuditLog
+from daemon.breakers import guard
 from daemon.config import Config, default_config_path, load_config, state_dir_for
 from daemon.connectors import dry_run_connectors, live_connectors
 from daemon.ledger import Ledger
@@ -51,6 +52,9 @@ def open_app(
     settings = load_settings(env_file, vault=vault.root)  # before the redactor reads secrets
     audit = AuditLog(vault.folder(LOGS))
     ledger = Ledger(state / LEDGER_FILE, redact=audit.redact)
-    connectors = dry_run_connectors(state) if dry_run else live_connectors(settings, ledger)
+    if dry_run:
+        connectors = dry_run_connectors(state)
+    else:
+        connectors = guard(live_connectors(settings, ledger), config.breaker, ledger)
     pipeline = Pipeline(vault, ledger, audit, config.policy, connectors, dry_run=dry_run)
     return App(vault, config, state, ledger, audit, pipeline)

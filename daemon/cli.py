@@ -306,6 +306,13 @@ def format_status(snapshot: Snapshot) -> str:
         lines.append(f"  {problem.id or '(no id)'}  {problem.file}  [{state}]")
         lines.append(f"    {' '.join((problem.error or 'no error recorded').split())}")
 
+    for breaker in snapshot.breakers:
+        lines += [
+            "",
+            f"Circuit breaker {breaker['name']}: {breaker['state']} since "
+            f"{show_time(breaker['changed_at'])}; its actions wait in Approved/",
+        ]
+
     if snapshot.sync_conflicts:
         lines += [
             "",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from daemon.breakers import BreakerConfig
 from daemon.errors import ConfigError
 from daemon.policy import Policy
 
@@ -34,6 +35,7 @@ class Config(BaseModel):
 
     policy: Policy = Field(default_factory=Policy)
     daemon: Timing = Field(default_factory=Timing)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
 
 
 def default_config_path() -> Path | None:

@@ -46,6 +46,7 @@ def render_dashboard(snapshot: Snapshot) -> str:
             for item in snapshot.problems
         ],
         sync_conflicts=snapshot.sync_conflicts,
+        breakers=snapshot.breakers,
         recent=[_recent_line(item) for item in reversed(snapshot.recent)],
     )
 

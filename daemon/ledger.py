@@ -69,6 +69,12 @@ CREATE TABLE IF NOT EXISTS steps (
     duration_ms   INTEGER
 );
 CREATE INDEX IF NOT EXISTS steps_task ON steps(task_id, target);
+CREATE TABLE IF NOT EXISTS breakers (
+    name          TEXT PRIMARY KEY,
+    state         TEXT NOT NULL,
+    failures      INTEGER NOT NULL,
+    changed_at    TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS progress (
     marker        TEXT NOT NULL,
     key           TEXT NOT NULL,
@@ -341,6 +347,21 @@ class Ledger:
                 "SELECT key, value FROM progress WHERE marker = ?", (marker,)
             ).fetchall()
         return {key: json.loads(value) for key, value in rows}
+
+    def set_breaker(self, name: str, state: str, failures: int) -> None:
+        """Record a circuit breaker's state (closed, open, half-open)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO breakers (name, state, failures, changed_at)"
+                " VALUES (?, ?, ?, ?)",
+                (name, state, failures, now_iso()),
+            )
+
+    def breakers(self) -> list[dict[str, Any]]:
+        """Return every circuit breaker's last recorded state, by name."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM breakers ORDER BY name").fetchall()
+        return [dict(row) for row in rows]
 
     def integrity_ok(self) -> bool:
         with self._lock:

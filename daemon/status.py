@@ -76,6 +76,8 @@ class Snapshot:
     problems: list[ProblemItem] = field(default_factory=list)
     recent: list[RecentItem] = field(default_factory=list)
     sync_conflicts: list[str] = field(default_factory=list)
+    # Circuit breakers of the live connectors that are not closed: name, state, since.
+    breakers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,7 +131,17 @@ def build_snapshot(
     ]
     snapshot.problems = list(filter(None, problems))
     snapshot.recent = [_recent(entry) for entry in recent_entries(vault.folder(LOGS), recent)]
+    snapshot.breakers = _open_breakers(ledger)
     return snapshot
+
+
+def _open_breakers(ledger: Ledger | None) -> list[dict[str, Any]]:
+    if ledger is None:
+        return []
+    try:
+        return [b for b in ledger.breakers() if b["state"] != "closed"]
+    except sqlite3.OperationalError:  # a ledger from before breakers were recorded
+        return []
 
 
 def recent_entries(folder: Path, limit: int) -> list[dict[str, Any]]:
