@@ -229,9 +229,11 @@ def test_ctrl_c_stops_the_daemon_cleanly_too(tmp_path: Path):
     assert "stopped" in daemon.output()
 
 
-def test_live_mode_without_live_connectors_fails_clearly_instead_of_pretending(
-    vault_root: Path, state_dir: Path
+def test_live_mode_without_settings_fails_clearly_instead_of_pretending(
+    vault_root: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    for name in ("FACEBOOK_PAGE_ID", "FACEBOOK_PAGE_TOKEN", "FACEBOOK_GRAPH_URL"):
+        monkeypatch.delenv(name, raising=False)
     make_files(
         vault_root,
         {
@@ -245,7 +247,9 @@ def test_live_mode_without_live_connectors_fails_clearly_instead_of_pretending(
     )
 
     assert result.returncode == 0
-    assert "facebook: no live connector" in result.stderr
+    warning = next(line for line in result.stderr.splitlines() if "WARNING facebook: " in line)
+    reason = warning.split("WARNING facebook: ", 1)[1].removesuffix("; its actions will fail")
+    assert reason
     failed = (vault_root / "Failed/post.md").read_text()
-    assert "facebook: no live connector for it in this version of vaultd" in failed
+    assert f"facebook: {reason}" in failed
     assert outbox(state_dir) == []
