@@ -56,5 +56,13 @@ def open_app(
         connectors = dry_run_connectors(state)
     else:
         connectors = guard(live_connectors(settings, ledger), config.breaker, ledger)
-    pipeline = Pipeline(vault, ledger, audit, config.policy, connectors, dry_run=dry_run)
+    pipeline = Pipeline(
+        vault,
+        ledger,
+        audit,
+        config.policy,
+        connectors,
+        dry_run=dry_run,
+        limits=config.rate_limits,
+    )
     return App(vault, config, state, ledger, audit, pipeline)

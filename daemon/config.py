@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daemon.breakers import BreakerConfig
 from daemon.errors import ConfigError
+from daemon.limits import RateLimits
 from daemon.policy import Policy
 
 
@@ -36,6 +37,7 @@ class Config(BaseModel):
     policy: Policy = Field(default_factory=Policy)
     daemon: Timing = Field(default_factory=Timing)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
 
 
 def default_config_path() -> Path | None:

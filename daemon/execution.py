@@ -23,6 +23,7 @@ from daemon.connectors import targets
 from daemon.connectors.base import Absent, Connector, Found, Lookup, Undetermined
 from daemon.errors import ConnectorError, Deferred, OutcomeUnknown
 from daemon.ledger import Ledger, Step
+from daemon.limits import Limiter
 from daemon.models import Action
 
 
@@ -71,11 +72,13 @@ class Executor:
         audit: AuditLog,
         *,
         dry_run: bool,
+        limiter: Limiter | None = None,
     ) -> None:
         self.ledger = ledger_
         self.connectors = connectors
         self.audit = audit
         self.dry_run = dry_run
+        self.limiter = limiter
 
     def completed(self, task_id: str) -> dict[str, Any]:
         """Return the results of every call of a task that succeeded, by target."""
@@ -96,6 +99,8 @@ class Executor:
                 outcome.results[target] = earlier.result
             elif isinstance(earlier, Undetermined):
                 outcome.unknown[target] = earlier.reason
+            elif self.limiter and (wait := self.limiter.wait(action.type, target)):
+                outcome.deferred[target] = wait
             else:
                 state, value = self._call(run_id, task_id, target, connector, action)
                 outcome.record(target, state, value)

@@ -348,6 +348,28 @@ class Ledger:
             ).fetchall()
         return {key: json.loads(value) for key, value in rows}
 
+    def call_times(
+        self, since: str, *, target: str | None = None, action_type: str | None = None
+    ) -> list[str]:
+        """Return when calls (made, or perhaps made) were started since a time, oldest first.
+
+        Filter by connector target or by the task's action type.
+        """
+        query = (
+            "SELECT s.started_at FROM steps s JOIN tasks t ON t.id = s.task_id"
+            " WHERE s.started_at >= ? AND s.state IN (?, ?, ?)"
+        )
+        args: list[Any] = [since, INTENT, SUCCEEDED, UNKNOWN]
+        if target is not None:
+            query += " AND s.target = ?"
+            args.append(target)
+        if action_type is not None:
+            query += " AND t.type = ?"
+            args.append(action_type)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY s.started_at", args).fetchall()
+        return [row[0] for row in rows]
+
     def set_breaker(self, name: str, state: str, failures: int) -> None:
         """Record a circuit breaker's state (closed, open, half-open)."""
         with self._tx() as db:

@@ -32,6 +32,7 @@ from daemon.connectors.base import Connector
 from daemon.errors import ValidationFailed
 from daemon.execution import Execution, Executor
 from daemon.ledger import Ledger, Task
+from daemon.limits import Limiter, RateLimits
 from daemon.models import Action, SocialPost
 from daemon.policy import Decision, Facts, Policy, decide
 from daemon.taskfile import Loaded, Unreadable, read_task_file, validate_note
@@ -75,6 +76,7 @@ class Pipeline:
         *,
         dry_run: bool = True,
         clock: Clock = utc_now,
+        limits: RateLimits | None = None,
     ) -> None:
         self.vault = vault
         self.ledger = ledger_
@@ -83,7 +85,8 @@ class Pipeline:
         self.connectors = connectors
         self.dry_run = dry_run
         self.clock = clock
-        self.executor = Executor(ledger_, connectors, audit, dry_run=dry_run)
+        limiter = Limiter(limits, ledger_) if limits and limits.per_hour else None
+        self.executor = Executor(ledger_, connectors, audit, dry_run=dry_run, limiter=limiter)
 
     # -- the entry point -----------------------------------------------------------------
 
