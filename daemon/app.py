@@ -64,5 +64,6 @@ def open_app(
         connectors,
         dry_run=dry_run,
         limits=config.rate_limits,
+        prices=config.costs,
     )
     return App(vault, config, state, ledger, audit, pipeline)

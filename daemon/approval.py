@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ def render_request(
     payload_hash: str,
     expires_at: datetime,
     notice: str | None = None,
+    cost: Decimal | None = None,
 ) -> str:
     """Return the Markdown of an approval request for one action."""
     amount = action.total()
@@ -116,4 +118,5 @@ def render_request(
         payload_hash=payload_hash,
         expires_at=expires_at.strftime("%Y-%m-%d %H:%M UTC"),
         notice=notice,
+        cost=f"{cost:,.2f} USD" if cost is not None else None,
     )

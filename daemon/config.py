@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daemon.breakers import BreakerConfig
+from daemon.costs import Prices
 from daemon.errors import ConfigError
 from daemon.limits import RateLimits
 from daemon.policy import Policy
@@ -38,6 +39,7 @@ class Config(BaseModel):
     daemon: Timing = Field(default_factory=Timing)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
+    costs: Prices = Field(default_factory=Prices)
 
 
 def default_config_path() -> Path | None:

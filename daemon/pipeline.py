@@ -29,6 +29,7 @@ from daemon.approval import render_request
 from daemon.audit import AuditLog
 from daemon.connectors import targets
 from daemon.connectors.base import Connector
+from daemon.costs import Prices, estimated_cost
 from daemon.errors import ValidationFailed
 from daemon.execution import Execution, Executor
 from daemon.ledger import Ledger, Task
@@ -77,6 +78,7 @@ class Pipeline:
         dry_run: bool = True,
         clock: Clock = utc_now,
         limits: RateLimits | None = None,
+        prices: Prices | None = None,
     ) -> None:
         self.vault = vault
         self.ledger = ledger_
@@ -85,6 +87,7 @@ class Pipeline:
         self.connectors = connectors
         self.dry_run = dry_run
         self.clock = clock
+        self.prices = prices or Prices()
         limiter = Limiter(limits, ledger_) if limits and limits.per_hour else None
         self.executor = Executor(ledger_, connectors, audit, dry_run=dry_run, limiter=limiter)
 
@@ -208,6 +211,7 @@ class Pipeline:
         expires_at = parse_time(task.expires_at) if task.expires_at else self.clock()
         decision = Decision(True, task.rule or "", task.reason or "", None, task.currency)
         block = render_request(
+            cost=estimated_cost(action, self.prices),
             task_id=task.id,
             action=action,
             decision=decision,
@@ -369,6 +373,16 @@ class Pipeline:
             return self._wait(loaded, task, action, execution)
         return self._finish(loaded, task, action, execution)
 
+    def _result(self, action: Action, results: dict[str, Any]) -> dict[str, Any] | None:
+        """Return what to stamp as a note's result: each call's answer, and its cost."""
+        if not results:
+            return None
+        result = {"dry_run": self.dry_run, **results}
+        cost = estimated_cost(action, self.prices)
+        if cost is not None and "twitter" in results:
+            result["estimated_cost_usd"] = str(cost)
+        return result
+
     def _wait(self, loaded: Loaded, task: Task, action: Action, execution: Execution) -> Outcome:
         """Leave an action in Approved/ until the service takes calls again."""
         retry_at = execution.retry_at() or self.clock()
@@ -378,7 +392,7 @@ class Pipeline:
         stamps = {
             **loaded.note.stamps,
             "status": "waiting",
-            "result": {"dry_run": self.dry_run, **execution.results} if execution.results else None,
+            "result": self._result(action, execution.results),
             "note": note,
         }
         self.vault.write(loaded.path, notes.render(loaded.note, self.audit.redact(stamps)))
@@ -411,7 +425,7 @@ class Pipeline:
         stamps = {
             **loaded.note.stamps,
             "status": status,
-            "result": {"dry_run": self.dry_run, **results} if results else None,
+            "result": self._result(action, results),
             "error": error,
             "note": None,
         }
@@ -523,6 +537,7 @@ class Pipeline:
             **_money(decision),
         )
         block = render_request(
+            cost=estimated_cost(action, self.prices),
             task_id=task_id,
             action=action,
             decision=decision,

@@ -103,7 +103,8 @@ def test_an_auto_approved_post_is_executed_and_lands_in_done_with_its_result(
     assert done.meta["approval"]["by"] == "policy"
     assert done.meta["approval"]["rule"] == "scheduled_post"
     assert done.meta["result"]["dry_run"] is True
-    assert set(done.meta["result"]) == {"dry_run", "facebook", "twitter"}
+    assert set(done.meta["result"]) == {"dry_run", "facebook", "twitter", "estimated_cost_usd"}
+    assert done.meta["result"]["estimated_cost_usd"] == "0.20"  # X bills a post with a link
     assert "error" not in done.meta
     assert done.block == ""
     assert_user_text_intact(outcome.path, POST_FM)

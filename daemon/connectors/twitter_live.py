@@ -51,10 +51,6 @@ DEFAULT_API_URL = "https://api.twitter.com"
 TWEEPY_HOST = "https://api.twitter.com"  # what tweepy's BaseClient.request always uses
 TWEET_URL = "https://x.com/i/web/status/{id}"
 
-# An ESTIMATE of what X bills per request, in USD (pay-per-use API; a post with a link costs
-# more). Not read from the config yet: wiring it to daemon/config.py is left to the lead.
-PRICE_TABLE_USD: dict[str, float] = {"post": 0.01, "post_with_link": 0.2, "dm": 0.01}
-
 # When X answers 429 without an x-rate-limit-reset header.
 DEFAULT_RATE_LIMIT_WAIT = timedelta(minutes=15)
 # Connect and read timeouts, in seconds, for every call.
@@ -69,19 +65,6 @@ _URL = re.compile(r"https?://\S+")
 _LEADING_MENTIONS = re.compile(r"^(?:@\w+\s+)+")
 
 T = TypeVar("T")
-
-
-def estimated_cost(post: SocialPost) -> dict[str, Any]:
-    """Return the estimated price of sending this post to X, with what it is based on."""
-    if post.kind == "dm":
-        basis = "dm"
-    else:
-        basis = "post_with_link" if post.link else "post"
-    return {
-        "usd": PRICE_TABLE_USD[basis],
-        "basis": basis,
-        "note": "estimate from vaultd's X price table; X bills per request",
-    }
 
 
 def comparable(text: str) -> str:
@@ -197,12 +180,11 @@ class TwitterLive:
     # -- the request -------------------------------------------------------------------
 
     def describe(self, action: Action, *, marker: str) -> dict[str, Any]:
-        post = _post(action)
+        _post(action)
         request = twitter_request(action, marker)
         # The base URL is this connector's, not whatever the environment says.
         path = request["url"].split("/2/", 1)[1]
         request["url"] = f"{self.api_url}/2/{path}"
-        request["estimated_cost"] = estimated_cost(post)
         return request
 
     def execute(self, action: Action, *, marker: str, dry_run: bool) -> dict[str, Any]:
@@ -216,12 +198,7 @@ class TwitterLive:
         self.memory.remember(
             marker,
             "sending",
-            {
-                "kind": post.kind,
-                "text": text,
-                "at": self.clock().isoformat(),
-                "estimated_cost": request["estimated_cost"],
-            },
+            {"kind": post.kind, "text": text, "at": self.clock().isoformat()},
         )
         try:
             if post.kind == "dm":
@@ -260,7 +237,6 @@ class TwitterLive:
             result = {"kind": post.kind, "tweet_id": tweet_id, "url": TWEET_URL.format(id=tweet_id)}
             if post.kind == "reply":
                 result["in_reply_to"] = post.in_reply_to
-        result["estimated_cost"] = request["estimated_cost"]
         self.memory.remember(marker, "result", result)
         return result
 
@@ -282,8 +258,7 @@ class TwitterLive:
             answer = self._read(lambda: self._find_tweet(marker, text, kind, since))
         except (ConnectorError, KeyError, ValueError) as error:
             return Undetermined(f"could not read the account's recent tweets: {error}")
-        if isinstance(answer, Found) and "estimated_cost" in sending:
-            answer = Found({**answer.result, "estimated_cost": sending["estimated_cost"]})
+        if isinstance(answer, Found):
             self.memory.remember(marker, "result", answer.result)
         return answer
 

@@ -72,7 +72,8 @@ def test_init_then_run_once_turns_the_template_into_the_demo_flow(tmp_path: Path
     assert stamps["approval"]["by"] == "policy"
     assert stamps["approval"]["rule"] == "scheduled_post"
     assert stamps["result"]["dry_run"] is True
-    assert set(stamps["result"]) == {"dry_run", "facebook", "twitter"}
+    assert set(stamps["result"]) == {"dry_run", "facebook", "twitter", "estimated_cost_usd"}
+    assert stamps["result"]["estimated_cost_usd"] == "0.20"  # X bills a post with a link
 
     for name in (INVOICE, PAYMENT, REPLY):
         text = tree[f"Pending_Approval/{name}"]

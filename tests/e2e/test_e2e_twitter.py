@@ -57,7 +57,7 @@ def test_a_post_goes_to_x_exactly_once_and_lands_in_done(
     assert x_api.state.posts() == 1
     done = (vault_root / "Done/launch.md").read_text(encoding="utf-8")
     assert tweet.id in done
-    assert "estimated_cost" in done
+    assert "estimated_cost_usd: '0.20'" in done  # a post with a link, from the price table
     assert outbox(state_dir) == []  # nothing went through the dry-run connectors
 
 
