@@ -1,0 +1,375 @@
+"""The live Odoo connector: customer invoices and their payments, each made at most once.
+
+The vaultd marker goes into the invoice's `ref` and the payment's memo (the wizard's
+`communication`), so `lookup(marker)` finds a call whose answer was lost. Reads are retried
+on transient errors; writes (create, action_post, action_create_payments) never are, and a
+write whose answer was lost raises OutcomeUnknown. Before writing, `execute` looks for an
+object that already carries the marker, so no path leads to a second invoice or payment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined
+from daemon.connectors.odoo import odoo_request
+from daemon.connectors.odoo_transport import Transport, transport_for
+from daemon.errors import (
+    ConnectorError,
+    NotConfigured,
+    OutcomeUnknown,
+    PermanentError,
+    TransientError,
+)
+from daemon.models import Action, OdooInvoice, OdooPayment
+from daemon.policy import Facts
+from daemon.settings import Settings
+
+T = TypeVar("T")
+
+READ_ATTEMPTS = 3  # a read is tried at most this many times, on transient errors only
+READ_WAIT = 0.2  # seconds; the backoff multiplier (random, exponential)
+READ_WAIT_MAX = 2.0  # seconds; the longest wait between two tries
+PROTOCOLS = ("xmlrpc", "json2")
+INVOICE_FIELDS = ["name", "state", "amount_total", "amount_residual", "payment_state"]
+INVOICE_FIELDS += ["partner_id", "currency_id", "ref", "move_type"]
+PAYMENT_FIELDS = ["name", "amount", "state", "date", "reconciled_invoice_ids"]
+
+
+def connect(settings: Settings, memory: Memory) -> OdooConnector:
+    """Return the live Odoo connector; raise NotConfigured naming what is missing."""
+    protocol = (settings.get("ODOO_PROTOCOL") or "xmlrpc").lower()
+    if protocol not in PROTOCOLS:
+        raise NotConfigured(f"ODOO_PROTOCOL is {protocol!r}; expected xmlrpc or json2")
+    needed = ["ODOO_URL", "ODOO_DB", "ODOO_PASSWORD"]
+    if protocol == "xmlrpc":
+        needed.insert(2, "ODOO_USERNAME")
+    missing = settings.missing(*needed)
+    if missing:
+        raise NotConfigured(f"missing {', '.join(missing)}")
+    url, database = str(settings.get("ODOO_URL")), str(settings.get("ODOO_DB"))
+    username = settings.get("ODOO_USERNAME") or ""
+    transport = transport_for(protocol, url, database, username, str(settings.get("ODOO_PASSWORD")))
+    return OdooConnector(transport, url=url, database=database, username=username, memory=memory)
+
+
+class OdooConnector:
+    name = "odoo"
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        url: str,
+        database: str,
+        username: str,
+        memory: Memory | None = None,
+        read_wait: float = READ_WAIT,
+    ) -> None:
+        self.transport = transport
+        self.url = url.rstrip("/")
+        self.database = database
+        self.username = username
+        self.memory = memory
+        self.read_wait = read_wait
+        self._memo_field: str | None = None
+
+    # -- the Connector interface ------------------------------------------------------------
+
+    def describe(self, action: Action, *, marker: str) -> dict[str, Any]:
+        request = odoo_request(action, marker)
+        request.update(url=self.url, database=self.database, protocol=self.transport.protocol)
+        return request
+
+    def execute(self, action: Action, *, marker: str, dry_run: bool) -> dict[str, Any]:
+        if dry_run:
+            raise ConnectorError("the live Odoo connector does not do dry runs")
+        if isinstance(action, OdooInvoice):
+            return self._invoice(action, marker)
+        if isinstance(action, OdooPayment):
+            return self._payment(action, marker)
+        raise PermanentError(f"the Odoo connector cannot send {type(action).__name__}")
+
+    def lookup(self, marker: str) -> Lookup:
+        try:
+            moves = self._find_invoices_by_marker(marker)
+            if moves:
+                move = moves[0]
+                if move["state"] == "posted":
+                    return Found(self._invoice_result(move, marker))
+                return Undetermined(
+                    f"Odoo holds invoice id {move['id']} for {marker} in state "
+                    f"{move['state']!r}, not posted: post or delete it in Odoo "
+                    f"({self.invoice_url(move['id'])})"
+                )
+            payments = self._find_payments_by_marker(marker)
+            if payments:
+                return Found(self._payment_result(payments, marker))
+            return Absent()
+        except ConnectorError as error:
+            return Undetermined(f"Odoo could not be asked about {marker}: {error}")
+
+    def check(self) -> Health:
+        try:
+            version = self._retry(self.transport.version)
+            uid = self._retry(self.transport.authenticate)
+        except ConnectorError as error:
+            return Health(False, str(error))
+        server = version.get("server_version", "(version unknown)")
+        user = self.username or f"uid {uid}"
+        detail = f"Odoo {server} at {self.url}, db {self.database}, user {user}"
+        return Health(True, f"{detail} ({self.transport.protocol})", {"uid": uid})
+
+    def facts(self, action: Action) -> Facts:
+        try:
+            if isinstance(action, OdooInvoice):
+                return Facts(partner_known=bool(self._find_partners(action)))
+            if isinstance(action, OdooPayment):
+                return Facts(invoice_known=self._find_invoice(action.invoice) is not None)
+        except ConnectorError:
+            pass  # None: "could not be checked", so the policy asks a human
+        return Facts()
+
+    def invoice_url(self, move_id: int) -> str:
+        return f"{self.url}/web#id={move_id}&model=account.move&view_type=form"
+
+    # -- invoices -----------------------------------------------------------------------------
+
+    def _invoice(self, action: OdooInvoice, marker: str) -> dict[str, Any]:
+        existing = self._find_invoices_by_marker(marker)
+        partner_created = False
+        if existing:  # an earlier attempt got this far: never create a second invoice
+            move_id = int(existing[0]["id"])
+            if existing[0]["state"] == "posted":
+                return self._invoice_result(existing[0], marker)
+        else:
+            values = self._invoice_values(action, marker)
+            if values["partner_id"] is None:
+                values["partner_id"] = self._create("res.partner", {"name": action.partner})
+                partner_created = True
+            move_id = self._create("account.move", values)
+            if self.memory is not None:
+                self.memory.remember(marker, "odoo_invoice_id", move_id)
+        try:
+            self._write("account.move", "action_post", ids=[move_id])
+        except PermanentError as error:
+            raise PermanentError(
+                f"{error} (draft invoice id {move_id} is left in Odoo: {self.invoice_url(move_id)})"
+            ) from None
+        move = self._after_write(lambda: self._read_invoice(move_id), "the invoice was posted")
+        result = self._invoice_result(move, marker)
+        result["partner_created"] = partner_created
+        return result
+
+    def _invoice_values(self, action: OdooInvoice, marker: str) -> dict[str, Any]:
+        partners = self._find_partners(action)
+        if len(partners) > 1:
+            ids = ", ".join(str(p["id"]) for p in partners)
+            raise PermanentError(
+                f"Odoo has {len(partners)} partners named {action.partner!r} (ids {ids}); "
+                "give partner_id instead"
+            )
+        if not partners and action.partner_id:
+            raise PermanentError(f"Odoo has no partner with id {action.partner_id}")
+        currency = self._search_read("res.currency", [["name", "=", action.currency]], ["name"])
+        if not currency:
+            raise PermanentError(f"Odoo has no active currency {action.currency}")
+        lines = []
+        for line in action.lines:
+            values: dict[str, Any] = {
+                "product_id": self._product_id(line.product),
+                "quantity": float(line.quantity),
+                "price_unit": float(line.price_unit),
+            }
+            if line.description:
+                values["name"] = line.description
+            lines.append([0, 0, values])
+        move: dict[str, Any] = {
+            "move_type": "out_invoice",
+            "partner_id": partners[0]["id"] if partners else None,
+            "currency_id": currency[0]["id"],
+            "ref": marker,
+            "invoice_line_ids": lines,
+        }
+        if action.invoice_date:
+            move["invoice_date"] = action.invoice_date.isoformat()
+        if action.due_date:
+            move["invoice_date_due"] = action.due_date.isoformat()
+        return move
+
+    def _find_partners(self, action: OdooInvoice) -> list[dict[str, Any]]:
+        if action.partner_id:
+            return self._search_read("res.partner", [["id", "=", action.partner_id]], ["name"])
+        return self._search_read("res.partner", [["name", "=ilike", action.partner]], ["name"])
+
+    def _product_id(self, product: str) -> int:
+        domain = ["|", ["default_code", "=", product], ["name", "=ilike", product]]
+        found = self._search_read("product.product", domain, ["name", "default_code"])
+        by_code = [p for p in found if p.get("default_code") == product]
+        found = by_code or found
+        if not found:
+            raise PermanentError(f"Odoo has no product named or coded {product!r}")
+        if len(found) > 1:
+            raise PermanentError(
+                f"Odoo has {len(found)} products named {product!r}; use its internal reference"
+            )
+        return int(found[0]["id"])
+
+    def _find_invoices_by_marker(self, marker: str) -> list[dict[str, Any]]:
+        domain = [["ref", "=", marker], ["move_type", "=", "out_invoice"]]
+        return self._search_read("account.move", domain, INVOICE_FIELDS)
+
+    def _read_invoice(self, move_id: int) -> dict[str, Any]:
+        found = self._search_read("account.move", [["id", "=", move_id]], INVOICE_FIELDS)
+        if not found:
+            raise PermanentError(f"Odoo has no invoice with id {move_id}")
+        return found[0]
+
+    def _invoice_result(self, move: dict[str, Any], marker: str) -> dict[str, Any]:
+        return {
+            "invoice_id": move["id"],
+            "number": move["name"],
+            "amount_total": move["amount_total"],
+            "currency": _name(move.get("currency_id")),
+            "partner": _name(move.get("partner_id")),
+            "state": move["state"],
+            "payment_state": move.get("payment_state"),
+            "url": self.invoice_url(int(move["id"])),
+            "marker": marker,
+        }
+
+    # -- payments -----------------------------------------------------------------------------
+
+    def _payment(self, action: OdooPayment, marker: str) -> dict[str, Any]:
+        existing = self._find_payments_by_marker(marker)
+        if existing:  # an earlier attempt paid: never pay twice
+            return self._payment_result(existing, marker)
+        invoice = self._find_invoice(action.invoice)
+        if invoice is None:
+            raise PermanentError(f"Odoo has no posted customer invoice {action.invoice}")
+        if action.partner and _name(invoice.get("partner_id")).lower() != action.partner.lower():
+            raise PermanentError(
+                f"invoice {invoice['name']} is to {_name(invoice.get('partner_id'))!r}, "
+                f"not {action.partner!r}"
+            )
+        wizard: dict[str, Any] = {"amount": float(action.amount), "communication": marker}
+        if action.date:
+            wizard["payment_date"] = action.date.isoformat()
+        if action.journal:
+            journals = self._search_read(
+                "account.journal",
+                [["name", "=ilike", action.journal], ["type", "in", ["bank", "cash"]]],
+                ["name"],
+            )
+            if len(journals) != 1:
+                raise PermanentError(f"Odoo has no single bank or cash journal {action.journal!r}")
+            wizard["journal_id"] = journals[0]["id"]
+        context = {"active_model": "account.move", "active_ids": [invoice["id"]]}
+        wizard_id = self._create("account.payment.register", wizard, context=context)
+        self._write(
+            "account.payment.register", "action_create_payments", ids=[wizard_id], context=context
+        )
+        payments = self._after_write(
+            lambda: self._find_payments_by_marker(marker), "the payment was registered"
+        )
+        if not payments:
+            raise OutcomeUnknown(f"Odoo registered the payment but no payment carries {marker}")
+        return self._payment_result(payments, marker)
+
+    def _find_invoice(self, invoice: str | int) -> dict[str, Any] | None:
+        key = ["id", "=", invoice] if isinstance(invoice, int) else ["name", "=", invoice]
+        domain = [key, ["move_type", "=", "out_invoice"], ["state", "=", "posted"]]
+        found = self._search_read("account.move", domain, INVOICE_FIELDS)
+        return found[0] if found else None
+
+    def _memo(self) -> str:
+        """The payment field the wizard's `communication` lands in: `memo` (Odoo 18+) or `ref`."""
+        if self._memo_field is None:
+            major = 19
+            if self.transport.protocol == "xmlrpc":
+                info = self._retry(self.transport.version).get("server_version_info") or [19]
+                major = int(info[0]) if str(info[0]).isdigit() else 19
+            self._memo_field = "memo" if major >= 18 else "ref"
+        return self._memo_field
+
+    def _find_payments_by_marker(self, marker: str) -> list[dict[str, Any]]:
+        return self._search_read("account.payment", [[self._memo(), "=", marker]], PAYMENT_FIELDS)
+
+    def _payment_result(self, payments: list[dict[str, Any]], marker: str) -> dict[str, Any]:
+        invoice_ids = sorted({i for p in payments for i in p.get("reconciled_invoice_ids") or []})
+        invoices = (
+            self._search_read("account.move", [["id", "in", invoice_ids]], INVOICE_FIELDS)
+            if invoice_ids
+            else []
+        )
+        return {
+            "payment_ids": [p["id"] for p in payments],
+            "payments": [p["name"] for p in payments],
+            "amount": sum(float(p["amount"]) for p in payments),
+            "state": payments[0]["state"],
+            "invoices": [
+                {
+                    "invoice_id": i["id"],
+                    "number": i["name"],
+                    "payment_state": i["payment_state"],
+                    "amount_residual": i["amount_residual"],
+                    "url": self.invoice_url(int(i["id"])),
+                }
+                for i in invoices
+            ],
+            "marker": marker,
+        }
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def _retry(self, read: Callable[[], T]) -> T:
+        """Run a read, again on transient errors only (exponential backoff with jitter)."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(READ_ATTEMPTS),
+            wait=wait_random_exponential(multiplier=self.read_wait, max=READ_WAIT_MAX),
+            reraise=True,
+        )
+        return retrying(read)
+
+    def _search_read(
+        self, model: str, domain: list[Any], fields: list[str]
+    ) -> list[dict[str, Any]]:
+        params = {"domain": domain, "fields": fields}
+        found = self._retry(lambda: self.transport.call(model, "search_read", params=params))
+        return list(found or [])
+
+    def _create(self, model: str, values: dict[str, Any], **kwargs: Any) -> int:
+        created = self._write(model, "create", params={"vals_list": [values]}, **kwargs)
+        return int(created[0] if isinstance(created, list) else created)
+
+    def _write(
+        self,
+        model: str,
+        method: str,
+        *,
+        ids: list[int] | None = None,
+        params: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> Any:
+        """A call that changes Odoo: made once, never retried."""
+        return self.transport.call(
+            model, method, ids=ids, params=params, context=context, write=True
+        )
+
+    def _after_write(self, read: Callable[[], T], done: str) -> T:
+        """Read back after a write; a failure here leaves the outcome to a lookup."""
+        try:
+            return read()
+        except ConnectorError as error:
+            raise OutcomeUnknown(f"{done}, but reading it back failed: {error}") from None
+
+
+def _name(many2one: Any) -> str:
+    """The display name of a many2one value ([id, name] over RPC)."""
+    if isinstance(many2one, list | tuple) and len(many2one) == 2:
+        return str(many2one[1])
+    return "" if many2one in (None, False) else str(many2one)
