@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, NotConfigured
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|_KEY$", re.I)
@@ -29,6 +29,12 @@ class Settings:
     def missing(self, *names: str) -> list[str]:
         """Return which of these settings are unset or empty."""
         return [name for name in names if not self.values.get(name)]
+
+    def require(self, *names: str) -> None:
+        """Raise NotConfigured naming every setting of these that is unset or empty."""
+        missing = self.missing(*names)
+        if missing:
+            raise NotConfigured(f"missing {', '.join(missing)}")
 
     def secrets(self) -> list[str]:
         """Return the values of secret-looking settings, for redaction."""

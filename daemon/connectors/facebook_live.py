@@ -13,7 +13,7 @@ from typing import Any
 
 from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined
 from daemon.connectors.graph import GraphClient, graph_time
-from daemon.errors import ConnectorError, NotConfigured, PermanentError
+from daemon.errors import ConnectorError, PermanentError
 from daemon.models import Action, SocialPost
 from daemon.policy import Facts
 from daemon.settings import Settings
@@ -27,9 +27,7 @@ MAX_PAGES = 8
 
 
 def connect(settings: Settings, memory: Memory) -> FacebookConnector:
-    missing = settings.missing(*REQUIRED)
-    if missing:
-        raise NotConfigured(f"missing {', '.join(missing)}")
+    settings.require(*REQUIRED)
     client = GraphClient.from_settings(settings, service="facebook")
     return FacebookConnector(client, str(settings.get("FACEBOOK_PAGE_ID")), memory)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined
 from daemon.connectors.graph import GraphClient
-from daemon.errors import ConnectorError, Deferred, NotConfigured, PermanentError
+from daemon.errors import ConnectorError, Deferred, PermanentError
 from daemon.models import Action, SocialPost
 from daemon.policy import Facts
 from daemon.settings import Settings
@@ -36,9 +36,7 @@ DM_UNSUPPORTED = "instagram: direct messages are not supported by vaultd yet"
 
 
 def connect(settings: Settings, memory: Memory) -> InstagramConnector:
-    missing = settings.missing(*REQUIRED)
-    if missing:
-        raise NotConfigured(f"missing {', '.join(missing)}")
+    settings.require(*REQUIRED)
     client = GraphClient.from_settings(settings, service="instagram")
     return InstagramConnector(client, str(settings.get("INSTAGRAM_ACCOUNT_ID")), memory)
 

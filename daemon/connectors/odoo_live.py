@@ -47,9 +47,7 @@ def connect(settings: Settings, memory: Memory) -> OdooConnector:
     needed = ["ODOO_URL", "ODOO_DB", "ODOO_PASSWORD"]
     if protocol == "xmlrpc":
         needed.insert(2, "ODOO_USERNAME")
-    missing = settings.missing(*needed)
-    if missing:
-        raise NotConfigured(f"missing {', '.join(missing)}")
+    settings.require(*needed)
     url, database = str(settings.get("ODOO_URL")), str(settings.get("ODOO_DB"))
     username = settings.get("ODOO_USERNAME") or ""
     transport = transport_for(protocol, url, database, username, str(settings.get("ODOO_PASSWORD")))

@@ -32,7 +32,6 @@ from daemon.errors import (
     AuthError,
     ConnectorError,
     Deferred,
-    NotConfigured,
     OutcomeUnknown,
     PermanentError,
     TransientError,
@@ -342,9 +341,7 @@ def _post(action: Action) -> SocialPost:
 
 def connect(settings: Settings, memory: Memory) -> TwitterLive:
     """Return the live X connector, or raise NotConfigured naming the missing settings."""
-    missing = settings.missing(*REQUIRED)
-    if missing:
-        raise NotConfigured(f"missing {', '.join(missing)}")
+    settings.require(*REQUIRED)
     return TwitterLive(
         api_key=settings.get("TWITTER_API_KEY") or "",
         api_secret=settings.get("TWITTER_API_SECRET") or "",
