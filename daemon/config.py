@@ -19,6 +19,7 @@ from daemon.costs import Prices
 from daemon.errors import ConfigError
 from daemon.limits import RateLimits
 from daemon.policy import Policy
+from daemon.schedule_config import Briefing, Logs, Schedule
 
 
 class Timing(BaseModel):
@@ -40,6 +41,9 @@ class Config(BaseModel):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     costs: Prices = Field(default_factory=Prices)
+    schedule: Schedule = Field(default_factory=Schedule)
+    briefing: Briefing = Field(default_factory=Briefing)
+    logs: Logs = Field(default_factory=Logs)
 
 
 def default_config_path() -> Path | None:
