@@ -7,14 +7,16 @@ content hash, result, approval_status, duration_ms, error), plus `event`, `task_
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
 import threading
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from daemon.timestamps import now_iso
 
@@ -94,23 +96,66 @@ class AuditLog:
 def read_entries(folder: Path, since: date | None = None) -> Iterator[dict[str, Any]]:
     """Yield log entries oldest first, from the daily files on or after `since`.
 
-    A line that is not valid JSON (a torn write, a hand edit) is skipped, not fatal.
+    The days archived by retention (`archive/YYYY-MM-DD.json.gz`) are read too, merged with
+    the live files by day and streamed, never loaded whole. When a day has both (an archive
+    retention has not yet verified), the live file is read: it is the original. A line that
+    is not valid JSON (a torn write, a hand edit) is skipped, not fatal, and so is the rest of
+    a truncated or corrupt archive.
     """
-    for path in sorted(folder.glob("*.json")):
-        try:
-            day = date.fromisoformat(path.stem)
-        except ValueError:
-            continue
+    days = _log_files(folder / ARCHIVE_FOLDER, ARCHIVED_NAME)
+    days.update(_log_files(folder, DAILY_NAME))
+    for day in sorted(days):
         if since and day < since:
             continue
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(entry, dict):
-                    yield entry
+        try:
+            with _open_text(days[day]) as handle:
+                yield from _json_lines(handle)
+        except OSError:
+            continue  # Gone or unreadable since it was listed: the other days still count.
+
+
+# Daily files are Logs/YYYY-MM-DD.json; retention moves old ones to Logs/archive/*.json.gz.
+ARCHIVE_FOLDER = "archive"
+DAILY_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.json$")
+ARCHIVED_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.json\.gz$")
+
+
+def log_day(path: Path, pattern: re.Pattern[str]) -> date | None:
+    """Return the day a log file is named for, or None when the name is not one of ours."""
+    match = pattern.match(path.name)
+    if not match:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
+def _log_files(folder: Path, pattern: re.Pattern[str]) -> dict[date, Path]:
+    try:
+        paths = list(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return {day: path for path in paths if (day := log_day(path, pattern)) is not None}
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return path.open(encoding="utf-8", errors="replace")
+
+
+def _json_lines(handle: IO[str]) -> Iterator[dict[str, Any]]:
+    try:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict):
+                yield entry
+    except (EOFError, zlib.error):
+        return  # A truncated or corrupt archive: what was readable has been yielded.
 
 
 def parse_since(text: str) -> date:
