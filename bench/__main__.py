@@ -20,6 +20,7 @@ from pathlib import Path
 
 import frontmatter
 
+from bench import briefing as briefing_bench
 from daemon.app import open_app
 from daemon.config import Config, Timing
 from daemon.runner import Runner
@@ -110,6 +111,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--approvals", type=int, default=100)
     parser.add_argument("--burst", type=int, default=2000)
+    parser.add_argument(
+        "--briefing-lines", type=int, default=1_000_000, help="audit log lines for the briefing"
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, "
@@ -128,6 +132,13 @@ def main() -> None:
             f"burst of {args.burst} posts (2 platforms each), dry-run: "
             f"{vaultd_rate:,.0f} files/s; baseline read+parse+rename: {baseline_rate:,.0f} "
             f"files/s; ratio {vaultd_rate / baseline_rate:.2f}"
+        )
+        lines, seconds, peak_mb = briefing_bench.measure(
+            Path(tmp) / "briefing", args.briefing_lines
+        )
+        print(
+            f"CEO briefing over a year of logs ({lines:,} lines): {seconds:.2f} s, "
+            f"peak {peak_mb:.0f} MB allocated (goal < 3 s, < 200 MB)"
         )
 
 
