@@ -10,21 +10,24 @@ import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from daemon import __version__, notes
-from daemon.app import LEDGER_FILE, open_app
+from daemon.app import LEDGER_FILE, App, open_app
 from daemon.approval import resource_dir
 from daemon.audit import parse_since, read_entries
+from daemon.briefing import last_completed_week, write_briefing
 from daemon.config import default_config_path, load_config, state_dir_for
 from daemon.connectors import live_connectors
 from daemon.connectors.base import ScratchMemory
 from daemon.connectors.unavailable import Unavailable
 from daemon.dashboard import Dashboard
 from daemon.errors import ConfigError, NotFound, ValidationFailed, VaultdError
+from daemon.retention import apply_retention
 from daemon.runner import Runner
+from daemon.scheduler import Clockwork, next_runs
 from daemon.settings import Settings, load_settings
 from daemon.status import Snapshot, build_snapshot, open_ledger_readonly, show_time
 from daemon.taskfile import Unreadable, read_task_file, validate_note
@@ -40,6 +43,7 @@ from daemon.vault import (
     is_ignored,
     is_sync_conflict,
 )
+from daemon.weeks import IsoWeek
 
 log = logging.getLogger("vaultd")
 
@@ -122,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status", help="counts, pending approvals and why, failures, recent actions"
     )
-    _add_vault(status, state=True)
+    _add_vault(status, config=True, state=True)
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
     status.set_defaults(func=cmd_status)
 
@@ -160,7 +164,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     logs.add_argument("--json", action="store_true", help="print the entries as JSON lines")
     logs.set_defaults(func=cmd_logs)
+
+    briefing = commands.add_parser(
+        "briefing", help="write the CEO briefing of a week into Briefings/ now"
+    )
+    _add_vault(briefing, config=True, state=True)
+    briefing.add_argument(
+        "--week", type=_week, help="an ISO week such as 2026-W47 (default: the last one ended)"
+    )
+    briefing.set_defaults(func=cmd_briefing)
     return parser
+
+
+def _week(text: str) -> IsoWeek:
+    try:
+        return IsoWeek.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def cmd_briefing(args: argparse.Namespace) -> int:
+    app = open_app(args.vault, config_path=args.config, state_dir=args.state_dir)
+    try:
+        now = datetime.now(UTC)
+        week = args.week or last_completed_week(now, app.config.schedule.zone())
+        print(write_briefing(app, week, now=now))
+        return 0
+    finally:
+        app.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,7 +280,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
         runner = Runner(app.pipeline, app.config, polling=args.polling, on_change=dashboard.changed)
         runner.install_signal_handlers()
-        runner.run_forever()
+        clockwork = Clockwork(
+            app,
+            write_briefing=write_briefing,
+            on_expire=runner.request_expiry,
+            on_dashboard=dashboard.changed,
+            apply_retention=_retain_logs,
+        )
+        clockwork.start()
+        try:
+            runner.run_forever()
+        finally:
+            clockwork.stop()
         log.info("stopped")
         return 0
     finally:
@@ -260,14 +302,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 # -- status ------------------------------------------------------------------------------
 
 
+def _retain_logs(app: App, today: date) -> None:
+    """The log_retention job: archive old daily logs, and say what was done."""
+    done = apply_retention(app.vault.folder(LOGS), app.config.logs, today=today)
+    if done.changed:
+        app.audit.write(
+            "logs_archived",
+            action=None,
+            task_id=None,
+            file=None,
+            result={
+                "archived": [str(d) for d in done.archived],
+                "deleted": [str(d) for d in done.deleted],
+            },
+        )
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     vault = _open_vault(args)
-    ledger, why = open_ledger_readonly(state_dir_for(vault.root, args.state_dir) / LEDGER_FILE)
+    config = load_config(args.config or default_config_path())
+    state_dir = state_dir_for(vault.root, args.state_dir)
+    ledger, why = open_ledger_readonly(state_dir / LEDGER_FILE)
     try:
         snapshot = build_snapshot(vault, ledger, ledger_note=why)
     finally:
         if ledger is not None:
             ledger.close()
+    snapshot.jobs = [
+        {"id": job, "next_run": when.isoformat() if when else None}
+        for job, when in next_runs(state_dir, config.schedule)
+    ]
     if args.json:
         print(json.dumps(snapshot.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -305,6 +369,13 @@ def format_status(snapshot: Snapshot) -> str:
         state = problem.state.replace("_", " ")
         lines.append(f"  {problem.id or '(no id)'}  {problem.file}  [{state}]")
         lines.append(f"    {' '.join((problem.error or 'no error recorded').split())}")
+
+    if snapshot.jobs:
+        lines += ["", "Scheduled jobs (next run, in the configured time zone):"]
+        for job in snapshot.jobs:
+            when = job["next_run"]
+            shown = datetime.fromisoformat(when).strftime("%Y-%m-%d %H:%M %Z") if when else "paused"
+            lines.append(f"  {job['id']:<18} {shown}")
 
     for breaker in snapshot.breakers:
         lines += [

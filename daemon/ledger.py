@@ -15,11 +15,11 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from daemon.timestamps import now_iso
+from daemon.timestamps import now_iso, parse_time
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -74,6 +74,17 @@ CREATE TABLE IF NOT EXISTS breakers (
     state         TEXT NOT NULL,
     failures      INTEGER NOT NULL,
     changed_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS briefings (
+    week          TEXT PRIMARY KEY,
+    claimed_at    TEXT NOT NULL,
+    written_at    TEXT,
+    path          TEXT,
+    late          INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key           TEXT PRIMARY KEY,
+    value         TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS progress (
     marker        TEXT NOT NULL,
@@ -384,6 +395,54 @@ class Ledger:
         with self._lock:
             rows = self._db.execute("SELECT * FROM breakers ORDER BY name").fetchall()
         return [dict(row) for row in rows]
+
+    def claim_briefing(self, week: str, *, stale_after: timedelta = timedelta(minutes=10)) -> bool:
+        """Claim the right to write a week's briefing; return False if it is not ours.
+
+        One row per week makes the briefing happen once, whatever restarts, clock changes or
+        second daemons do. A claim never completed (the writer died) may be taken over once
+        it is `stale_after` old.
+        """
+        now = datetime.now(UTC)
+        with self._tx(durable=True) as db:
+            row = db.execute(
+                "SELECT claimed_at, written_at FROM briefings WHERE week = ?", (week,)
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO briefings (week, claimed_at) VALUES (?, ?)", (week, now_iso())
+                )
+                return True
+            claimed_at, written_at = row
+            if written_at is None and parse_time(claimed_at) < now - stale_after:
+                db.execute("UPDATE briefings SET claimed_at = ? WHERE week = ?", (now_iso(), week))
+                return True
+            return False
+
+    def briefing_written(self, week: str, path: str, *, late: bool) -> None:
+        with self._tx(durable=True) as db:
+            db.execute(
+                "UPDATE briefings SET written_at = ?, path = ?, late = ? WHERE week = ?",
+                (now_iso(), path, int(late), week),
+            )
+
+    def briefings(self) -> list[dict[str, Any]]:
+        """Return every briefing week vaultd claimed, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM briefings ORDER BY week DESC").fetchall()
+        return [dict(row) for row in rows]
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else default
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Set a value unless it is set already; return the value that holds."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            (held,) = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(held)
 
     def integrity_ok(self) -> bool:
         with self._lock:

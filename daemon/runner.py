@@ -42,8 +42,15 @@ class Runner:
         self.stop_event = stop or threading.Event()
         self.on_change = on_change or (lambda: None)
         self.processed = 0
+        # Set by the scheduler's expiry job; the worker expires requests on its next turn,
+        # so files are only ever touched by this one thread.
+        self._expire_now = threading.Event()
         # Files whose last processing changed nothing, by the signature they had then.
         self._settled: dict[Path, Signature | None] = {}
+
+    def request_expiry(self) -> None:
+        """Ask the worker to move expired approval requests to Rejected/ (thread-safe)."""
+        self._expire_now.set()
 
     def install_signal_handlers(self) -> None:
         def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -98,6 +105,10 @@ class Runner:
                 for outcome in self.pipeline.expire_due():
                     self._after(outcome)
                 next_scan = now + rescan_every
+            if self._expire_now.is_set():
+                self._expire_now.clear()
+                for outcome in self.pipeline.expire_due():
+                    self._after(outcome)
             path = self.queue.next_ready(timeout=min(0.5, max(0.0, next_scan - now)))
             if path is not None:
                 self._handle(path)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import tzlocal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -24,6 +26,10 @@ class Schedule(BaseModel):
     expiry_minutes: float = Field(default=5, gt=0)
     # How often Dashboard.md is refreshed even when nothing changed (its ages move on).
     dashboard_minutes: float = Field(default=5, gt=0)
+
+    def zone(self) -> tzinfo:
+        """Return the configured time zone, or the system's (DST-aware either way)."""
+        return zone(self.timezone)
 
     @field_validator("timezone")
     @classmethod
@@ -57,3 +63,8 @@ class Logs(BaseModel):
     archive_after_days: int = Field(default=90, ge=90)
     # Archived files older than this are deleted; None (the default) never deletes.
     delete_after_days: int | None = Field(default=None, ge=90)
+
+
+def zone(name: str | None) -> tzinfo:
+    """Return the named IANA time zone, or the system's when none is named."""
+    return ZoneInfo(name) if name else tzlocal.get_localzone()

@@ -78,6 +78,8 @@ class Snapshot:
     sync_conflicts: list[str] = field(default_factory=list)
     # Circuit breakers of the live connectors that are not closed: name, state, since.
     breakers: list[dict[str, Any]] = field(default_factory=list)
+    # The scheduler's jobs and their next run times (filled in by `vaultd status`).
+    jobs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
