@@ -254,3 +254,25 @@ def test_live_mode_without_settings_fails_clearly_instead_of_pretending(
     failed = (vault_root / "Failed/post.md").read_text()
     assert f"facebook: {reason}" in failed
     assert outbox(state_dir) == []
+
+
+def test_the_running_daemon_schedules_its_jobs_and_status_shows_their_next_run(tmp_path: Path):
+    vault, state = demo_vault(tmp_path)
+    daemon = Daemon(vault, state)
+    try:
+        wait_for((state / "jobs.sqlite3").exists, timeout=15)
+        status = wait_for(
+            lambda: (
+                (out := vaultd("status", "--vault", vault, "--state-dir", state).stdout)
+                and "weekly_briefing" in out
+                and out
+            ),
+            timeout=15,
+        )
+        assert daemon.terminate() == 0, daemon.output()
+    finally:
+        daemon.kill()
+
+    for job in ("weekly_briefing", "approval_expiry", "log_retention", "dashboard_refresh"):
+        assert job in status
+    assert "Scheduler has been shut down" in daemon.output()
