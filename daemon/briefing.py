@@ -34,7 +34,8 @@ import yaml
 from daemon import ledger as ledger_states
 from daemon import notes
 from daemon.approval import resource_dir
-from daemon.errors import NoteError
+from daemon.connectors.unavailable import Unavailable
+from daemon.errors import ConnectorError, NoteError
 from daemon.ledger import Ledger
 from daemon.schedule_config import zone
 from daemon.timestamps import iso, parse_time
@@ -130,6 +131,8 @@ class Figures:
     waiting_approvals: list[Item] = field(default_factory=list)
     failed_items: list[Item] = field(default_factory=list)
     open_breakers: list[Item] = field(default_factory=list)
+    # Live connectors that cannot be used (missing settings); empty in dry-run.
+    unconfigured: list[Item] = field(default_factory=list)
     suggestions: list[Suggestion] = field(default_factory=list)
     plans_in_progress: list[Item] = field(default_factory=list)
     plans_completed: list[Item] = field(default_factory=list)
@@ -510,6 +513,8 @@ def write_briefing(
     now = now or datetime.now(UTC)
     tz = zone(app.config.schedule.timezone)
     figures = briefing_figures(app.vault, app.ledger, week, tz=tz, now=now)
+    _revenue_from_odoo(figures, app, week)
+    figures.unconfigured = _unconfigured(app)
     text = render_briefing(
         figures, late=late, generated_at=now, templates_dir=app.config.briefing.templates_dir
     )
@@ -518,6 +523,34 @@ def write_briefing(
     path = briefing_path(folder, week)
     app.vault.write(path, text)
     return path
+
+
+def _revenue_from_odoo(figures: Figures, app: App, week: IsoWeek) -> None:
+    """Take revenue from Odoo when the daemon runs live against it; else keep the ledger's."""
+    connector = app.pipeline.connectors.get("odoo")
+    odoo = getattr(connector, "connector", connector)  # behind a circuit breaker, or not
+    revenue = getattr(odoo, "revenue", None)
+    if app.pipeline.dry_run or revenue is None:
+        return
+    end = week.sunday()
+    try:
+        invoiced_week, paid_week = revenue(week.monday(), end)
+        invoiced_month, paid_month = revenue(end.replace(day=1), end)
+    except ConnectorError as error:
+        figures.revenue_source = f"{SOURCE}; Odoo could not be read ({error})"
+        return
+    figures.invoiced_week, figures.paid_week = invoiced_week, paid_week
+    figures.invoiced_month, figures.paid_month = invoiced_month, paid_month
+    figures.revenue_source = "Odoo for revenue (posted invoices, payments); the rest " + SOURCE
+
+
+def _unconfigured(app: App) -> list[Item]:
+    """Return the live connectors that could not be used, and why (a bottleneck if live)."""
+    return [
+        Item(name, connector.reason)
+        for name, connector in app.pipeline.connectors.items()
+        if isinstance(connector, Unavailable)
+    ]
 
 
 def render_briefing(
@@ -582,7 +615,7 @@ def dataview_figures(figures: Figures) -> dict[str, Any]:
         "invoiced_month_to_date": float(figures.invoiced_month.get(currency, 0)),
         "paid_month_to_date": float(figures.paid_month.get(currency, 0)),
         "monthly_revenue_target": float(target) if target is not None else None,
-        "revenue_source": "ledger",
+        "revenue_source": "odoo" if figures.revenue_source.startswith("Odoo") else "ledger",
         "waiting_approvals": len(figures.waiting_approvals),
         "open_breakers": len(figures.open_breakers),
         "suggestions": len(figures.suggestions),

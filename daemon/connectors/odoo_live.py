@@ -10,6 +10,8 @@ object that already carries the marker, so no path leads to a second invoice or 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -332,6 +334,48 @@ class OdooConnector:
             reraise=True,
         )
         return retrying(read)
+
+    def revenue(self, start: date, end: date) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+        """Return (invoiced, paid) per currency between two days, as Odoo books them.
+
+        Invoiced: posted customer invoices dated in the range. Paid: customer payments dated
+        in the range, in the currency of the invoice they settle. Raise ConnectorError if
+        Odoo cannot be read.
+        """
+        invoiced: dict[str, Decimal] = {}
+        paid: dict[str, Decimal] = {}
+        moves = self._search_read(
+            "account.move",
+            [
+                ["move_type", "=", "out_invoice"],
+                ["state", "=", "posted"],
+                ["invoice_date", ">=", start.isoformat()],
+                ["invoice_date", "<=", end.isoformat()],
+            ],
+            ["amount_total", "currency_id"],
+        )
+        for move in moves:
+            currency = _name(move.get("currency_id")) or "USD"
+            invoiced[currency] = invoiced.get(currency, Decimal(0)) + Decimal(
+                str(move.get("amount_total") or 0)
+            )
+        payments = self._search_read(
+            "account.payment",
+            [["date", ">=", start.isoformat()], ["date", "<=", end.isoformat()]],
+            ["amount", "reconciled_invoice_ids"],
+        )
+        for payment in payments:
+            settled = payment.get("reconciled_invoice_ids") or []
+            currency = "USD"
+            if settled:
+                (invoice,) = self._search_read(
+                    "account.move", [["id", "=", settled[0]]], ["currency_id"]
+                ) or [{}]
+                currency = _name(invoice.get("currency_id")) or currency
+            paid[currency] = paid.get(currency, Decimal(0)) + Decimal(
+                str(payment.get("amount") or 0)
+            )
+        return invoiced, paid
 
     def _search_read(
         self, model: str, domain: list[Any], fields: list[str]

@@ -266,6 +266,10 @@ class FakeOdoo:
                 return bool(actual != value)
             if op == "in":
                 return actual in value
+            if op in (">=", "<="):
+                if actual is False:
+                    return False
+                return bool(actual >= value if op == ">=" else actual <= value)
             if op in ("=ilike", "ilike"):
                 pattern = re.escape(str(value).lower()).replace("%", ".*").replace("_", ".")
                 pattern = pattern if op == "=ilike" else f".*{pattern}.*"
