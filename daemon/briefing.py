@@ -187,7 +187,7 @@ def briefing_figures(
         target_source=target_source,
         monthly_revenue_target=_decimal(goals.get("monthly_revenue_target")),
     )
-    _LogScan(figures, window).run(vault.folder(LOGS))
+    _LogScan(figures, window, ledger).run(vault.folder(LOGS))
     _current_state(figures, vault, ledger, now)
     _plans(figures, vault, window)
     return figures
@@ -196,8 +196,9 @@ def briefing_figures(
 class _LogScan:
     """One pass over the audit log, oldest first, filling in the log-based figures."""
 
-    def __init__(self, figures: Figures, window: _Window) -> None:
+    def __init__(self, figures: Figures, window: _Window, ledger: Ledger) -> None:
         self.f = figures
+        self.ledger = ledger
         self.w = window
         # Unpaid invoices with a due date, by every reference a payment may use.
         self.invoices: dict[str, tuple[tuple[str, ...], str | _Invoice]] = {}
@@ -210,6 +211,11 @@ class _LogScan:
         self.last_error: dict[str, str] = {}
         days = [self.w.week_start.date() + timedelta(days=n) for n in range(7)]
         self.per_day: Counter[date] = Counter(dict.fromkeys(days, 0))
+
+    def _current(self, item: Item, task_id: Any) -> Item:
+        """Link a decision to where its note is now (it moved on after the decision)."""
+        task = self.ledger.task(task_id) if isinstance(task_id, str) else None
+        return Item(_link(task.file), item.label) if task and task.file else item
 
     def run(self, folder: Path) -> None:
         first_full = self.w.scan_start.astimezone(UTC).date() - timedelta(days=1)
@@ -344,7 +350,7 @@ class _LogScan:
                 )
         elif event == "approved":
             f.approvals_granted += 1
-            f.approval_links.setdefault("granted", []).append(item)
+            f.approval_links.setdefault("granted", []).append(self._current(item, task_id))
             requested = self.requested.get(task_id) if isinstance(task_id, str) else None
             if requested is not None:
                 self.approval_minutes.append((when - requested).total_seconds() / 60)
@@ -352,10 +358,10 @@ class _LogScan:
             f.auto_approved += 1
         elif event == "rejected":
             f.approvals_rejected += 1
-            f.approval_links.setdefault("rejected", []).append(item)
+            f.approval_links.setdefault("rejected", []).append(self._current(item, task_id))
         elif event == "expired":
             f.approvals_expired += 1
-            f.approval_links.setdefault("expired", []).append(item)
+            f.approval_links.setdefault("expired", []).append(self._current(item, task_id))
         elif event in ("failed", "outcome_unknown"):
             if event == "failed":
                 f.failures += 1

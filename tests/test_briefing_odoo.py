@@ -81,3 +81,22 @@ def test_live_revenue_is_read_from_odoo_and_missing_connectors_are_bottlenecks(
     assert "invoiced_month_to_date: 1500.0" in text
     assert "Connector **facebook** cannot be used: missing FACEBOOK_PAGE_ID" in text
     assert "Connector **odoo**" not in text
+
+
+def test_an_approval_links_to_where_its_note_is_now(app, vault_root: Path):
+    from conftest import make_files, move, note
+
+    invoice = {
+        "type": "odoo_invoice",
+        "partner": "Acme",
+        "lines": [{"product": "Consulting", "quantity": 2, "price_unit": 90}],
+    }
+    make_files(vault_root, {"Needs_Action/acme.md": note(invoice)})
+    app.pipeline.process(vault_root / "Needs_Action/acme.md")
+    approved = move(vault_root, vault_root / "Pending_Approval/acme.md", "Approved")
+    assert app.pipeline.process(approved).status == "done"
+
+    now = datetime.now(UTC)
+    text = write_briefing(app, IsoWeek.of(now.date()), now=now).read_text()
+
+    assert "Approvals granted: [[Done/acme]]" in text
