@@ -276,6 +276,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             once = Runner(app.pipeline, app.config, polling=args.polling)
             once.install_signal_handlers()
             count = once.run_once()
+            # A daemon run from cron still writes a briefing whose time has passed.
+            Clockwork(app, write_briefing=write_briefing).settle()
             log.info("processed %d file(s)", count)
             return 0
         runner = Runner(app.pipeline, app.config, polling=args.polling, on_change=dashboard.changed)

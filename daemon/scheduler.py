@@ -91,7 +91,6 @@ class Clockwork:
 
     def start(self) -> None:
         """Add (or replace) the jobs in the job store, start them, and catch up."""
-        self.app.ledger.set_meta_once("first_started_at", iso(self.now()))
         tz = self.schedule.zone()
         store = SQLAlchemyJobStore(url=f"sqlite:///{self.app.state_dir / JOBS_FILE}")
         self.scheduler = BackgroundScheduler(
@@ -140,7 +139,12 @@ class Clockwork:
             replace_existing=True,
         )
         self.scheduler.start()
-        self.catch_up()
+        self.settle()
+
+    def settle(self) -> Path | None:
+        """What every start does, `run --once` included: note that vaultd runs, catch up."""
+        self.app.ledger.set_meta_once("first_started_at", iso(self.now()))
+        return self.catch_up()
 
     def stop(self) -> None:
         if self.scheduler is not None and self.scheduler.running:

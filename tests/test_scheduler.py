@@ -172,3 +172,16 @@ def test_the_expiry_job_moves_expired_requests_to_rejected(
     running.request_expiry()  # what the approval_expiry job does
 
     wait_for((vault_root / "Rejected/acme.md").exists)
+
+
+def test_run_once_also_catches_up_a_missed_briefing(
+    vault_root: Path, state_dir: Path, config_file: Path
+):
+    from daemon.cli import main
+
+    start(vault_root, state_dir, config_file, datetime.now(UTC) - timedelta(days=8))
+    args = ["run", "--vault", str(vault_root), "--state-dir", str(state_dir), "--once"]
+    assert main([*args, "--config", str(config_file)]) == 0
+    assert main([*args, "--config", str(config_file)]) == 0
+
+    assert len(briefings(vault_root)) == 1
