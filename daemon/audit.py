@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import re
 import threading
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from daemon.timestamps import now_iso
+
+log = logging.getLogger(__name__)
 
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|authori[sz]ation|credential", re.I)
 _SECRET_ENV = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|_KEY$", re.I)
@@ -96,28 +99,50 @@ class AuditLog:
 def read_entries(folder: Path, since: date | None = None) -> Iterator[dict[str, Any]]:
     """Yield log entries oldest first, from the daily files on or after `since`.
 
-    The days archived by retention (`archive/YYYY-MM-DD.json.gz`) are read too, merged with
-    the live files by day and streamed, never loaded whole. When a day has both (an archive
-    retention has not yet verified), the live file is read: it is the original. A line that
-    is not valid JSON (a torn write, a hand edit) is skipped, not fatal, and so is the rest of
-    a truncated or corrupt archive.
+    The days archived by retention (`archive/YYYY-MM-DD.json.gz`) are read too (see
+    `log_files`), streamed, never loaded whole. A line that is not valid JSON (a torn write,
+    a hand edit) is skipped, not fatal, and so is the rest of a truncated or corrupt archive.
     """
-    days = _log_files(folder / ARCHIVE_FOLDER, ARCHIVED_NAME)
-    days.update(_log_files(folder, DAILY_NAME))
-    for day in sorted(days):
+    for day, path in log_files(folder):
         if since and day < since:
             continue
-        try:
-            with _open_text(days[day]) as handle:
-                yield from _json_lines(handle)
-        except OSError:
-            continue  # Gone or unreadable since it was listed: the other days still count.
+        for line in log_lines(path):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict):
+                yield entry
 
 
 # Daily files are Logs/YYYY-MM-DD.json; retention moves old ones to Logs/archive/*.json.gz.
 ARCHIVE_FOLDER = "archive"
 DAILY_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.json$")
 ARCHIVED_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.json\.gz$")
+
+
+def log_files(folder: Path) -> list[tuple[date, Path]]:
+    """Return (day, file) for every daily log, archived days included, oldest first.
+
+    When a day has both (an archive retention has not yet verified), the live file is
+    returned: it is the original.
+    """
+    days = _log_files(folder / ARCHIVE_FOLDER, ARCHIVED_NAME)
+    days.update(_log_files(folder, DAILY_NAME))
+    return sorted(days.items())
+
+
+def log_lines(path: Path) -> Iterator[str]:
+    """Yield the lines of a daily log, live or gzipped.
+
+    A file gone since it was listed, or a truncated or corrupt archive, yields what could be
+    read: the other days still count.
+    """
+    try:
+        with _open_text(path) as handle:
+            yield from handle
+    except (OSError, EOFError, zlib.error) as error:
+        log.warning("%s cannot be read to the end (%s)", path.name, error)
 
 
 def log_day(path: Path, pattern: re.Pattern[str]) -> date | None:
@@ -143,19 +168,6 @@ def _open_text(path: Path) -> IO[str]:
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8", errors="replace")
     return path.open(encoding="utf-8", errors="replace")
-
-
-def _json_lines(handle: IO[str]) -> Iterator[dict[str, Any]]:
-    try:
-        for line in handle:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict):
-                yield entry
-    except (EOFError, zlib.error):
-        return  # A truncated or corrupt archive: what was readable has been yielded.
 
 
 def parse_since(text: str) -> date:

@@ -14,14 +14,11 @@ briefing written again later says the same about its week.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import re
 import statistics
-import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -34,6 +31,7 @@ import yaml
 from daemon import ledger as ledger_states
 from daemon import notes
 from daemon.approval import resource_dir
+from daemon.audit import log_files, log_lines
 from daemon.connectors.unavailable import Unavailable
 from daemon.errors import ConnectorError, NoteError
 from daemon.ledger import Ledger
@@ -67,7 +65,6 @@ _TIMESTAMP = re.compile(r'"timestamp":\s*"([^"]+)"')
 _FILE = re.compile(r'"file":\s*"((?:[^"\\]|\\.)*)"')
 _PLATFORM_LIST = re.compile(r'"platforms":\s*\[([^\]]*)\]')
 log = logging.getLogger(__name__)
-_DAY_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 _WORD = re.compile(r'"([a-z]+)"')
 _DUE_DATE = re.compile(r'"due_date":\s*"')
 _SETTLED = re.compile(r'"payment_state":\s*"(?:paid|in_payment)"')
@@ -220,11 +217,11 @@ class _LogScan:
     def run(self, folder: Path) -> None:
         first_full = self.w.scan_start.astimezone(UTC).date() - timedelta(days=1)
         last = self.w.as_of.astimezone(UTC).date() + timedelta(days=1)
-        for day, path in _log_files(folder):
+        for day, path in log_files(folder):
             if day > last:
                 continue
             full = day >= first_full
-            for line in _lines(path):
+            for line in log_lines(path):
                 self.f.log_lines_read += 1
                 if full:
                     self._full(line)
@@ -662,36 +659,6 @@ def _window(week: IsoWeek, tz: tzinfo, now: datetime) -> _Window:
     # The week before is read in full too: approvals requested then and decided this week.
     scan_start = min(month_start, week_start - timedelta(days=7))
     return _Window(tz, week_start, week_end, month_start, scan_start, as_of)
-
-
-def _log_files(folder: Path) -> list[tuple[date, Path]]:
-    """Return the daily log files, archived (gzipped) ones included, oldest first."""
-    found: dict[date, list[Path]] = defaultdict(list)
-    for path in [*folder.glob("*.json"), *(folder / "archive").glob("*.json*")]:
-        match = _DAY_NAME.match(path.name)
-        if not match:
-            continue
-        try:
-            found[date.fromisoformat(match.group(1))].append(path)
-        except ValueError:
-            continue
-    # If a day is both archived and live (mid-rotation), the live file is the whole day.
-    return [
-        (day, min(paths, key=lambda p: p.suffix == ".gz")) for day, paths in sorted(found.items())
-    ]
-
-
-def _lines(path: Path) -> Iterator[str]:
-    if path.suffix == ".gz":
-        # A cut-short or corrupt archive gives what could be read, never a crash.
-        try:
-            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
-                yield from handle
-        except (OSError, EOFError, zlib.error) as error:
-            log.warning("%s: archive cannot be read to the end (%s)", path.name, error)
-    else:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            yield from handle
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -744,9 +744,9 @@ def test_vaultd_briefing_refuses_a_week_that_is_not_one(
 def test_a_cut_short_archive_does_not_stop_the_briefing(tmp_path: Path):
     import gzip
 
-    from daemon.briefing import _lines
+    from daemon.audit import log_lines
 
     archive = tmp_path / "2026-01-01.json.gz"
     archive.write_bytes(gzip.compress(b'{"event": "a"}\n{"event": "b"}\n' * 200)[:-30])
-    lines = list(_lines(archive))  # must not raise
+    lines = list(log_lines(archive))  # must not raise
     assert all(line.startswith('{"event"') for line in lines)
