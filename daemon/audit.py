@@ -19,12 +19,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from daemon.settings import Settings
 from daemon.timestamps import now_iso
 
 log = logging.getLogger(__name__)
 
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|authori[sz]ation|credential", re.I)
-_SECRET_ENV = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|_KEY$", re.I)
 REDACTED = "[redacted]"
 
 
@@ -33,7 +33,7 @@ class Redactor:
 
     def __init__(self, secrets: list[str] | None = None) -> None:
         if secrets is None:
-            secrets = [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 6]
+            secrets = Settings(dict(os.environ)).secrets()
         # Longest first, so a secret that contains another is removed whole.
         self._secrets = sorted(set(secrets), key=len, reverse=True)
 
