@@ -31,6 +31,7 @@ from pyfacebook import FacebookError, GraphAPI, LibraryError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 from urllib3.exceptions import NewConnectionError
 
+from daemon.connectors.social import DEFAULT_GRAPH_URL, DEFAULT_GRAPH_VERSION
 from daemon.errors import (
     AuthError,
     ConnectorError,
@@ -41,8 +42,6 @@ from daemon.errors import (
 )
 from daemon.settings import Settings
 
-DEFAULT_GRAPH_URL = "https://graph.facebook.com"
-DEFAULT_GRAPH_VERSION = "v25.0"
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
 AUTH_CODES = frozenset({10, 102, 190, *range(200, 300)})
 TRANSIENT_CODES = frozenset({1, 2})

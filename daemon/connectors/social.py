@@ -11,7 +11,10 @@ from typing import Any
 
 from daemon.models import Action, SocialPost
 
-GRAPH_VERSION = "v25.0"
+# The services' public addresses; every one can be changed in the settings.
+DEFAULT_GRAPH_URL = "https://graph.facebook.com"
+DEFAULT_GRAPH_VERSION = "v25.0"
+DEFAULT_X_API_URL = "https://api.twitter.com"
 
 
 def _env(name: str) -> str:
@@ -19,8 +22,8 @@ def _env(name: str) -> str:
 
 
 def _graph(path: str) -> str:
-    base = os.environ.get("FACEBOOK_GRAPH_URL", "https://graph.facebook.com").rstrip("/")
-    return f"{base}/{os.environ.get('FACEBOOK_GRAPH_VERSION', GRAPH_VERSION)}/{path}"
+    base = os.environ.get("FACEBOOK_GRAPH_URL", DEFAULT_GRAPH_URL).rstrip("/")
+    return f"{base}/{os.environ.get('FACEBOOK_GRAPH_VERSION', DEFAULT_GRAPH_VERSION)}/{path}"
 
 
 def _post(action: Action) -> SocialPost:
@@ -84,7 +87,7 @@ def instagram_request(action: Action, marker: str) -> dict[str, Any]:
 
 def twitter_request(action: Action, marker: str) -> dict[str, Any]:
     post = _post(action)
-    base = os.environ.get("TWITTER_API_URL", "https://api.twitter.com").rstrip("/")
+    base = os.environ.get("TWITTER_API_URL", DEFAULT_X_API_URL).rstrip("/")
     if post.kind == "dm":
         return {
             "method": "POST",

@@ -27,7 +27,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_random_exponential
 
 from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined
-from daemon.connectors.social import twitter_request
+from daemon.connectors.social import DEFAULT_X_API_URL, twitter_request
 from daemon.errors import (
     AuthError,
     ConnectorError,
@@ -46,7 +46,6 @@ REQUIRED = (
     "TWITTER_ACCESS_TOKEN",
     "TWITTER_ACCESS_SECRET",
 )
-DEFAULT_API_URL = "https://api.twitter.com"
 TWEEPY_HOST = "https://api.twitter.com"  # what tweepy's BaseClient.request always uses
 TWEET_URL = "https://x.com/i/web/status/{id}"
 
@@ -157,7 +156,7 @@ class TwitterLive:
         access_token: str,
         access_secret: str,
         memory: Memory,
-        api_url: str = DEFAULT_API_URL,
+        api_url: str = DEFAULT_X_API_URL,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         read_wait: wait_base | None = None,
         clock: Callable[[], datetime] | None = None,
@@ -348,5 +347,5 @@ def connect(settings: Settings, memory: Memory) -> TwitterLive:
         access_token=settings.get("TWITTER_ACCESS_TOKEN") or "",
         access_secret=settings.get("TWITTER_ACCESS_SECRET") or "",
         memory=memory,
-        api_url=settings.get("TWITTER_API_URL", DEFAULT_API_URL) or DEFAULT_API_URL,
+        api_url=settings.get("TWITTER_API_URL", DEFAULT_X_API_URL) or DEFAULT_X_API_URL,
     )
