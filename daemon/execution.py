@@ -115,10 +115,10 @@ class Executor:
     ) -> tuple[str, Any]:
         """Make one call behind a durable INTENT; return (step state, result or error)."""
         marker = marker_for(task_id, target)
-        failpoints.hit("before-intent")
+        failpoints.hit("before-intent", marker)
         request = connector.describe(action, marker=marker)
         step_id = self.ledger.record_intent(run_id, task_id, target, marker, request)
-        failpoints.hit("after-intent")
+        failpoints.hit("after-intent", marker)
         started = time.monotonic()
         try:
             result = connector.execute(action, marker=marker, dry_run=self.dry_run)
@@ -134,11 +134,11 @@ class Executor:
         except Exception as error:  # noqa: BLE001 - a bug after sending may have sent
             state, problem = ledger.UNKNOWN, f"{type(error).__name__}: {error}"
         else:
-            failpoints.hit("after-call")
+            failpoints.hit("after-call", marker)
             self.ledger.finish_step(
                 step_id, ledger.SUCCEEDED, result=result, duration_ms=_ms(started)
             )
-            failpoints.hit("after-done")
+            failpoints.hit("after-done", marker)
             return ledger.SUCCEEDED, result
         self.ledger.finish_step(step_id, state, error=problem, duration_ms=_ms(started))
         return state, problem

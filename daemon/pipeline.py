@@ -648,7 +648,7 @@ class Pipeline:
         """
         text = notes.render(loaded.note, self.audit.redact(stamps), block)
         self.vault.write(loaded.path, text, loaded.signature)
-        failpoints.hit("mid-move")
+        failpoints.hit("mid-move", loaded.path.name)
         return self.vault.move(loaded.path, folder)
 
     def _log(

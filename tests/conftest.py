@@ -224,5 +224,6 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "VAULTD_STATE_DIR",
         "VAULTD_LIVE",
         "VAULTD_FAILPOINT",
+        "VAULTD_FAILPOINT_ONCE",
     ):
         monkeypatch.delenv(name, raising=False)

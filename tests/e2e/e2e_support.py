@@ -29,6 +29,7 @@ def vaultd(
     """Run the vaultd CLI to completion and return the finished process."""
     env = dict(os.environ)
     env.pop("VAULTD_FAILPOINT", None)
+    env.pop("VAULTD_FAILPOINT_ONCE", None)
     if failpoint:
         env["VAULTD_FAILPOINT"] = failpoint
     return subprocess.run(
