@@ -110,7 +110,9 @@ class StableQueue:
                 self._lock.wait(min(wait, self._next_check(now)))
 
     def _pop_stable(self, now: float) -> Path | None:
-        for path, (signature, changed_at) in list(self._settling.items()):
+        # Only the head of the line is looked at: a burst of thousands stays linear.
+        while self._settling:
+            path, (signature, changed_at) = next(iter(self._settling.items()))
             if now - changed_at < self.window:
                 # Entries are in order of last change: the rest are younger still.
                 return None

@@ -1,14 +1,15 @@
 """The dry-run outbox: a durable record of every request vaultd would have sent.
 
-It plays the remote service for dry-run connectors: `execute` appends the request (fsynced)
-and `lookup(marker)` finds it again, so crash recovery works the same way in dry-run as
-against a real service.
+It plays the remote service for dry-run connectors: `execute` appends the request and
+`lookup(marker)` finds it again, so crash recovery works the same way in dry-run as against
+a real service. Like a remote service, it keeps its own records: the append is written
+before `execute` returns (a killed process loses nothing) but not fsynced, the same
+durability as the DONE record the ledger writes after it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,6 @@ class Outbox:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
         return record
 
     def find(self, marker: str) -> dict[str, Any] | None:
