@@ -350,7 +350,7 @@ def format_status(snapshot: Snapshot) -> str:
     width = max(len(name) for name in snapshot.counts)
     lines += [f"  {name:<{width}}  {count:>4}" for name, count in snapshot.counts.items()]
 
-    lines += ["", f"Waiting for approval: {len(snapshot.pending)}"]
+    lines += ["", f"Waiting for approval: {len(snapshot.pending) + snapshot.pending_more}"]
     for item in snapshot.pending:
         lines.append(f"  {item.id or '(no id yet)'}  {item.file}")
         what = ", ".join(filter(None, [item.type, item.amount, f"waiting {item.age}"]))
@@ -363,14 +363,19 @@ def format_status(snapshot: Snapshot) -> str:
             lines.append("    not yet processed by vaultd (is the daemon running?)")
         if item.error:
             lines.append(f"    problem: {item.error}")
+    if snapshot.pending_more:
+        lines.append(f"  … and {snapshot.pending_more} more in Pending_Approval/")
     if snapshot.pending:
         lines.append("  decide: vaultd approve ID  |  vaultd reject ID --reason TEXT")
 
-    lines += ["", f"Failed or outcome unknown: {len(snapshot.problems)}"]
+    problems = len(snapshot.problems) + snapshot.problems_more
+    lines += ["", f"Failed or outcome unknown: {problems}"]
     for problem in snapshot.problems:
         state = problem.state.replace("_", " ")
         lines.append(f"  {problem.id or '(no id)'}  {problem.file}  [{state}]")
         lines.append(f"    {' '.join((problem.error or 'no error recorded').split())}")
+    if snapshot.problems_more:
+        lines.append(f"  … and {snapshot.problems_more} more in Failed/")
 
     if snapshot.jobs:
         lines += ["", "Scheduled jobs (next run, in the configured time zone):"]

@@ -45,6 +45,8 @@ def render_dashboard(snapshot: Snapshot) -> str:
             {**asdict(item), "link": _link(item.file), "error": _flat(item.error)}
             for item in snapshot.problems
         ],
+        pending_more=snapshot.pending_more,
+        problems_more=snapshot.problems_more,
         sync_conflicts=snapshot.sync_conflicts,
         breakers=snapshot.breakers,
         recent=[_recent_line(item) for item in reversed(snapshot.recent)],

@@ -83,6 +83,7 @@ class Runner:
     def run_forever(self) -> None:
         self.start()
         self.watcher.start()
+        log.info("watching for file events")
         try:
             self._loop()
         finally:

@@ -24,6 +24,9 @@ from daemon.timestamps import iso, parse_time
 from daemon.vault import FAILED, LOGS, PENDING, PIPELINE_FOLDERS, Vault, is_sync_conflict
 
 RECENT = 10
+# Requests and problems listed one by one (the oldest first); the rest are counted. Reading
+# every note of a 20,000-file burst each time the dashboard refreshes would stall the daemon.
+LISTED = 50
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class Snapshot:
     counts: dict[str, int]
     pending: list[PendingItem] = field(default_factory=list)
     problems: list[ProblemItem] = field(default_factory=list)
+    # How many more requests and problems there are than `pending` and `problems` list.
+    pending_more: int = 0
+    problems_more: int = 0
     recent: list[RecentItem] = field(default_factory=list)
     sync_conflicts: list[str] = field(default_factory=list)
     # Circuit breakers of the live connectors that are not closed: name, state, since.
@@ -103,9 +109,13 @@ def build_snapshot(
     *,
     now: datetime | None = None,
     recent: int = RECENT,
+    listed: int = LISTED,
     ledger_note: str | None = None,
 ) -> Snapshot:
-    """Given a vault and its ledger (None if it has none), return what is going on in it."""
+    """Given a vault and its ledger (None if it has none), return what is going on in it.
+
+    Only the `listed` oldest requests and problems are read and listed; the rest are counted.
+    """
     now = now or datetime.now(UTC)
     snapshot = Snapshot(
         vault=str(vault.root),
@@ -120,18 +130,17 @@ def build_snapshot(
         snapshot.sync_conflicts += [vault.relative(path) for path in conflicts]
         snapshot.counts[folder] = len(files) - len(conflicts)
     # A file may move away while it is being looked at (the daemon is running): skip it.
-    pending = [
-        _pending(vault, path, ledger, now)
-        for path in vault.files(PENDING)
-        if not is_sync_conflict(path.name)
-    ]
+    waiting = [path for path in vault.files(PENDING) if not is_sync_conflict(path.name)]
+    pending = [_pending(vault, path, ledger, now) for path in waiting[:listed]]
     snapshot.pending = sorted(filter(None, pending), key=lambda item: -item.age_seconds)
-    problems = [
-        _problem(vault, path, ledger)
+    snapshot.pending_more = max(0, len(waiting) - listed)
+    failed = [
+        path
         for path in vault.files(FAILED)
         if not is_sync_conflict(path.name) and path.suffix.lower() == ".md"
     ]
-    snapshot.problems = list(filter(None, problems))
+    snapshot.problems = list(filter(None, (_problem(vault, p, ledger) for p in failed[:listed])))
+    snapshot.problems_more = max(0, len(failed) - listed)
     snapshot.recent = [_recent(entry) for entry in recent_entries(vault.folder(LOGS), recent)]
     snapshot.breakers = _open_breakers(ledger)
     return snapshot

@@ -64,11 +64,15 @@ class StableQueue:
 
     def hint(self, path: Path, *, settled_since: float | None = None) -> None:
         """Note that a path may have changed. `settled_since` (monotonic) skips the wait."""
-        signature = fingerprint(path)
         with self._lock:
             previous = self._settling.get(path)
-            if previous and previous[0] == signature:
-                return  # already waiting, nothing new: keep its place in line
+        if previous and previous[0][0] == Signature.of(path):
+            # Already waiting, nothing new: keep its place in line. A new file sends three
+            # events; hashing it once is enough, and a rewrite that keeps size and mtime is
+            # still caught by the hash taken when it leaves the line.
+            return
+        signature = fingerprint(path)
+        with self._lock:
             self._settling.pop(path, None)
             if settled_since is None:
                 self._settling[path] = (signature, time.monotonic())

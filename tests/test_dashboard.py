@@ -19,7 +19,7 @@ from conftest import (
 )
 
 from daemon.app import App
-from daemon.cli import main
+from daemon.cli import format_status, main
 from daemon.dashboard import Dashboard, render_dashboard
 from daemon.errors import ConnectorError, OutcomeUnknown
 from daemon.status import build_snapshot, human_age
@@ -90,6 +90,35 @@ def test_dashboard_of_an_empty_vault_says_nothing_waits_and_nothing_failed(
     assert "Nothing is waiting for you." in text
     assert "Nothing has failed." in text
     assert "No actions recorded yet." in text
+
+
+def test_a_long_queue_lists_the_oldest_requests_and_failures_and_counts_the_rest(
+    vault_root: Path,
+):
+    from daemon.vault import Vault
+
+    for n in range(7):
+        make_files(vault_root, {f"Pending_Approval/request {n}.md": note(REPLY)})
+        make_files(vault_root, {f"Failed/failed {n}.md": note(REPLY)})
+        stamp = 1_700_000_000 + n  # request 0 is the oldest
+        for folder, name in (("Pending_Approval", "request"), ("Failed", "failed")):
+            os.utime(vault_root / folder / f"{name} {n}.md", (stamp, stamp))
+
+    snapshot = build_snapshot(Vault(vault_root), None, listed=5)
+    text = render_dashboard(snapshot)
+
+    assert "## Waiting for approval (7)" in text
+    assert [f"[[Pending_Approval/request {n}]]" in text for n in range(7)] == [True] * 5 + [
+        False
+    ] * 2
+    assert "- … and 2 more in `Pending_Approval/`" in text
+    assert "## Failed or outcome unknown (7)" in text
+    assert "- … and 2 more in `Failed/`" in text
+    status = format_status(snapshot)
+    assert "Waiting for approval: 7" in status
+    assert "  … and 2 more in Pending_Approval/" in status
+    assert "Failed or outcome unknown: 7" in status
+    assert "  … and 2 more in Failed/" in status
 
 
 def test_a_note_dropped_into_Pending_Approval_by_hand_is_shown_as_not_yet_processed(
