@@ -26,28 +26,40 @@ BLOCK_BEGIN = "<!-- vaultd:begin (written by vaultd; edits here are replaced) --
 BLOCK_END = "<!-- vaultd:end -->\n"
 
 MAX_DEPTH = 32
+# Values (keys, scalars, lists, mappings) a frontmatter may hold. A real task has a few dozen;
+# an invoice with a thousand lines has about 9,000. Far more is an attack on the parser and on
+# the error message that lists every unknown key: refused before any node is built.
+MAX_VALUES = 20_000
 _TOP_LEVEL_KEY = re.compile(r"^(['\"]?)([A-Za-z_][\w-]*)\1\s*:(\s|$)")
 
 
-try:
-    from yaml import CSafeLoader as _BaseLoader  # libyaml: an order of magnitude faster
+try:  # libyaml: an order of magnitude faster
+    from yaml import CSafeDumper as _Dumper
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 
 def _refuse_structure(raw: str) -> None:
-    """Refuse anchors, aliases and deep nesting, reading the parser's flat event stream.
+    """Refuse anchors, aliases, deep nesting and too many values, reading the parser's flat
+    event stream.
 
     Aliases are how "billion laughs" documents blow up. Checking events, before any node
-    tree is composed, also means a 10,000-level document is refused without recursing.
+    tree is composed, also means a 10,000-level document is refused without recursing, and a
+    document of 100,000 keys without building them.
     """
-    depth = 0
+    depth = values = 0
     for event in yaml.parse(raw, Loader=_BaseLoader):
         anchor = getattr(event, "anchor", None)
         if isinstance(event, yaml.AliasEvent):
             raise NoteError(f"YAML alias *{anchor} is not allowed in a task file")
         if anchor:
             raise NoteError(f"YAML anchor &{anchor} is not allowed in a task file")
+        if isinstance(event, yaml.ScalarEvent | yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            values += 1
+            if values > MAX_VALUES:
+                raise NoteError(f"frontmatter holds more than {MAX_VALUES:,} values")
         if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
@@ -92,7 +104,7 @@ class _Handler(YAMLHandler):
         return super().load(fm, Loader=_StrictLoader)
 
     def export(self, metadata: dict[str, object], **kwargs: object) -> str:
-        return str(super().export(metadata, sort_keys=False, width=1000))
+        return str(super().export(metadata, Dumper=_Dumper, sort_keys=False, width=1000))
 
 
 _handler = _Handler()

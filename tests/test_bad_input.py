@@ -611,3 +611,30 @@ def test_the_rejection_is_written_to_the_audit_log_as_json(app: App, vault_root:
     entry = json.loads(line.read_text(encoding="utf-8").splitlines()[-1])
     assert entry["event"] == "rejected_invalid"
     assert entry["error"].startswith('bad.md: type: unknown action "nope"')
+
+
+def test_a_frontmatter_of_sixty_thousand_keys_is_refused_before_it_is_built(
+    app: App, vault_root: Path
+):
+    keys = "".join(f"k{n}: {n}\n" for n in range(60_000))
+    content = "---\ntype: social_post\nplatforms: [facebook]\ntext: hi\n" + keys + "---\n" + BODY
+
+    reason = reject_unread(app, vault_root, "keys.md", content)
+
+    assert "more than 20,000 values" in reason
+    assert len(reason) < 200  # not a list of 60,000 unknown fields
+
+
+def test_an_invoice_of_a_thousand_lines_is_still_read(app: App, vault_root: Path):
+    lines = [
+        {"product": "Consulting", "quantity": 1, "price_unit": 1, "description": f"hour {n}"}
+        for n in range(1000)
+    ]
+    make_files(
+        vault_root,
+        {"Needs_Action/long.md": note({"type": "odoo_invoice", "partner": "A", "lines": lines})},
+    )
+
+    outcome = app.pipeline.process(vault_root / "Needs_Action" / "long.md")
+
+    assert outcome.status == "pending_approval"

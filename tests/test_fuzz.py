@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import string
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon import notes
 from daemon.errors import NoteError, ValidationFailed
 from daemon.taskfile import Unreadable, read_task_file, validate_note
+from daemon.vault import is_ignored, is_sync_conflict
 
 YAML_BITS = st.sampled_from(
     [
@@ -96,3 +99,105 @@ def test_any_file_name_leaves_needs_action_with_its_body_intact(app, vault_root:
     assert outcome.path is not None
     assert outcome.path.parent.name != "Needs_Action"
     assert notes.parse(outcome.path.read_text()).body == "body\n"
+
+
+# Any character a Linux file name may hold (not "/" or NUL; lone surrogates are the
+# undecodable-bytes case, tested on its own below), with any suffix or none.
+ANY_NAME = st.text(
+    alphabet=st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)),
+    min_size=1,
+    max_size=60,
+).filter(lambda name: name not in (".", "..") and len(name.encode()) <= 200)
+STATUSES = {"ignored", "rejected", "pending_approval", "done"}
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=ANY_NAME, markdown=st.booleans())
+def test_any_file_name_is_handled_without_an_exception_and_nothing_is_lost(
+    app, vault_root: Path, name: str, markdown: bool
+):
+    name = f"{name}.md" if markdown else name
+    path = vault_root / "Needs_Action" / name
+    if path.exists():
+        return
+    content = b"---\ntype: social_post\nplatforms: [facebook]\ntext: hello\n---\nbody\n"
+    path.write_bytes(content)
+
+    outcome = app.pipeline.process(path)  # anything raised here fails the test
+
+    assert outcome.status in STATUSES, outcome
+    if outcome.status == "ignored":
+        assert path.read_bytes() == content  # left exactly where it was
+        path.unlink()
+        return
+    assert outcome.path is not None
+    assert outcome.path.parent.name in ("Rejected", "Pending_Approval", "Done")
+    if outcome.path.suffix == ".md" and not (
+        outcome.path.with_name(f"{outcome.path.name}.rejected.md").exists()
+    ):
+        assert notes.parse(outcome.path.read_text(encoding="utf-8")).body == "body\n"
+    else:
+        assert outcome.path.read_bytes() == content  # refused unread, moved unchanged
+
+
+def test_file_name_predicates_take_any_text():
+    @settings(max_examples=300, deadline=None)
+    @given(name=st.text(max_size=80))
+    def check(name: str) -> None:
+        assert isinstance(is_ignored(name), bool)
+        assert isinstance(is_sync_conflict(name), bool)
+
+    check()
+
+
+# -- names the fuzzer above leaves out, each a bug reproduced exactly ---------------------
+
+LONG_NAME_BUG = (
+    "vault.write and vault.create write a temp file named '.<name>.vaultd-tmp' (12 bytes "
+    "more), and an unreadable file gets a sidecar '<name>.rejected.md' (12 more): for a name "
+    "of 244-255 bytes that is over NAME_MAX, so OSError(ENAMETOOLONG) escapes "
+    "Pipeline.process; a valid task then stays in Needs_Action/ for ever, and an unreadable "
+    "one is moved to Rejected/ with no note and no ledger record"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=LONG_NAME_BUG)
+@pytest.mark.parametrize("content", ["valid", "unreadable"])
+def test_a_file_name_of_250_bytes_is_handled_without_an_exception(
+    app, vault_root: Path, content: str
+):
+    path = vault_root / "Needs_Action" / ("n" * 247 + ".md")
+    text = "---\ntype: social_post\nplatforms: [facebook]\ntext: long\n---\nbody\n"
+    path.write_text(text if content == "valid" else "---\n: : bad\n---\n", encoding="utf-8")
+
+    outcome = app.pipeline.process(path)
+
+    assert outcome.status in ("done", "rejected")
+    assert outcome.path is not None and outcome.path.exists()
+
+
+UNDECODABLE_NAME_BUG = (
+    "a file name with bytes that are not UTF-8 reaches Python as lone surrogates "
+    "('\\udcff'); Pipeline.process passes it to the ledger (SQLite) and the audit log, "
+    "which raise UnicodeEncodeError: a valid task stays in Needs_Action/ for ever and an "
+    "unreadable one lands in Rejected/ with no note"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=UNDECODABLE_NAME_BUG)
+@pytest.mark.parametrize("content", ["valid", "unreadable"])
+def test_a_file_name_that_is_not_utf8_is_handled_without_an_exception(
+    app, vault_root: Path, content: str
+):
+    raw = os.fsencode(vault_root / "Needs_Action") + b"/caf\xe9 latin-1.md"
+    path = Path(os.fsdecode(raw))  # "caf\udce9 latin-1.md", as os.listdir returns it
+    text = b"---\ntype: social_post\nplatforms: [facebook]\ntext: name\n---\nbody\n"
+    path.write_bytes(text if content == "valid" else b"---\n: : bad\n---\n")
+    assert os.fsencode(path) == raw
+
+    outcome = app.pipeline.process(path)
+
+    assert outcome.status in ("done", "rejected")
+    assert outcome.path is not None and outcome.path.exists()
