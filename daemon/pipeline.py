@@ -207,18 +207,7 @@ class Pipeline:
         The approver must see what the ledger will hold them to, not someone's edit of it
         (for instance a smaller amount typed into the rendered block).
         """
-        notice = loaded.note.meta.get("note")
-        expires_at = parse_time(task.expires_at) if task.expires_at else self.clock()
-        decision = Decision(True, task.rule or "", task.reason or "", None, task.currency)
-        block = render_request(
-            cost=estimated_cost(action, self.prices),
-            task_id=task.id,
-            action=action,
-            decision=decision,
-            payload_hash=task.payload_hash or "",
-            expires_at=expires_at,
-            notice=notice if isinstance(notice, str) else None,
-        )
+        block = self._shown_block(loaded, task, action)
         approval = {
             "rule": task.rule,
             "reason": task.reason,
@@ -233,6 +222,21 @@ class Pipeline:
         self.vault.write(loaded.path, text, loaded.signature)
         self._log("request_restored", action, task.id, loaded.path, error="request was edited")
         return Outcome("restored", loaded.path)
+
+    def _shown_block(self, loaded: Loaded, task: Task, action: Action) -> str:
+        """Return the request block vaultd wrote for a pending task: what the approver saw."""
+        notice = loaded.note.meta.get("note")
+        expires_at = parse_time(task.expires_at) if task.expires_at else self.clock()
+        decision = Decision(True, task.rule or "", task.reason or "", None, task.currency)
+        return render_request(
+            cost=estimated_cost(action, self.prices),
+            task_id=task.id,
+            action=action,
+            decision=decision,
+            payload_hash=task.payload_hash or "",
+            expires_at=expires_at,
+            notice=notice if isinstance(notice, str) else None,
+        )
 
     def _request_retry(self, loaded: Loaded, task: Task) -> Outcome:
         """Ask again for a failed task a person moved back, under the same id.
@@ -321,22 +325,32 @@ class Pipeline:
             done = Execution(results=self.executor.completed(task.id))
             return self._finish(loaded, task, action, done)
         if task.payload_hash != payload_hash:
-            decision = decide(action, self.policy, self._facts(action))
-            notice = (
-                "This note changed after its approval request, so it was not executed. "
-                "Review the version below and approve it again."
-            )
-            self._log(
-                "approval_refused",
+            return self._refuse_approval(
+                loaded,
+                task,
                 action,
-                task.id,
-                loaded.path,
-                error="payload changed after the approval request",
+                "payload changed after the approval request",
+                "This note changed after its approval request, so it was not executed. "
+                "Review the version below and approve it again.",
             )
-            return self._request_approval(loaded, task.id, action, decision, notice=notice)
         if task.state == ledger.PENDING:
             if self._expired(task):
                 return self._expire(loaded, task)
+            shown = self._shown_block(loaded, task, action)
+            stamps = loaded.note.stamps
+            if loaded.note.block and notes.render(loaded.note, stamps, shown) != notes.render(
+                loaded.note, stamps
+            ):
+                # The approver read an edited request (a smaller amount, say): they did not
+                # approve what would run. A block removed altogether hides nothing.
+                return self._refuse_approval(
+                    loaded,
+                    task,
+                    action,
+                    "the approval request was edited before it was approved",
+                    "The request shown in this note was edited, so it was not executed. "
+                    "Review the request as vaultd wrote it below and approve it again.",
+                )
             self.ledger.put_task(
                 task.id,
                 state=ledger.APPROVED,
@@ -357,6 +371,14 @@ class Pipeline:
         if when and when > self.clock():
             return self._schedule(loaded, task, when)
         return self._run(loaded, task, action)
+
+    def _refuse_approval(
+        self, loaded: Loaded, task: Task, action: Action, why: str, notice: str
+    ) -> Outcome:
+        """Send an approved note back for a fresh approval (same id), saying why."""
+        decision = decide(action, self.policy, self._facts(action))
+        self._log("approval_refused", action, task.id, loaded.path, error=why)
+        return self._request_approval(loaded, task.id, action, decision, notice=notice)
 
     def _schedule(self, loaded: Loaded, task: Task, when: datetime) -> Outcome:
         if loaded.note.meta.get("status") != "scheduled":

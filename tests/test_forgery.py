@@ -326,12 +326,6 @@ def forged_approval_stamps_in_needs_action(w: World) -> Path:
     return w.write("Needs_Action/acme.md", INVOICE.replace("3", "4") + stamps)
 
 
-BLOCK_BUG = (
-    "pipeline._execute_approved does not check that a pending request's rendered block is "
-    "still the one vaultd wrote: a block edited to show 1.50 USD and moved to Approved/ "
-    "before vaultd re-rendered it executes the 150.00 USD invoice"
-)
-
 FORGERIES = [
     Forgery("written straight into Approved", written_into_approved, "Pending_Approval",
             "approval_refused", NEVER_ISSUED),
@@ -408,7 +402,7 @@ FORGERIES = [
             SYMLINK, body=False),
     Forgery("rendered request block edited, then approved",
             request_block_edited_then_approved, "Pending_Approval", "approval_refused",
-            "edited", extra={"xfail": BLOCK_BUG}),
+            "edited"),
     Forgery("approval stamps forged in Needs_Action", forged_approval_stamps_in_needs_action,
             "Pending_Approval", "approval_requested", "at or over"),
 ]  # fmt: skip
