@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote, quote_plus
 
 from daemon.settings import Settings
 from daemon.timestamps import now_iso
@@ -34,8 +35,10 @@ class Redactor:
     def __init__(self, secrets: list[str] | None = None) -> None:
         if secrets is None:
             secrets = Settings(dict(os.environ)).secrets()
-        # Longest first, so a secret that contains another is removed whole.
-        self._secrets = sorted(set(secrets), key=len, reverse=True)
+        # As written, and as a URL or a form encodes it. Longest first, so a secret that
+        # contains another is removed whole.
+        forms = {form for secret in secrets for form in _encodings(secret) if form}
+        self._secrets = sorted(forms, key=len, reverse=True)
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, dict):
@@ -49,6 +52,10 @@ class Redactor:
             for secret in self._secrets:
                 value = value.replace(secret, REDACTED)
         return value
+
+
+def _encodings(secret: str) -> tuple[str, ...]:
+    return (secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/"))
 
 
 class AuditLog:

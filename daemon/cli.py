@@ -17,7 +17,7 @@ from typing import Any
 from daemon import __version__, notes
 from daemon.app import LEDGER_FILE, App, open_app
 from daemon.approval import resource_dir
-from daemon.audit import parse_since, read_entries
+from daemon.audit import Redactor, parse_since, read_entries
 from daemon.briefing import last_completed_week, write_briefing
 from daemon.config import default_config_path, load_config, state_dir_for
 from daemon.connectors import live_connectors
@@ -543,9 +543,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _print_connectors(settings: Settings) -> None:
     """Print what each live connector would do: its health, or what it is missing."""
     print("connectors (used with --live):")
+    redact = Redactor(settings.secrets())
     for name, connector in live_connectors(settings, ScratchMemory()).items():
         health = connector.check()
-        print(f"  {name:<10} {'ok  ' if health.ok else 'NOT '} {health.detail}")
+        print(f"  {name:<10} {'ok  ' if health.ok else 'NOT '} {redact(health.detail)}")
 
 
 def check_file(path: Path) -> list[tuple[str, str]]:

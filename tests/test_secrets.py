@@ -231,15 +231,6 @@ def test_canary_secrets_never_reach_vault_logs_ledger_state_or_any_report(
     assert canary_standins.odoo.odoo.table("account.move")
 
 
-CHECK_LEAK = (
-    "`vaultd check` prints each connector's health detail unredacted; when the Graph API is "
-    "unreachable that detail is requests' ConnectionError, whose message holds the URL with "
-    "?access_token=<FACEBOOK_PAGE_TOKEN> (daemon/connectors/graph.py _transport_error, "
-    "printed by cli._print_connectors)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=CHECK_LEAK)
 def test_vaultd_check_with_services_unreachable_prints_no_secret(
     canary_standins: StandIns,
     vault_root: Path,

@@ -21,6 +21,7 @@ writes are never retried.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,9 @@ from daemon.errors import (
     TransientError,
 )
 from daemon.settings import Settings
+
+# The query string of a URL inside an error message.
+_QUERY = re.compile(r"\?[^\s'\")]*")
 
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
 AUTH_CODES = frozenset({10, 102, 190, *range(200, 300)})
@@ -183,7 +187,9 @@ class GraphClient:
         return TransientError(text)
 
     def _transport_error(self, error: requests.RequestException, *, write: bool) -> ConnectorError:
-        text = f"{self.service}: {type(error).__name__}: {error}"
+        # requests puts the whole URL in its message, and the Graph API's access token
+        # travels in the query string: leave the query out.
+        text = f"{self.service}: {type(error).__name__}: {_QUERY.sub('?…', str(error))}"
         if _never_sent(error):
             return TransientError(f"{text} (nothing was sent)")
         if write:
