@@ -45,7 +45,9 @@ from daemon.vault import (
     NEEDS_ACTION,
     PENDING,
     REJECTED,
+    Vanished,
     Vault,
+    fit_name,
     is_ignored,
     is_sync_conflict,
 )
@@ -109,7 +111,28 @@ class Pipeline:
         }.get(folder)
         if handler is None:
             return Outcome("unchanged", path)
-        return handler(path)
+        if folder == NEEDS_ACTION and not _utf8(path.name):
+            safe = os.fsencode(path.name).decode("utf-8", "backslashreplace")
+            return self._reject_unreadable(
+                path, "has a file name that is not UTF-8; renamed to this safe form", name=safe
+            )
+        try:
+            return handler(path)
+        except Vanished as error:
+            return self._vanished(path, str(error))
+
+    def _vanished(self, path: Path, reason: str) -> Outcome:
+        """A file deleted while it was being handled: nothing to move, nothing lost by vaultd.
+
+        A task decided for it but never executed is closed; one whose calls were made keeps
+        its state, so the ledger never forgets what reached a service.
+        """
+        here = self.vault.relative(path)
+        for task in self.ledger.tasks(ledger.PENDING, ledger.APPROVED):
+            if task.file == here:
+                self.ledger.put_task(task.id, state=ledger.REJECTED, error=reason)
+        self._log("vanished", None, None, path, error=reason)
+        return Outcome("vanished", None)
 
     # -- Needs_Action ------------------------------------------------------------------
 
@@ -640,10 +663,10 @@ class Pipeline:
         self._log(event, action_type, task_id, path, error=f"{loaded.path.name}: {reason}")
         return Outcome("rejected", path)
 
-    def _reject_unreadable(self, path: Path, reason: str) -> Outcome:
+    def _reject_unreadable(self, path: Path, reason: str, *, name: str | None = None) -> Outcome:
         """Move a file vaultd cannot parse to Rejected/ unchanged, with a note beside it."""
         task_id = self.ledger.new_task_id()
-        moved = self.vault.move(path, REJECTED)
+        moved = self.vault.move(path, REJECTED, name)
         text = notes.render(
             notes.Note(None, {}, f"vaultd rejected [[{moved.name}]]: it {reason}.\n"),
             {
@@ -653,11 +676,11 @@ class Pipeline:
                 "note": f"about {moved.name}, which was left exactly as it arrived",
             },
         )
-        self.vault.create(REJECTED, f"{moved.name}.rejected.md", text)
+        self.vault.create(REJECTED, fit_name(moved.name, ".rejected.md"), text)
         self.ledger.put_task(
             task_id, file=self.vault.relative(moved), state=ledger.REJECTED, error=reason
         )
-        self._log("rejected_unreadable", None, task_id, moved, error=f"{path.name} {reason}")
+        self._log("rejected_unreadable", None, task_id, moved, error=f"{moved.name} {reason}")
         return Outcome("rejected", moved)
 
     def _write_and_move(
@@ -699,6 +722,15 @@ class Pipeline:
     def reconcile(self) -> list[str]:
         """Settle every INTENT a crash left behind; see Executor.reconcile."""
         return self.executor.reconcile()
+
+
+def _utf8(name: str) -> bool:
+    """Return whether a file name is text (a name with bytes that are not UTF-8 is not)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _money(decision: Decision) -> dict[str, Any]:

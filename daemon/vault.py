@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ ACTIVE_FOLDERS = (NEEDS_ACTION, PENDING, APPROVED, REJECTED, FAILED)
 ALL_FOLDERS = (*PIPELINE_FOLDERS, LOGS, BRIEFINGS, PLANS)
 
 MAX_NOTE_BYTES = 1024 * 1024
+# The longest file name most filesystems take, in bytes.
+MAX_NAME_BYTES = 255
 
 _CONFLICT = re.compile(r"\.sync-conflict-|\(conflicted copy|\(Conflict\)|\.conflict\b", re.I)
 
@@ -43,6 +46,24 @@ def is_ignored(name: str) -> bool:
 def is_sync_conflict(name: str) -> bool:
     """Return True for the copies sync tools make when two machines edit one file."""
     return bool(_CONFLICT.search(name))
+
+
+class Vanished(VaultError):
+    """The file was deleted (or moved away) while vaultd was handling it."""
+
+
+def fit_name(stem: str, suffix: str) -> str:
+    """Return stem + suffix, the stem cut short if the name would pass MAX_NAME_BYTES."""
+    room = MAX_NAME_BYTES - len(suffix.encode("utf-8", "surrogateescape"))
+    encoded = stem.encode("utf-8", "surrogateescape")
+    if len(encoded) <= room:
+        return stem + suffix
+    return encoded[:room].decode("utf-8", "ignore") + suffix
+
+
+def _temp_name() -> str:
+    # Short, so that a note with the longest possible name can still be rewritten.
+    return f".vaultd-{secrets.token_hex(6)}.tmp"
 
 
 @dataclass(frozen=True)
@@ -121,7 +142,7 @@ class Vault:
         wanted = Path(name or path.name)
         for attempt in range(1, 10_000):
             suffix = "" if attempt == 1 else f" ({attempt})"
-            target = target_dir / f"{wanted.stem}{suffix}{wanted.suffix}"
+            target = target_dir / fit_name(wanted.stem, f"{suffix}{wanted.suffix}")
             if target == path:
                 return path
             if _move_no_replace(path, target):
@@ -134,7 +155,7 @@ class Vault:
         If `expected` is given and the file changed since it was read, leave it alone and
         return False: a person's newer edit always wins over vaultd's rewrite.
         """
-        tmp = path.with_name(f".{path.name}.vaultd-tmp")
+        tmp = path.with_name(_temp_name())
         try:
             with tmp.open("w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
@@ -152,7 +173,7 @@ class Vault:
 
     def create(self, folder: str, name: str, text: str) -> Path:
         """Write a new note into a folder under a free name; return its path."""
-        tmp = self.folder(folder) / f".{name}.vaultd-tmp"
+        tmp = self.folder(folder) / _temp_name()
         tmp.write_text(text, encoding="utf-8")
         return self.move(tmp, folder, name)
 
@@ -168,16 +189,29 @@ def _move_no_replace(source: Path, target: Path) -> bool:
     except FileExistsError:
         if _same_file(source, target):
             # A crash between link and unlink left both names: finish the move.
-            source.unlink()
+            _unlink_moved(source)
             return True
         return False
+    except FileNotFoundError:
+        if not os.path.lexists(source):
+            raise Vanished(f"{source.name}: deleted while vaultd was handling it") from None
+        raise
     except OSError:
         if target.exists() or target.is_symlink():
             return False
-        source.rename(target)
+        try:
+            source.rename(target)
+        except FileNotFoundError:
+            raise Vanished(f"{source.name}: deleted while vaultd was handling it") from None
         return True
-    source.unlink()
+    _unlink_moved(source)
     return True
+
+
+def _unlink_moved(source: Path) -> None:
+    # Someone deleting the old name after the link changes nothing: the file has moved.
+    with contextlib.suppress(FileNotFoundError):
+        source.unlink()
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -143,7 +143,7 @@ def test_dashboard_is_written_at_the_vault_root_atomically_and_never_in_pipeline
     assert sorted(p.name for p in vault_root.iterdir() if p.is_file()) == ["Dashboard.md"]
     for folder in PIPELINE_FOLDERS:
         assert not any("Dashboard" in path.name for path in (vault_root / folder).iterdir())
-    assert not list(vault_root.rglob("*vaultd-tmp*"))
+    assert not list(vault_root.rglob(".vaultd-*"))
 
 
 def test_a_burst_of_changes_writes_once_now_and_once_after_the_interval(app: App, vault_root: Path):
@@ -183,7 +183,7 @@ def test_a_dashboard_that_cannot_be_written_never_stops_the_daemon(
     dashboard.close()
     assert dashboard.writes == 0
     assert "could not be written" in caplog.text
-    assert not list(vault_root.glob(".Dashboard.md.vaultd-tmp"))
+    assert not list(vault_root.glob(".vaultd-*"))
 
 
 def test_the_running_daemon_rewrites_the_dashboard_after_a_change_and_on_stop(tmp_path: Path):

@@ -154,16 +154,7 @@ def test_file_name_predicates_take_any_text():
 
 # -- names the fuzzer above leaves out, each a bug reproduced exactly ---------------------
 
-LONG_NAME_BUG = (
-    "vault.write and vault.create write a temp file named '.<name>.vaultd-tmp' (12 bytes "
-    "more), and an unreadable file gets a sidecar '<name>.rejected.md' (12 more): for a name "
-    "of 244-255 bytes that is over NAME_MAX, so OSError(ENAMETOOLONG) escapes "
-    "Pipeline.process; a valid task then stays in Needs_Action/ for ever, and an unreadable "
-    "one is moved to Rejected/ with no note and no ledger record"
-)
 
-
-@pytest.mark.xfail(strict=True, reason=LONG_NAME_BUG)
 @pytest.mark.parametrize("content", ["valid", "unreadable"])
 def test_a_file_name_of_250_bytes_is_handled_without_an_exception(
     app, vault_root: Path, content: str
@@ -178,15 +169,6 @@ def test_a_file_name_of_250_bytes_is_handled_without_an_exception(
     assert outcome.path is not None and outcome.path.exists()
 
 
-UNDECODABLE_NAME_BUG = (
-    "a file name with bytes that are not UTF-8 reaches Python as lone surrogates "
-    "('\\udcff'); Pipeline.process passes it to the ledger (SQLite) and the audit log, "
-    "which raise UnicodeEncodeError: a valid task stays in Needs_Action/ for ever and an "
-    "unreadable one lands in Rejected/ with no note"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=UNDECODABLE_NAME_BUG)
 @pytest.mark.parametrize("content", ["valid", "unreadable"])
 def test_a_file_name_that_is_not_utf8_is_handled_without_an_exception(
     app, vault_root: Path, content: str

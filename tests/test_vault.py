@@ -71,7 +71,8 @@ def test_files_lists_oldest_first_and_leaves_out_ignored_names(vault_root: Path)
 
 
 @pytest.mark.parametrize(
-    "name", [".obsidian", ".DS_Store", "note.md.tmp", "note.md~", "~lock.md", ".a.md.vaultd-tmp"]
+    "name",
+    [".obsidian", ".DS_Store", "note.md.tmp", "note.md~", "~lock.md", ".vaultd-3fa9c1d2e4b5.tmp"],
 )
 def test_temp_and_dot_files_are_ignored(name: str):
     assert is_ignored(name)
