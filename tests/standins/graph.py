@@ -3,12 +3,16 @@
 Stdlib `http.server` in a thread on 127.0.0.1, serving `/{version}/...` for the endpoints
 vaultd uses, with the JSON shapes and error bodies the Graph API returns. Switches on the
 instance make it misbehave the way the real one does; counters let tests assert "once".
+A publishing write can lose its answer: `drop_after_post` / `drop_posts` (done, then the
+connection drops) and `stall_posts` (done, then no answer for `stall_seconds`, past the
+client's timeout, then the connection drops).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,16 +62,20 @@ class GraphStandIn:
     quota_total: int = 100
     fail_reads: int = 0  # the next N GETs answer 500 (code 2, is_transient)
     drop_after_post: bool = False  # accept the next publishing POST, then drop the connection
+    drop_posts: int = 0  # the same for this many of the next publishing POSTs
+    stall_posts: int = 0  # accept this many publishing POSTs, then answer nothing ...
+    stall_seconds: float = 60.0  # ... for this long, and drop the connection
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(7_000_000_001)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()  # ends stalls early when the stand-in stops
 
     # Lifecycle.
     def start(self) -> GraphStandIn:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _Server(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
         )
@@ -75,6 +83,7 @@ class GraphStandIn:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -110,10 +119,23 @@ class GraphStandIn:
     def published(self) -> list[dict[str, Any]]:
         return list(self.media)
 
-    # Request handling: returns (status, body, headers), or None to drop the connection.
+    def publishing_posts(self) -> int:
+        """How many publishing writes (page posts, comments, messages, media_publish) arrived."""
+        return sum(
+            1
+            for method, path in self.requests
+            if method == "POST" and path.rsplit("/", 1)[-1] in PUBLISHING_EDGES
+        )
+
+    def stall(self, seconds: float) -> None:
+        """Hold a connection without answering (returns early when the stand-in stops)."""
+        self._stopped.wait(seconds)
+
+    # Request handling: returns (status, body, headers), None to drop the connection, or
+    # Stall to hold it without an answer first.
     def handle(
         self, method: str, path: str, params: dict[str, str]
-    ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    ) -> tuple[int, dict[str, Any], dict[str, str]] | Stall | None:
         with self._lock:
             self.requests.append((method, path))
             parts = [p for p in path.split("/") if p]
@@ -229,7 +251,7 @@ class GraphStandIn:
 
     def _post(
         self, node: str, edge: str | None, params: dict[str, str]
-    ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    ) -> tuple[int, dict[str, Any], dict[str, str]] | Stall | None:
         now = graph_time(datetime.now(UTC))
         if node == self.page_id and edge == "feed":
             if not params.get("message") and not params.get("link"):
@@ -281,12 +303,31 @@ class GraphStandIn:
             return self._answer({"id": media_id})
         return _no_object(node)
 
-    def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]] | None:
-        """The answer to a publishing write, or None (the connection drops) when switched."""
+    def _answer(
+        self, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], dict[str, str]] | Stall | None:
+        """The answer to a publishing write; when switched, None (the connection drops) or a
+        Stall (no answer for a while, then the connection drops)."""
         if self.drop_after_post:
             self.drop_after_post = False
             return None
+        if self.drop_posts > 0:
+            self.drop_posts -= 1
+            return None
+        if self.stall_posts > 0:
+            self.stall_posts -= 1
+            return Stall(self.stall_seconds)
         return _ok(body)
+
+
+@dataclass(frozen=True)
+class Stall:
+    """The write was done; hold the connection this long without answering, then drop it."""
+
+    seconds: float
+
+
+PUBLISHING_EDGES = frozenset({"feed", "comments", "messages", "media_publish"})
 
 
 def _ok(body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -314,6 +355,14 @@ def _no_object(node: str) -> tuple[int, dict[str, Any], dict[str, str]]:
     )
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a killed vaultd, a timed-out call) is not an error here."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def _handler(standin: GraphStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self, method: str) -> None:
@@ -323,6 +372,9 @@ def _handler(standin: GraphStandIn) -> type[BaseHTTPRequestHandler]:
                 length = int(self.headers.get("Content-Length") or 0)
                 params.update(parse_qsl(self.rfile.read(length).decode("utf-8")))
             answer = standin.handle(method, split.path, params)
+            if isinstance(answer, Stall):  # outside the lock: other requests still answer
+                standin.stall(answer.seconds)
+                answer = None
             if answer is None:
                 self.close_connection = True  # the request was processed; no answer comes
                 return

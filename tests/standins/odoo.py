@@ -5,8 +5,11 @@ customer invoices (draft → posted, numbered INV/2026/00001 on posting, `amount
 lines), the payment wizard (`account.payment.register` → `account.payment`), and errors as
 Odoo raises them (faults 1-4 over XML-RPC; JSON error objects with 401/403/404/422/500 over
 JSON-2). Switches make it fail: `http_errors` (answer the next calls with these statuses,
-doing nothing), `faults` (raise an Odoo exception on a given `model.method`), and `drop_after`
-(do the call, commit, then drop the connection without answering).
+doing nothing), `faults` (raise an Odoo exception on a given `model.method`), `drop_after`
+(do the call, commit, then drop the connection without answering), `drop_after_calls` (the
+same for several `model.method`s, each as many times as counted) and `stall_after` (do the
+call, commit, then answer nothing for that many seconds, past the client's timeout, and
+drop the connection).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 import threading
 import xmlrpc.client
 from collections import Counter
@@ -67,6 +71,14 @@ class Dropped(Exception):
     """The call was done; now hang up without answering."""
 
 
+class Stalled(Exception):
+    """The call was done; now hold the connection without answering, then hang up."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"stalled for {seconds}s")
+        self.seconds = seconds
+
+
 class FakeOdoo:
     """The database and the ORM behaviour; the HTTP server wraps it."""
 
@@ -84,6 +96,8 @@ class FakeOdoo:
         self.http_error_on: dict[str, int] = {}  # "model.method" → status, call not done
         self.faults: dict[str, tuple[str, str]] = {}
         self.drop_after: str | None = None
+        self.drop_after_calls: Counter[str] = Counter()  # "model.method" → calls to drop
+        self.stall_after: dict[str, float] = {}  # "model.method" → seconds, once each
         for name in ("USD", "EUR"):
             self._insert("res.currency", {"name": name, "active": True})
         self._insert("res.partner", {"name": "Acme Corp"})
@@ -130,6 +144,11 @@ class FakeOdoo:
             if self.drop_after == key:
                 self.drop_after = None
                 raise Dropped()
+            if self.drop_after_calls[key] > 0:
+                self.drop_after_calls[key] -= 1
+                raise Dropped()
+            if key in self.stall_after:
+                raise Stalled(self.stall_after.pop(key))
             return result
 
     def _dispatch(
@@ -447,6 +466,10 @@ class Handler(BaseHTTPRequestHandler):
         except Dropped:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+        except Stalled as stall:  # FakeOdoo's lock is released: other calls are answered
+            self.server.stopped.wait(stall.seconds)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _call_name(self, body: bytes) -> str:
         """Return "model.method" of an object call, without doing it."""
@@ -558,6 +581,13 @@ class StandInServer(ThreadingHTTPServer):
     def __init__(self, odoo: FakeOdoo) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.odoo = odoo
+        self.stopped = threading.Event()  # ends stalls early when the stand-in stops
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a killed vaultd, a timed-out call) is not an error here."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
@@ -573,6 +603,7 @@ def running_odoo(odoo: FakeOdoo | None = None) -> Iterator[StandInServer]:
     try:
         yield server
     finally:
+        server.stopped.set()
         server.shutdown()
         server.server_close()
         thread.join(5)

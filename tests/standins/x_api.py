@@ -5,7 +5,8 @@ POST /2/dm_conversations/with/:participant_id/messages, answering with the JSON 
 uses. Requests must carry an OAuth 1.0a Authorization header with the expected consumer key
 (else 401). Switches make it fail as X does: a duplicate tweet (403 with X's message), a rate
 limit (429 with x-rate-limit-reset), 5xx answers on reads, and a tweet that is created but
-whose answer is lost (the connection is closed without a response).
+whose answer is lost: the connection is closed without a response (`drop_after_accept`), or
+held without one for `stall_seconds`, past the client's timeout, first (`stall_after_accept`).
 
 Run it on its own (for trying `vaultd run --live` by hand):
     python tests/standins/x_api.py [port]
@@ -51,6 +52,8 @@ class XState:
     read_failures: int = 0  # answer this many reads with 500 first
     write_failures: int = 0  # answer this many writes with 503 first
     drop_after_accept: int = 0  # create this many tweets, then close without answering
+    stall_after_accept: int = 0  # create this many tweets, then answer nothing for a while
+    stall_seconds: float = 60.0  # how long such a tweet's connection is held, then closed
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1800000000000000001))
 
     def posts(self) -> int:
@@ -152,6 +155,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body)
 
     def do_POST(self) -> None:
+        self._stall: float | None = None
+        self._post()
+        if self._stall is not None:  # outside the lock: reads are still answered meanwhile
+            self.server.stopped.wait(self._stall)
+            self.close_connection = True
+
+    def _post(self) -> None:
         state = self.server.state
         url = urlsplit(self.path)
         with self.server.lock:
@@ -201,6 +211,10 @@ class _Handler(BaseHTTPRequestHandler):
             state.drop_after_accept -= 1
             self.close_connection = True
             return  # the tweet exists, but the client never hears so
+        if state.stall_after_accept:
+            state.stall_after_accept -= 1
+            self._stall = state.stall_seconds
+            return  # the tweet exists; the client waits for an answer that never comes
         self._send(
             201, {"data": {"id": tweet.id, "text": text, "edit_history_tweet_ids": [tweet.id]}}
         )
@@ -213,7 +227,14 @@ class XServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.state = XState()
         self.lock = threading.Lock()
+        self.stopped = threading.Event()  # ends stalls early when the stand-in stops
         self._thread: threading.Thread | None = None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a killed vaultd, a timed-out call) is not an error here."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
@@ -225,6 +246,7 @@ class XServer(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
+        self.stopped.set()
         self.shutdown()
         self.server_close()
 
