@@ -33,6 +33,16 @@ class Timing(BaseModel):
     dashboard_seconds: float = Field(default=2, ge=0)
 
 
+class SkillsConfig(BaseModel):
+    """`[skills]`: where skills beyond the built-in ones live."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Folders of skill folders. They must lie outside the vault: code in a synced vault
+    # would run whatever anyone syncs into it.
+    dirs: list[Path] = Field(default_factory=list)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -44,6 +54,7 @@ class Config(BaseModel):
     schedule: Schedule = Field(default_factory=Schedule)
     briefing: Briefing = Field(default_factory=Briefing)
     logs: Logs = Field(default_factory=Logs)
+    skills: SkillsConfig = Field(default_factory=SkillsConfig)
 
 
 def default_config_path() -> Path | None:

@@ -129,6 +129,7 @@ class Task:
     error: str | None
     created_at: str
     updated_at: str
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,12 +166,20 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._add_missing_columns()
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=5000")
         self._lock = threading.RLock()
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a ledger written by an older vaultd up to date (columns only ever added)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        if "origin" not in have:
+            # Where a task file came from, when vaultd wrote it: "run:<run id>:<step token>".
+            self._db.execute("ALTER TABLE tasks ADD COLUMN origin TEXT")
 
     @contextmanager
     def _tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -187,6 +196,27 @@ class Ledger:
             finally:
                 if durable:
                     self._db.execute("PRAGMA synchronous=NORMAL")
+
+    # -- for other stores that keep their tables in this database ---------------------
+
+    def ensure_schema(self, script: str) -> None:
+        """Create another module's tables (CREATE ... IF NOT EXISTS) in this database."""
+        with self._lock:
+            self._db.executescript(script)
+
+    @contextmanager
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction (`durable`: fsynced before it returns)."""
+        with self._tx(durable=durable) as db:
+            yield db
+
+    def rows(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+        """Run a read query and return its rows as dicts."""
+        with self._lock:
+            return [dict(row) for row in self._db.execute(sql, args).fetchall()]
+
+    def redact(self, value: Any) -> Any:
+        return self._redact(value)
 
     # -- tasks -------------------------------------------------------------------------
 

@@ -20,7 +20,16 @@ from frontmatter.default_handlers import YAMLHandler
 from daemon.errors import NoteError
 
 # Keys vaultd writes. They are never part of the action payload.
-RESERVED_KEYS = ("id", "status", "approval", "result", "error", "note", "rejection_reason")
+RESERVED_KEYS = (
+    "id",
+    "status",
+    "approval",
+    "result",
+    "error",
+    "note",
+    "rejection_reason",
+    "origin",  # written by vaultd into the task files of skill runs (see daemon/origin.py)
+)
 
 BLOCK_BEGIN = "<!-- vaultd:begin (written by vaultd; edits here are replaced) -->\n"
 BLOCK_END = "<!-- vaultd:end -->\n"

@@ -35,6 +35,7 @@ from daemon.execution import Execution, Executor
 from daemon.ledger import Ledger, Task
 from daemon.limits import Limiter, RateLimits
 from daemon.models import Action, SocialPost
+from daemon.origin import read_origin, stricter
 from daemon.policy import Decision, Facts, Policy, decide
 from daemon.taskfile import Loaded, Unreadable, read_task_file, validate_note
 from daemon.timestamps import iso, now_iso, parse_time
@@ -159,17 +160,25 @@ class Pipeline:
             action = validate_note(loaded.note)
         except ValidationFailed as error:
             return self._reject(loaded, task_id, str(error), loaded.note.meta.get("type"))
-        decision = decide(action, self.policy, self._facts(action))
+        origin = read_origin(loaded.note.meta, loaded.path.name, self.ledger)
+        decision = stricter(decide(action, self.policy, self._facts(action)), origin)
         if decision.needs_approval:
-            return self._request_approval(loaded, task_id, action, decision)
-        return self._auto_approve(loaded, task_id, action, decision)
+            return self._request_approval(loaded, task_id, action, decision, origin=origin.key)
+        return self._auto_approve(loaded, task_id, action, decision, origin=origin.key)
 
     def _auto_approve(
-        self, loaded: Loaded, task_id: str, action: Action, decision: Decision
+        self,
+        loaded: Loaded,
+        task_id: str,
+        action: Action,
+        decision: Decision,
+        *,
+        origin: str | None = None,
     ) -> Outcome:
         payload_hash = action.payload_hash()
         self.ledger.put_task(
             task_id,
+            **({"origin": origin} if origin else {}),
             type=action.type,
             file=self.vault.relative(loaded.path),
             state=ledger.APPROVED,
@@ -561,6 +570,7 @@ class Pipeline:
         *,
         notice: str | None = None,
         expires: str | None = None,
+        origin: str | None = None,
     ) -> Outcome:
         payload_hash = action.payload_hash()
         expires_at = (
@@ -570,6 +580,7 @@ class Pipeline:
         )
         self.ledger.put_task(
             task_id,
+            **({"origin": origin} if origin else {}),
             type=action.type,
             file=self.vault.relative(loaded.path),
             state=ledger.PENDING,

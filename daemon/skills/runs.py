@@ -1,0 +1,295 @@
+"""Skill runs: create one, execute it, and follow its requests through the pipeline.
+
+    create  → draft (inputs checked against the skill's schema)
+    execute → queued → running (execute.py in a child, within timeout_s)
+            → awaiting_approval if it requested world-changing actions, else succeeded;
+              failed on an error, a refused tool call left unhandled, or the timeout
+    refresh → awaiting_approval becomes succeeded once every request is Done, failed if a
+              person rejected one or it failed
+
+Every interface (CLI, REST API, MCP, `type: skill` task files) goes through this module, so
+the checks (groups, rate limit, cooldown, timeout) and the audit trail are the same for all.
+No interface here can approve anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from daemon import ledger as task_states
+from daemon.audit import AuditLog
+from daemon.errors import VaultdError
+from daemon.ledger import Ledger
+from daemon.skills.registry import Registry, Skill
+from daemon.skills.sandbox import run_script
+from daemon.skills.store import (
+    AWAITING_APPROVAL,
+    DRAFT,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    STEP_DONE,
+    STEP_REQUESTED,
+    SUCCEEDED,
+    Run,
+    RunStore,
+    TraceStep,
+)
+from daemon.skills.tools import Reader, ToolBox
+from daemon.timestamps import iso, parse_time
+from daemon.vault import Vault
+
+
+class RunError(VaultdError):
+    """A run cannot be created or executed; `status` is the HTTP status that fits."""
+
+    status = 400
+
+
+class SkillNotFound(RunError):
+    status = 404
+
+
+class RunNotFound(RunError):
+    status = 404
+
+
+class Forbidden(RunError):
+    status = 403
+
+
+class InputsInvalid(RunError):
+    status = 422
+
+    def __init__(self, skill: str, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"inputs for {skill}: " + "; ".join(f"{where}: {why}" for where, why in problems)
+        )
+
+
+class NotExecutable(RunError):
+    status = 409
+
+
+class Throttled(RunError):
+    """Rate limit or cooldown: try again at `retry_at`."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run with its trace, as every interface shows it."""
+
+    run: Run
+    trace: list[TraceStep]
+
+    def to_json(self) -> dict[str, Any]:
+        run = self.run
+        return {
+            "id": run.id,
+            "skill": run.skill,
+            "state": run.state,
+            "inputs": run.inputs,
+            "output": run.output,
+            "error": run.error,
+            "requested_by": run.requested_by,
+            "attempt": run.attempt,
+            "created_at": run.created_at,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "trace": [
+                {
+                    "attempt": step.attempt,
+                    "seq": step.seq,
+                    "tool": step.tool,
+                    "state": step.state,
+                    "inputs": step.inputs,
+                    "output": step.output,
+                    "error": step.error,
+                    "duration_ms": step.duration_ms,
+                    "task_file": step.task_file,
+                }
+                for step in self.trace
+            ],
+        }
+
+
+class Runs:
+    def __init__(
+        self,
+        registry: Registry,
+        vault: Vault,
+        ledger: Ledger,
+        audit: AuditLog,
+        *,
+        readers: dict[str, Reader] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.vault = vault
+        self.audit = audit
+        self.store = RunStore(ledger)
+        self.readers = readers or {}
+
+    # -- create and execute ------------------------------------------------------------
+
+    def create(
+        self,
+        skill_key: str,
+        inputs: Any,
+        *,
+        requested_by: str | None,
+        groups: set[str] | None = None,
+        execute: bool = False,
+    ) -> RunView:
+        """Create a draft run after checking the caller and the inputs; optionally start it."""
+        skill = self._skill(skill_key)
+        self._check_groups(skill, groups)
+        problems = skill.manifest.input_errors(inputs)
+        if problems:
+            raise InputsInvalid(skill_key, problems)
+        run = self.store.create(skill_key, inputs, requested_by=requested_by)
+        self._log("run_created", run, actor=requested_by or "vaultd")
+        if execute:
+            return self.execute(run.id, groups=groups)
+        return self.view(run.id)
+
+    def execute(self, run_id: str, *, groups: set[str] | None = None) -> RunView:
+        """Execute a draft or failed run to its end (or to awaiting_approval)."""
+        run = self._run(run_id)
+        if run.state not in (DRAFT, FAILED):
+            raise NotExecutable(f"run {run_id} is {run.state}; only a draft or failed run runs")
+        skill = self._skill(run.skill)
+        self._check_groups(skill, groups)
+        self._check_pace(skill)
+        run = self.store.move(run_id, QUEUED, attempt=run.attempt + 1, error=None)
+        run = self.store.move(run_id, RUNNING)
+        tools = ToolBox(self.vault, self.store, skill.manifest, run.id, run.attempt, self.readers)
+        finished = run_script(
+            skill.script, run.inputs, tools.handle, timeout_s=skill.manifest.timeout_s
+        )
+        if finished.error is not None:
+            run = self.store.move(run_id, FAILED, error=finished.error)
+        elif tools.requested:
+            run = self.store.move(run_id, AWAITING_APPROVAL, output=finished.result)
+        else:
+            run = self.store.move(run_id, SUCCEEDED, output=finished.result)
+        self._log(f"run_{run.state}", run, error=run.error)
+        return self.view(run_id)
+
+    # -- follow ----------------------------------------------------------------------------
+
+    def view(self, run_id: str) -> RunView:
+        """Return the run and its trace, first catching up with what became of its requests."""
+        run = self.refresh(run_id)
+        return RunView(run, self.store.steps(run_id))
+
+    def refresh(self, run_id: str) -> Run:
+        run = self._run(run_id)
+        if run.state != AWAITING_APPROVAL:
+            return run
+        waiting, failures = 0, []
+        for step in self.store.steps(run_id):
+            if step.attempt != run.attempt or step.state != STEP_REQUESTED or not step.token:
+                continue
+            task = self.store.task_of(run_id, step.token)
+            if task is None:
+                waiting += 1  # the pipeline has not taken the file in yet
+            elif task["state"] == task_states.DONE:
+                output = {**(step.output or {}), "status": "done", "task_id": task["id"]}
+                output["task_file"] = task["file"]
+                self.store.update_step(step.id, state=STEP_DONE, output=output, error=None)
+            elif task["state"] in (task_states.REJECTED, task_states.FAILED, task_states.UNKNOWN):
+                why = f"{step.tool} ({task['file']}) {task['state']}"
+                if task.get("error"):
+                    why += f": {task['error']}"
+                failures.append(why)
+                self.store.update_step(step.id, state=task["state"], output=step.output, error=why)
+            else:
+                waiting += 1
+        if failures:
+            run = self.store.move(run_id, FAILED, error="; ".join(failures))
+        elif not waiting:
+            run = self.store.move(run_id, SUCCEEDED)
+        else:
+            return run
+        self._log(f"run_{run.state}", run, error=run.error)
+        return run
+
+    def refresh_waiting(self) -> list[Run]:
+        """Catch up every run that waits for approval; return those that finished."""
+        rows = self.store.ledger.rows(
+            "SELECT id FROM skill_runs WHERE state = ?", (AWAITING_APPROVAL,)
+        )
+        finished = [self.refresh(row["id"]) for row in rows]
+        return [run for run in finished if run.state != AWAITING_APPROVAL]
+
+    def listed(self, *, limit: int = 50) -> list[Run]:
+        return [self.refresh(run.id) for run in self.store.listed(limit=limit)]
+
+    # -- checks --------------------------------------------------------------------------
+
+    def _skill(self, key: str) -> Skill:
+        skill = self.registry.get(key)
+        if skill is None:
+            known = ", ".join(s.key for s in self.registry.listed()) or "none"
+            raise SkillNotFound(f"no skill named {key!r} (known: {known})")
+        return skill
+
+    def _run(self, run_id: str) -> Run:
+        run = self.store.get(run_id)
+        if run is None:
+            raise RunNotFound(f"no run {run_id!r}")
+        return run
+
+    @staticmethod
+    def _check_groups(skill: Skill, groups: set[str] | None) -> None:
+        """None means a local caller (the CLI, a task file): trusted like the vault's owner."""
+        required = set(skill.manifest.required_groups)
+        if groups is None or not required or required & groups:
+            return
+        raise Forbidden(
+            f"skill {skill.key} requires one of the groups {', '.join(sorted(required))}"
+        )
+
+    def _check_pace(self, skill: Skill) -> None:
+        now = datetime.now(UTC)
+        manifest = skill.manifest
+        if manifest.cooldown_seconds:
+            recent = self.store.started_since(
+                skill.key, iso(now - timedelta(seconds=manifest.cooldown_seconds))
+            )
+            if recent:
+                ready = parse_time(recent[-1]) + timedelta(seconds=manifest.cooldown_seconds)
+                raise Throttled(
+                    f"skill {skill.key} is cooling down: one run per "
+                    f"{manifest.cooldown_seconds:g} s (cooldown_seconds); next at {iso(ready)}",
+                    ready,
+                )
+        if manifest.rate_limit:
+            hour = self.store.started_since(skill.key, iso(now - timedelta(hours=1)))
+            if len(hour) >= manifest.rate_limit:
+                ready = parse_time(hour[-manifest.rate_limit]) + timedelta(hours=1)
+                raise Throttled(
+                    f"skill {skill.key} ran {len(hour)} times in the last hour "
+                    f"(rate_limit {manifest.rate_limit}/hour); next at {iso(ready)}",
+                    ready,
+                )
+
+    def _log(self, event: str, run: Run, **fields: Any) -> None:
+        self.audit.write(
+            event,
+            action="skill",
+            task_id=None,
+            file=None,
+            parameters={"run": run.id, "skill": run.skill, "inputs": run.inputs},
+            result={"status": run.state, "attempt": run.attempt},
+            **fields,
+        )
