@@ -58,6 +58,10 @@ def _refuse_structure(raw: str) -> None:
     tree is composed, also means a 10,000-level document is refused without recursing, and a
     document of 100,000 keys without building them.
     """
+    if "\ufeff" in raw:
+        # A byte-order mark inside YAML starts a new document for libyaml: the note would
+        # parse now and not after vaultd adds its keys.
+        raise NoteError("the frontmatter contains a byte-order mark (U+FEFF); remove it")
     depth = values = 0
     for event in yaml.parse(raw, Loader=_BaseLoader):
         anchor = getattr(event, "anchor", None)

@@ -95,3 +95,10 @@ def test_a_byte_order_mark_is_not_mistaken_for_text_and_is_kept():
     note = notes.parse("\ufeff---\ntype: social_post\n---\nBody\n")
     assert note.meta == {"type": "social_post"}
     assert notes.render(note, {"id": "x"}) == "\ufeff---\ntype: social_post\nid: x\n---\nBody\n"
+
+
+def test_a_byte_order_mark_inside_the_frontmatter_is_refused():
+    # Found by hypothesis: libyaml reads it as the start of a new document, so the note
+    # parsed as written but not once vaultd had added its keys.
+    with pytest.raises(NoteError, match="byte-order mark"):
+        notes.parse("---\n\r\n\ufefftype: social_post\n\n---\n")
