@@ -12,6 +12,7 @@ from daemon.connectors import dry_run_connectors, live_connectors
 from daemon.ledger import Ledger
 from daemon.pipeline import Pipeline
 from daemon.settings import load_settings
+from daemon.skills.service import open_runs
 from daemon.vault import LOGS, Vault
 
 # The ledger's file name inside the state directory.
@@ -66,4 +67,6 @@ def open_app(
         limits=config.rate_limits,
         prices=config.costs,
     )
-    return App(vault, config, state, ledger, audit, pipeline)
+    app = App(vault, config, state, ledger, audit, pipeline)
+    pipeline.skills = open_runs(app)
+    return app

@@ -29,7 +29,11 @@ from daemon.retention import apply_retention
 from daemon.runner import Runner
 from daemon.scheduler import Clockwork, next_runs
 from daemon.settings import Settings, load_settings
+from daemon.skill_tasks import skill_problems
+from daemon.skills import cli as skills_cli
+from daemon.skills.registry import load_registry
 from daemon.status import Snapshot, build_snapshot, open_ledger_readonly, show_time
+from daemon.supervisor import Supervisor
 from daemon.taskfile import Unreadable, read_task_file, validate_note
 from daemon.vault import (
     ALL_FOLDERS,
@@ -173,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--week", type=_week, help="an ISO week such as 2026-W47 (default: the last one ended)"
     )
     briefing.set_defaults(func=cmd_briefing)
+    skills_cli.register(commands, _add_vault)
     return parser
 
 
@@ -280,7 +285,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             Clockwork(app, write_briefing=write_briefing).settle()
             log.info("processed %d file(s)", count)
             return 0
-        runner = Runner(app.pipeline, app.config, polling=args.polling, on_change=dashboard.changed)
+        runs = app.pipeline.skills
+
+        def changed() -> None:
+            if runs is not None:
+                runs.refresh_waiting()  # a run whose requests all finished, finishes
+            dashboard.changed()
+
+        runner = Runner(app.pipeline, app.config, polling=args.polling, on_change=changed)
         runner.install_signal_handlers()
         clockwork = Clockwork(
             app,
@@ -290,9 +302,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             apply_retention=_retain_logs,
         )
         clockwork.start()
+        supervisor = Supervisor(
+            app.vault,
+            app.audit,
+            [runner.watcher, clockwork],
+            interval=app.config.daemon.health_seconds,
+            on_change=dashboard.changed,
+        )
+        dashboard.alerts = supervisor.failed
+        supervisor.start()
         try:
             runner.run_forever()
         finally:
+            supervisor.stop()
             clockwork.stop()
         log.info("stopped")
         return 0
@@ -501,12 +523,15 @@ CHECKED_FOLDERS = (NEEDS_ACTION, PENDING, APPROVED)
 def cmd_check(args: argparse.Namespace) -> int:
     problems: list[str] = []
     config_path = args.config or default_config_path()
+    vault = _open_vault(args)
     try:
-        load_config(config_path)
+        config = load_config(config_path)
     except ConfigError as error:
         problems += str(error).splitlines()
+    else:
+        registry = load_registry(config.skills, vault=vault.root)
+        problems += [f"skill {problem}" for problem in registry.problems]
     config_problems = bool(problems)
-    vault = _open_vault(args)
     checked = 0
     bad_files = 0
     for folder in CHECKED_FOLDERS:
@@ -555,6 +580,12 @@ def check_file(path: Path) -> list[tuple[str, str]]:
         loaded = read_task_file(path)
     except Unreadable as error:
         return [("(file)", str(error))]
+    kind = loaded.note.meta.get("type")
+    if kind == "alert":
+        return []  # vaultd's own note for the human
+    if kind == "skill":
+        found = (problem.partition(": ") for problem in skill_problems(loaded.note.user_meta))
+        return [(field, message) for field, _, message in found]
     try:
         validate_note(loaded.note)
     except ValidationFailed as error:

@@ -11,8 +11,9 @@ import hashlib
 import os
 import tomllib
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from daemon.breakers import BreakerConfig
 from daemon.costs import Prices
@@ -20,6 +21,7 @@ from daemon.errors import ConfigError
 from daemon.limits import RateLimits
 from daemon.policy import Policy
 from daemon.schedule_config import Briefing, Logs, Schedule
+from daemon.settings import Settings
 
 
 class Timing(BaseModel):
@@ -31,6 +33,9 @@ class Timing(BaseModel):
     rescan_seconds: float = Field(default=60, gt=0)
     # Dashboard.md is rewritten at most this often.
     dashboard_seconds: float = Field(default=2, ge=0)
+    # How often each part of the running daemon (watcher, scheduler, API) is checked; one
+    # that is down is restarted, up to 3 times, then reported in an alert note.
+    health_seconds: float = Field(default=30, gt=0)
 
 
 class SkillsConfig(BaseModel):
@@ -41,6 +46,33 @@ class SkillsConfig(BaseModel):
     # Folders of skill folders. They must lie outside the vault: code in a synced vault
     # would run whatever anyone syncs into it.
     dirs: list[Path] = Field(default_factory=list)
+
+
+class ApiConfig(BaseModel):
+    """`[api]`: the REST API of `vaultd serve` (and `vaultd run --api`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Loopback by default; another address needs --allow-remote (keys travel in clear).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    # The one JWT algorithm accepted (HMAC); a token naming any other is refused.
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    # The environment variable (or --env-file line) holding the JWT secret; unset: no JWTs.
+    jwt_secret_env: str = Field(default="VAULTD_JWT_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # When set, a token must carry exactly this `aud` / `iss`.
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+
+    @field_validator("jwt_secret_env")
+    @classmethod
+    def _a_name_the_redactor_knows(cls, name: str) -> str:
+        if not Settings({name: "placeholder"}).secrets():
+            raise ValueError(
+                f"{name} does not look secret, so its value would not be redacted from the "
+                "logs: use a name containing SECRET, TOKEN, PASSWORD or API_KEY"
+            )
+        return name
 
 
 class Config(BaseModel):
@@ -55,6 +87,7 @@ class Config(BaseModel):
     briefing: Briefing = Field(default_factory=Briefing)
     logs: Logs = Field(default_factory=Logs)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
 
 def default_config_path() -> Path | None:

@@ -45,6 +45,8 @@ def render_dashboard(snapshot: Snapshot) -> str:
             {**asdict(item), "link": _link(item.file), "error": _flat(item.error)}
             for item in snapshot.problems
         ],
+        alerts=snapshot.alerts,
+        runs=snapshot.runs,
         pending_more=snapshot.pending_more,
         problems_more=snapshot.problems_more,
         sync_conflicts=snapshot.sync_conflicts,
@@ -63,8 +65,11 @@ class Dashboard:
         *,
         min_interval: float,
         clock: Callable[[], datetime] | None = None,
+        alerts: Callable[[], list[str]] = list,
     ) -> None:
         self.vault = vault
+        # The parts of the daemon vaultd gave up on (see daemon/supervisor.py).
+        self.alerts = alerts
         self.ledger = ledger
         self.min_interval = min_interval
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -123,7 +128,9 @@ class Dashboard:
             log.exception("%s: could not be written", self.path)
 
     def _write(self) -> None:
-        text = render_dashboard(build_snapshot(self.vault, self.ledger, now=self.clock()))
+        snapshot = build_snapshot(self.vault, self.ledger, now=self.clock())
+        snapshot.alerts = self.alerts()
+        text = render_dashboard(snapshot)
         self.vault.write(self.path, text)
         self._last = time.monotonic()
         self.writes += 1

@@ -249,6 +249,17 @@ class Ledger:
             ).fetchall()
         return [Task(**dict(row)) for row in rows]
 
+    def tasks_at(self, file: str, *states: str) -> list[Task]:
+        """Return the tasks in these states whose file is at this path, oldest first."""
+        marks = ",".join("?" * len(states))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM tasks WHERE file = ? AND state IN ({marks})"  # noqa: S608
+                " ORDER BY created_at",
+                (file, *states),
+            ).fetchall()
+        return [Task(**dict(row)) for row in rows]
+
     def put_task(self, task_id: str, **fields: Any) -> None:
         """Create the task or update the given fields of it."""
         fields = {name: self._redact(value) for name, value in fields.items()}

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import failpoints, ledger, notes
 from daemon.approval import render_request
@@ -36,7 +36,9 @@ from daemon.ledger import Ledger, Task
 from daemon.limits import Limiter, RateLimits
 from daemon.models import Action, SocialPost
 from daemon.origin import read_origin, stricter
+from daemon.outcome import Outcome
 from daemon.policy import Decision, Facts, Policy, decide
+from daemon.skill_tasks import is_skill_task, skill_task
 from daemon.taskfile import Loaded, Unreadable, read_task_file, validate_note
 from daemon.timestamps import iso, now_iso, parse_time
 from daemon.vault import (
@@ -53,20 +55,14 @@ from daemon.vault import (
     is_sync_conflict,
 )
 
+if TYPE_CHECKING:
+    from daemon.skills.runs import Runs
+
 Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What processing did: `status` in words, where the file is now, and when to look again."""
-
-    status: str
-    path: Path | None
-    retry_at: datetime | None = None
 
 
 class Pipeline:
@@ -91,6 +87,8 @@ class Pipeline:
         self.dry_run = dry_run
         self.clock = clock
         self.prices = prices or Prices()
+        # The skill run service, set by open_app: `type: skill` task files start runs.
+        self.skills: Runs | None = None
         limiter = Limiter(limits, ledger_) if limits and limits.per_hour else None
         self.executor = Executor(ledger_, connectors, audit, dry_run=dry_run, limiter=limiter)
 
@@ -128,10 +126,10 @@ class Pipeline:
         A task decided for it but never executed is closed; one whose calls were made keeps
         its state, so the ledger never forgets what reached a service.
         """
-        here = self.vault.relative(path)
-        for task in self.ledger.tasks(ledger.PENDING, ledger.APPROVED):
-            if task.file == here:
-                self.ledger.put_task(task.id, state=ledger.REJECTED, error=reason)
+        for task in self.ledger.tasks_at(
+            self.vault.relative(path), ledger.PENDING, ledger.APPROVED
+        ):
+            self.ledger.put_task(task.id, state=ledger.REJECTED, error=reason)
         self._log("vanished", None, None, path, error=reason)
         return Outcome("vanished", None)
 
@@ -156,6 +154,11 @@ class Pipeline:
             task_id = task.id
         else:
             task_id = self.ledger.new_task_id()
+        if loaded.note.meta.get("type") == "alert":
+            # vaultd's own alert for the human (daemon/supervisor.py): nothing to do.
+            return Outcome("unchanged", loaded.path)
+        if is_skill_task(loaded.note.meta):
+            return skill_task(self, loaded, task_id)
         try:
             action = validate_note(loaded.note)
         except ValidationFailed as error:
@@ -693,6 +696,18 @@ class Pipeline:
         )
         self._log("rejected_unreadable", None, task_id, moved, error=f"{moved.name} {reason}")
         return Outcome("rejected", moved)
+
+    # Steps that other lifecycle modules (daemon/skill_tasks.py) use as they are.
+    def reject_task(self, loaded: Loaded, task_id: str, reason: str, action_type: Any) -> Outcome:
+        return self._reject(loaded, task_id, reason, action_type)
+
+    def write_and_move(self, loaded: Loaded, stamps: dict[str, Any], folder: str) -> Path:
+        return self._write_and_move(loaded, stamps, folder)
+
+    def log(
+        self, event: str, action: str | None, task_id: str | None, path: Path | None, **fields: Any
+    ) -> None:
+        self._log(event, action, task_id, path, **fields)
 
     def _write_and_move(
         self, loaded: Loaded, stamps: dict[str, Any], folder: str, *, block: str | None = None

@@ -81,9 +81,19 @@ class Clockwork:
     now: Clock = field(default=lambda: datetime.now(UTC))
     scheduler: BackgroundScheduler | None = None
 
+    name = "scheduler"
+
     @property
     def key(self) -> str:
         return str(self.app.state_dir)
+
+    def healthy(self) -> bool:
+        thread = getattr(self.scheduler, "_thread", None)
+        return bool(self.scheduler and self.scheduler.running and thread and thread.is_alive())
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
     @property
     def schedule(self) -> Schedule:

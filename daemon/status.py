@@ -86,6 +86,10 @@ class Snapshot:
     breakers: list[dict[str, Any]] = field(default_factory=list)
     # The scheduler's jobs and their next run times (filled in by `vaultd status`).
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    # Parts of the running daemon that failed for good (filled in by the daemon).
+    alerts: list[str] = field(default_factory=list)
+    # Skill runs: those waiting for approval, then the latest others.
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,7 +147,28 @@ def build_snapshot(
     snapshot.problems_more = max(0, len(failed) - listed)
     snapshot.recent = [_recent(entry) for entry in recent_entries(vault.folder(LOGS), recent)]
     snapshot.breakers = _open_breakers(ledger)
+    snapshot.runs = _skill_runs(ledger)
     return snapshot
+
+
+def _skill_runs(ledger: Ledger | None, latest: int = 5) -> list[dict[str, Any]]:
+    """Return the runs waiting for approval and the `latest` other runs."""
+    if ledger is None:
+        return []
+    columns = "id, skill, state, error, created_at"
+    try:
+        waiting = ledger.rows(
+            f"SELECT {columns} FROM skill_runs WHERE state = 'awaiting_approval'"  # noqa: S608
+            " ORDER BY created_at"
+        )
+        others = ledger.rows(
+            f"SELECT {columns} FROM skill_runs WHERE state != 'awaiting_approval'"  # noqa: S608
+            " ORDER BY created_at DESC LIMIT ?",
+            (latest,),
+        )
+    except sqlite3.OperationalError:  # a ledger from before skill runs
+        return []
+    return waiting + others
 
 
 def _open_breakers(ledger: Ledger | None) -> list[dict[str, Any]]:

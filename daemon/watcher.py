@@ -169,12 +169,29 @@ class _OverflowAlarm(logging.Handler):
 class Watcher:
     """Watches the active folders and feeds a StableQueue; scans on demand."""
 
+    name = "file watcher"
+
     def __init__(self, vault: Vault, queue: StableQueue, *, polling: bool = False) -> None:
         self.vault = vault
         self.queue = queue
         self.overflowed = threading.Event()
-        self._observer: BaseObserver = PollingObserver(timeout=1) if polling else Observer()
+        self.polling = polling
+        self._observer: BaseObserver = self._new_observer()
         self._alarm = _OverflowAlarm(self.overflowed)
+
+    def _new_observer(self) -> BaseObserver:
+        return PollingObserver(timeout=1) if self.polling else Observer()
+
+    def healthy(self) -> bool:
+        return self._observer.is_alive()
+
+    def restart(self) -> None:
+        """Start a fresh observer (a stopped one cannot start again), then rescan."""
+        self.stop()
+        self.vault.ensure_folders()
+        self._observer = self._new_observer()
+        self.start()
+        self.scan()  # events may have been missed meanwhile
 
     def start(self) -> None:
         handler = _Hints(self.vault, self.queue)

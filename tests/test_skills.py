@@ -338,3 +338,93 @@ def test_a_copy_of_a_requested_task_file_does_not_stand_in_for_the_request(
 
 def _log_lines(vault_root: Path) -> list[str]:
     return [line for path in sorted((vault_root / "Logs").glob("*.json")) for line in path.open()]
+
+
+SKILL_TASK = """---
+type: skill
+skill: post-social-media
+params:
+  text: Winter sale starts Monday
+  platforms: [facebook]
+---
+Asked for by the marketing agent.
+"""
+
+
+def test_a_skill_task_file_starts_its_run_and_lands_in_done_with_the_run_id(
+    app: App, vault_root: Path
+):
+    (vault_root / "Needs_Action" / "ask.md").write_text(SKILL_TASK)
+
+    process(app)
+
+    assert files_in(vault_root, "Done") == ["ask.md"]
+    done = (vault_root / "Done" / "ask.md").read_text()
+    assert done.endswith("---\nAsked for by the marketing agent.\n")
+    [run] = runs_with(app).listed()
+    assert f"run: {run.id}" in done
+    assert "status: awaiting_approval" in done
+    assert run.requested_by.startswith("task:")  # type: ignore[union-attr]
+    # The run's request is a task file of its own: the next look puts it up for approval.
+    process(app)
+    [request] = files_in(vault_root, "Pending_Approval")
+    assert request.startswith("post-social-media-run-")
+    assert outbox(app.state_dir) == []
+
+
+def test_a_skill_task_naming_an_unknown_skill_or_field_is_rejected_with_the_reason(
+    app: App, vault_root: Path
+):
+    (vault_root / "Needs_Action" / "ask.md").write_text(
+        SKILL_TASK.replace("post-social-media", "post-to-myspace").replace(
+            "params:", "priority: high\nparams:"
+        )
+    )
+    process(app)
+    assert files_in(vault_root, "Rejected") == ["ask.md"]
+    text = (vault_root / "Rejected" / "ask.md").read_text()
+    assert "priority: not a field of a skill task" in text
+    assert runs_with(app).listed() == []
+
+
+def test_a_skill_task_with_bad_params_is_rejected_naming_the_field(app: App, vault_root: Path):
+    (vault_root / "Needs_Action" / "ask.md").write_text(SKILL_TASK.replace("facebook", "fax"))
+    process(app)
+    assert files_in(vault_root, "Rejected") == ["ask.md"]
+    text = (vault_root / "Rejected" / "ask.md").read_text()
+    assert "inputs for post-social-media: platforms/0:" in text
+    assert "is not one of" in text
+
+
+def test_a_crash_before_the_skill_task_moves_never_starts_its_run_twice(
+    vault_root: Path, state_dir: Path
+):
+    from daemon import failpoints
+    from daemon.app import open_app
+
+    (vault_root / "Needs_Action" / "ask.md").write_text(SKILL_TASK)
+    first = open_app(vault_root, state_dir=state_dir)
+    failpoints.arm(["mid-move"])
+    try:
+        with pytest.raises(failpoints.Crashed):
+            first.pipeline.process(vault_root / "Needs_Action" / "ask.md")
+    finally:
+        failpoints.disarm()
+        first.close()
+    assert files_in(vault_root, "Needs_Action")[0] == "ask.md"
+
+    again = open_app(vault_root, state_dir=state_dir)
+    try:
+        process(again)
+        assert files_in(vault_root, "Done") == ["ask.md"]
+        runs = open_runs(again).listed()
+        assert len(runs) == 1
+        requests = [
+            name
+            for folder in ("Needs_Action", "Pending_Approval")
+            for name in files_in(vault_root, folder)
+            if name.startswith("post-social-media-")
+        ]
+        assert len(requests) == 1
+    finally:
+        again.close()

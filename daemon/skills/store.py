@@ -177,6 +177,12 @@ class RunStore:
             )
         return self._must(run_id)
 
+    def runs_requested_by(self, requested_by: str) -> list[Run]:
+        rows = self.ledger.rows(
+            "SELECT * FROM skill_runs WHERE requested_by = ? ORDER BY created_at", (requested_by,)
+        )
+        return [_run(row) for row in rows]
+
     def started_since(self, skill: str, since: str) -> list[str]:
         """Return when runs of a skill started since a time, oldest first."""
         rows = self.ledger.rows(
