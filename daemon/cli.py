@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import __version__, notes
+from daemon.api import cli as api_cli
 from daemon.app import LEDGER_FILE, App, open_app
 from daemon.approval import resource_dir
 from daemon.audit import Redactor, parse_since, read_entries
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     briefing.set_defaults(func=cmd_briefing)
     skills_cli.register(commands, _add_vault)
+    api_cli.register(commands, _add_vault)
     return parser
 
 

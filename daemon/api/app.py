@@ -1,0 +1,40 @@
+"""create_api(): the FastAPI application of one vault's run service."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from daemon import __version__
+from daemon.api import errors
+from daemon.api.auth import Authenticator
+from daemon.api.keys import ApiKeyStore
+from daemon.api.limits import BodyLimit
+from daemon.api.routes import ApiState, router
+from daemon.app import App
+from daemon.settings import Settings
+from daemon.skills.runs import Runs
+
+DESCRIPTION = """\
+Agents discover vaultd's skills and request runs. A run's world-changing requests become
+task files in the vault and go through the approval lifecycle: nothing here can approve.
+Authenticate with `Authorization: Bearer <API key or JWT>` or `X-API-Key: <API key>`.
+"""
+
+
+def create_api(app: App, runs: Runs, *, settings: Settings | None = None) -> FastAPI:
+    """Given a vault's app and run service, return the REST API (auth per `[api]`).
+
+    `settings` holds the JWT secret (default: this process's environment). Raise
+    ConfigError if that secret is too short for the pinned algorithm.
+    """
+    auth = Authenticator(
+        ApiKeyStore(app.ledger), app.config.api, settings or Settings(dict(os.environ))
+    )
+    api = FastAPI(title="vaultd", version=__version__, description=DESCRIPTION)
+    api.state.vaultd = ApiState(runs=runs, auth=auth)
+    api.include_router(router)
+    api.add_middleware(BodyLimit)
+    errors.install(api)
+    return api
