@@ -428,3 +428,37 @@ def test_a_crash_before_the_skill_task_moves_never_starts_its_run_twice(
         assert len(requests) == 1
     finally:
         again.close()
+
+
+def test_two_callers_executing_one_draft_at_once_run_it_once(app: App, tmp_path: Path):
+    import threading
+
+    counter = tmp_path / "ran"
+    code = (
+        "import pathlib, time\n\n"
+        "def run(inputs, tools):\n"
+        f"    with pathlib.Path({str(counter)!r}).open('a') as out:\n"
+        "        out.write('x')\n"
+        "    time.sleep(0.3)\n"
+        "    return 'ok'\n"
+    )
+    make_skill(tmp_path / "skills", "once", code)
+    runs = runs_with(app, tmp_path / "skills")
+    draft = runs.create("once", {}, requested_by="t")
+    answers: list[str] = []
+
+    def execute() -> None:
+        try:
+            answers.append(runs.execute(draft.run.id).run.state)
+        except NotExecutable as refused:
+            answers.append(f"refused: {refused}")
+
+    threads = [threading.Thread(target=execute) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert counter.read_text() == "x"
+    assert sorted(answers)[-1] == "succeeded"
+    assert sum(answer.startswith("refused: ") for answer in answers) == 3

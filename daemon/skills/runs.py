@@ -36,6 +36,7 @@ from daemon.skills.store import (
     Run,
     RunStore,
     TraceStep,
+    TransitionRefused,
 )
 from daemon.skills.tools import Reader, ToolBox
 from daemon.timestamps import iso, parse_time
@@ -169,8 +170,15 @@ class Runs:
         skill = self._skill(run.skill)
         self._check_groups(skill, groups)
         self._check_pace(skill)
-        run = self.store.move(run_id, QUEUED, attempt=run.attempt + 1, error=None)
-        run = self.store.move(run_id, RUNNING)
+        try:
+            run = self.store.move(
+                run_id, QUEUED, expect=(DRAFT, FAILED), attempt=run.attempt + 1, error=None
+            )
+        except TransitionRefused as refused:
+            raise NotExecutable(
+                f"run {run_id} is {refused.current}; only a draft or failed run runs"
+            ) from None
+        run = self.store.move(run_id, RUNNING, expect=(QUEUED,))
         tools = ToolBox(self.vault, self.store, skill.manifest, run.id, run.attempt, self.readers)
         finished = run_script(
             skill.script, run.inputs, tools.handle, timeout_s=skill.manifest.timeout_s
@@ -214,12 +222,17 @@ class Runs:
                 self.store.update_step(step.id, state=task["state"], output=step.output, error=why)
             else:
                 waiting += 1
-        if failures:
-            run = self.store.move(run_id, FAILED, error="; ".join(failures))
-        elif not waiting:
-            run = self.store.move(run_id, SUCCEEDED)
-        else:
-            return run
+        try:
+            if failures:
+                run = self.store.move(
+                    run_id, FAILED, expect=(AWAITING_APPROVAL,), error="; ".join(failures)
+                )
+            elif not waiting:
+                run = self.store.move(run_id, SUCCEEDED, expect=(AWAITING_APPROVAL,))
+            else:
+                return run
+        except TransitionRefused:
+            return self._run(run_id)  # another caller finished it a moment ago
         self._log(f"run_{run.state}", run, error=run.error)
         return run
 

@@ -151,14 +151,22 @@ class RunStore:
         rows = self.ledger.rows(query + " ORDER BY created_at DESC LIMIT ?", [*args, limit])
         return [_run(row) for row in rows]
 
-    def move(self, run_id: str, state: str, **fields: Any) -> Run:
-        """Change a run's state (and fields) if the state machine allows it; return the run."""
+    def move(
+        self, run_id: str, state: str, *, expect: tuple[str, ...] | None = None, **fields: Any
+    ) -> Run:
+        """Change a run's state (and fields) if the state machine allows it; return the run.
+
+        With `expect`, the run must be in one of those states when the change is made (in
+        the same transaction): of two callers racing to start or finish a run, one wins.
+        """
         now = now_iso()
         with self.ledger.transaction() as db:
             row = db.execute("SELECT state FROM skill_runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise KeyError(run_id)
             current = row[0]
+            if expect is not None and current not in expect:
+                raise TransitionRefused(run_id, current, state)
             if state != current and state not in TRANSITIONS[current]:
                 raise TransitionRefused(run_id, current, state)
             values: dict[str, Any] = {"state": state, "updated_at": now}
