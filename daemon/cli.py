@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import __version__, notes
 from daemon.api import cli as api_cli
@@ -33,8 +33,9 @@ from daemon.settings import Settings, load_settings
 from daemon.skill_tasks import skill_problems
 from daemon.skills import cli as skills_cli
 from daemon.skills.registry import load_registry
+from daemon.skills.runs import Runs
 from daemon.status import Snapshot, build_snapshot, open_ledger_readonly, show_time
-from daemon.supervisor import Supervisor
+from daemon.supervisor import Component, Supervisor
 from daemon.taskfile import Unreadable, read_task_file, validate_note
 from daemon.vault import (
     ALL_FOLDERS,
@@ -49,6 +50,9 @@ from daemon.vault import (
     is_sync_conflict,
 )
 from daemon.weeks import IsoWeek
+
+if TYPE_CHECKING:
+    from daemon.api.server import ApiServer
 
 log = logging.getLogger("vaultd")
 
@@ -125,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--polling", action="store_true", help="poll instead of using file events (network drives)"
+    )
+    run.add_argument(
+        "--api", action="store_true", help="also serve the REST API (as `vaultd serve` does)"
+    )
+    run.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="with --api: allow a non-loopback [api] host (put a TLS proxy in front)",
     )
     run.set_defaults(func=cmd_run)
 
@@ -303,11 +315,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             on_dashboard=dashboard.changed,
             apply_retention=_retain_logs,
         )
+        components: list[Component] = [runner.watcher, clockwork]
+        api = _start_api(app, runs, args) if args.api and runs is not None else None
+        if api is not None:
+            components.append(api)
         clockwork.start()
         supervisor = Supervisor(
             app.vault,
             app.audit,
-            [runner.watcher, clockwork],
+            components,
             interval=app.config.daemon.health_seconds,
             on_change=dashboard.changed,
         )
@@ -318,6 +334,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             supervisor.stop()
             clockwork.stop()
+            if api is not None:
+                api.stop()
         log.info("stopped")
         return 0
     finally:
@@ -342,6 +360,21 @@ def _retain_logs(app: App, today: date) -> None:
                 "deleted": [str(d) for d in done.deleted],
             },
         )
+
+
+def _start_api(app: App, runs: Runs, args: argparse.Namespace) -> ApiServer:
+    # Imported here: FastAPI and uvicorn add a quarter second to every other command.
+    from daemon.api.server import ApiServer  # noqa: PLC0415
+
+    server = ApiServer(
+        app,
+        runs,
+        allow_remote=args.allow_remote,
+        settings=load_settings(args.env_file, vault=app.vault.root),
+    )
+    server.start()
+    log.info("REST API on %s (OpenAPI: %s/docs)", server.url, server.url)
+    return server
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -62,6 +62,8 @@ def check_host(host: str, *, allow_remote: bool) -> None:
 
 
 class ApiServer:
+    name = "API server"
+
     def __init__(
         self,
         app: App,
@@ -98,6 +100,11 @@ class ApiServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    def restart(self) -> None:
+        """Stop (if need be) and serve again on the same address (for the supervisor)."""
+        self.stop()
+        self.start()
 
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
         """Listen and serve in a background thread; return once it answers.
