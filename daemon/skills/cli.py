@@ -57,6 +57,13 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
     add_vault(execute, config=True, state=True)
     execute.add_argument("id")
     execute.set_defaults(func=cmd_runs_execute)
+    cancel = run_commands.add_parser(
+        "cancel", help="cancel a draft, or a run waiting for approval (its requests stay)"
+    )
+    add_vault(cancel, config=True, state=True)
+    cancel.add_argument("id")
+    cancel.add_argument("--reason", default="cancelled from the command line")
+    cancel.set_defaults(func=cmd_runs_cancel)
     runs.set_defaults(func=_usage(runs))
 
 
@@ -130,6 +137,10 @@ def cmd_runs_create(args: argparse.Namespace) -> int:
 
 def cmd_runs_execute(args: argparse.Namespace) -> int:
     return _with_runs(args, lambda runs: runs.execute(args.id))
+
+
+def cmd_runs_cancel(args: argparse.Namespace) -> int:
+    return _with_runs(args, lambda runs: runs.cancel(args.id, reason=args.reason))
 
 
 def _with_runs(args: argparse.Namespace, action: Callable[[Any], RunView]) -> int:

@@ -26,6 +26,7 @@ from daemon.skills.registry import Registry, Skill
 from daemon.skills.sandbox import run_script
 from daemon.skills.store import (
     AWAITING_APPROVAL,
+    CANCELLED,
     DRAFT,
     FAILED,
     QUEUED,
@@ -190,6 +191,24 @@ class Runs:
         else:
             run = self.store.move(run_id, SUCCEEDED, output=finished.result)
         self._log(f"run_{run.state}", run, error=run.error)
+        return self.view(run_id)
+
+    def cancel(self, run_id: str, *, reason: str) -> RunView:
+        """Cancel a draft, or a run waiting for approval.
+
+        Cancelling never reaches into the approval lifecycle: requests the run already made
+        stay where they are, for the person to reject (or approve) as they see fit.
+        """
+        try:
+            run = self.store.move(
+                run_id, CANCELLED, expect=(DRAFT, AWAITING_APPROVAL), error=reason
+            )
+        except TransitionRefused as refused:
+            raise NotExecutable(
+                f"run {run_id} is {refused.current}; only a draft or a run waiting for "
+                "approval can be cancelled"
+            ) from None
+        self._log("run_cancelled", run, error=reason)
         return self.view(run_id)
 
     # -- follow ----------------------------------------------------------------------------
