@@ -26,6 +26,7 @@ from daemon.connectors.base import ScratchMemory
 from daemon.connectors.unavailable import Unavailable
 from daemon.dashboard import Dashboard
 from daemon.errors import ConfigError, NotFound, ValidationFailed, VaultdError
+from daemon.mcp import cli as mcp_cli
 from daemon.retention import apply_retention
 from daemon.runner import Runner
 from daemon.scheduler import Clockwork, next_runs
@@ -192,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     briefing.set_defaults(func=cmd_briefing)
     skills_cli.register(commands, _add_vault)
     api_cli.register(commands, _add_vault)
+    mcp_cli.register(commands, _add_vault)
     return parser
 
 

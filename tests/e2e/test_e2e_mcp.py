@@ -1,0 +1,75 @@
+"""`vaultd mcp` as Claude Code starts it: a subprocess speaking MCP over stdin and stdout.
+
+The real `mcp` stdio client launches the real CLI, initializes, lists the tools and calls
+them; any stray byte vaultd printed on stdout would break the JSON-RPC stream.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+from conftest import VAULTD, files_in
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.types import TextContent
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_vaultd_mcp_serves_the_vault_tools_over_stdio(vault_root: Path, state_dir: Path):
+    command, *prefix = VAULTD
+    server = StdioServerParameters(
+        command=command,
+        args=[*prefix, "mcp", "--vault", str(vault_root), "--state-dir", str(state_dir)],
+        env=dict(os.environ),
+        cwd=REPO,
+    )
+
+    async def session() -> tuple[set[str], str, dict[str, object], str]:
+        with anyio.fail_after(60):
+            return await calls()
+
+    async def calls() -> tuple[set[str], str, dict[str, object], str]:
+        async with Client(server, mode="legacy", read_timeout_seconds=20) as client:
+            assert client.server_info is not None
+            post = {"platforms": ["twitter"], "text": "Hello from MCP"}
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            skills = await client.call_tool("list_skills", {})
+            created = await client.call_tool(
+                "create_task_file",
+                {
+                    "type": "social_post",
+                    "fields": post,
+                    "name": "from-claude",
+                },
+            )
+            refused = await client.call_tool(
+                "create_task_file",
+                {"type": "social_post", "fields": post, "name": "../Approved/x"},
+            )
+            # The skill's execute.py runs in a child of the server: its output stays off the wire.
+            run = await client.call_tool(
+                "start_skill_run", {"skill_key": "post-social-media", "inputs": {"text": "Hi"}}
+            )
+            assert run.structured_content is not None, run.content
+            assert run.structured_content["state"] == "awaiting_approval"
+            assert not skills.is_error and not created.is_error and refused.is_error
+            refusal = "".join(b.text for b in refused.content if isinstance(b, TextContent))
+            assert created.structured_content is not None
+            return tools, client.server_info.name, created.structured_content, refusal
+
+    tools, name, created, refusal = anyio.run(session)
+
+    assert name == "vaultd"
+    assert {"list_skills", "create_task_file", "start_skill_run", "read_run"} <= tools
+    assert created["task_file"] == "Needs_Action/from-claude.md"
+    needs_action = files_in(vault_root, "Needs_Action")
+    assert "from-claude.md" in needs_action and len(needs_action) == 2  # and the run's request
+    assert files_in(vault_root, "Approved") == []
+    assert "is not allowed" in refusal
+    assert (state_dir / "ledger.sqlite3").is_file()  # the state stayed where it was told
