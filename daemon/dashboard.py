@@ -128,11 +128,13 @@ class Dashboard:
             log.exception("%s: could not be written", self.path)
 
     def _write(self) -> None:
+        # The throttle counts attempts: a dashboard that cannot be written must not be
+        # rebuilt after every file.
+        self._last = time.monotonic()
         snapshot = build_snapshot(self.vault, self.ledger, now=self.clock())
         snapshot.alerts = self.alerts()
         text = render_dashboard(snapshot)
         self.vault.write(self.path, text)
-        self._last = time.monotonic()
         self.writes += 1
 
 

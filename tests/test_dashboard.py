@@ -228,3 +228,25 @@ def test_the_running_daemon_rewrites_the_dashboard_after_a_change_and_on_stop(tm
 )
 def test_ages_read_the_way_a_person_says_them(seconds: int, shown: str):
     assert human_age(seconds) == shown
+
+
+def test_recent_entries_read_the_ends_of_the_newest_days_only(tmp_path: Path):
+    import json as json_
+
+    from daemon.status import _last_lines, recent_entries
+
+    logs = tmp_path / "Logs"
+    logs.mkdir()
+    older = [json_.dumps({"event": f"old_{n}"}) for n in range(5)]
+    newer = [json_.dumps({"event": f"new_{n}", "pad": "x" * (n % 150)}) for n in range(1000)]
+    (logs / "2026-11-20.json").write_text("\n".join(older) + "\n")
+    (logs / "2026-11-21.json").write_text("\n".join(newer) + "\n{torn line")
+
+    assert [e["event"] for e in recent_entries(logs, 3)] == ["new_997", "new_998", "new_999"]
+    both = recent_entries(logs, 1003)
+    assert [e["event"] for e in both[:4]] == ["old_2", "old_3", "old_4", "new_0"]
+    assert len(both) == 1003
+    # Small blocks: lines cut by a block boundary are never returned in part.
+    assert _last_lines(logs / "2026-11-21.json", 50, block=97) == [
+        line.encode() for line in [*newer[-49:], "{torn line"]
+    ]

@@ -19,9 +19,6 @@ from typing import Any
 
 from daemon.app import open_app
 from daemon.errors import ConfigError
-from daemon.mcp.odoo_server import build_odoo_server
-from daemon.mcp.social_server import build_social_server
-from daemon.mcp.vault_server import build_vault_server
 from daemon.settings import load_settings
 from daemon.skills.service import open_runs
 from daemon.vault import Vault
@@ -63,6 +60,12 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
 def cmd_mcp(args: argparse.Namespace) -> int:
     if args.what == "config":
         return cmd_mcp_config(args)
+    # Imported here: the MCP SDK and the live connectors cost every other vaultd command
+    # a second and 50 MB.
+    from daemon.mcp.odoo_server import build_odoo_server  # noqa: PLC0415
+    from daemon.mcp.social_server import build_social_server  # noqa: PLC0415
+    from daemon.mcp.vault_server import build_vault_server  # noqa: PLC0415
+
     # The SDK's own request logging would drown vaultd's on stderr.
     if not args.verbose:
         logging.getLogger("mcp").setLevel(logging.WARNING)
