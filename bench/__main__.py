@@ -1,145 +1,158 @@
-"""Run the benchmarks and print their figures.
+"""Run the benchmarks and print their figures, each beside its goal.
 
-approve → execute latency   a pending request moved into Approved/ until it is in Done/,
-                            with the real daemon loop and file watcher running
-burst throughput            task files per second through `run --once` (validate,
-                            decide, execute in dry-run, move), beside a baseline loop that
-                            only reads, parses the frontmatter and renames the same files
+approve → execute latency   p50/p99 over N moves into Approved/, real `vaultd run` process
+burst throughput            files/s through classification and through dry-run execution
+                            (`Runner.run_once`), each beside a baseline loop that only
+                            reads, parses the frontmatter and renames the same files
+start-up                    launching `vaultd run` until it watches (inotify watches in
+                            place), on a vault with many notes and pending files
+memory                      VmRSS of `vaultd run` idle on that vault, and after a burst
+CEO briefing                write_briefing over a year of audit logs
+
+Linux only (the process figures read /proc). `--quick` runs everything small in well under
+a minute; `--only` picks benchmarks; `--markdown` prints the table for bench/RESULTS.md, and
+`--results bench/RESULTS.md` replaces the generated block in that file.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
+import shlex
+import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import frontmatter
-
 from bench import briefing as briefing_bench
-from daemon.app import open_app
-from daemon.config import Config, Timing
-from daemon.runner import Runner
-from daemon.vault import Vault
+from bench import burst, footprint, latency
+from bench.report import Figure, machine, markdown, text_line, update_results
 
-INVOICE = """---
-type: odoo_invoice
-partner: Acme {n}
-lines:
-  - product: Consulting hour
-    quantity: 2
-    price_unit: 90
----
-Invoice {n}, over the threshold, so it waits for approval.
-"""
-POST = """---
-type: social_post
-platforms: [facebook, twitter]
-text: "Post number {n}"
----
-Scheduled post {n}.
-"""
+BENCHES = ("latency", "burst", "startup", "memory", "briefing")
+QUICK = {
+    "approvals": 30,
+    "burst": 1000,
+    "notes": 5000,
+    "pending": 200,
+    "startup_runs": 2,
+    "memory_burst": 1000,
+    "briefing_lines": 50_000,
+}
 
 
-def _fresh(root: Path) -> Path:
-    vault = root / "vault"
-    Vault(vault).ensure_folders()
-    return vault
-
-
-def approve_latency(root: Path, count: int) -> list[float]:
-    """Return seconds from each move into Approved/ until the file is in Done/."""
-    vault = _fresh(root)
-    for n in range(count):
-        (vault / f"Needs_Action/invoice-{n}.md").write_text(INVOICE.format(n=n))
-    app = open_app(vault, state_dir=root / "state")
-    app.pipeline.clock = lambda: __import__("datetime").datetime.now(__import__("datetime").UTC)
-    Runner(app.pipeline, app.config).run_once()
-    stop = threading.Event()
-    runner = Runner(app.pipeline, Config(daemon=Timing()), stop=stop)
-    thread = threading.Thread(target=runner.run_forever, daemon=True)
-    thread.start()
-    time.sleep(1.0)  # let the watcher settle
-    latencies = []
-    for n in range(count):
-        name = f"invoice-{n}.md"
-        started = time.perf_counter()
-        (vault / "Pending_Approval" / name).rename(vault / "Approved" / name)
-        while not (vault / "Done" / name).exists():
-            if time.perf_counter() - started > 10:
-                raise RuntimeError(f"{name} did not reach Done/ within 10 s")
-            time.sleep(0.002)
-        latencies.append(time.perf_counter() - started)
-    stop.set()
-    thread.join()
-    app.close()
-    return latencies
-
-
-def burst(root: Path, count: int) -> tuple[float, float]:
-    """Return (files/s through vaultd, files/s through the baseline loop)."""
-    baseline_dir = root / "baseline"
-    (baseline_dir / "in").mkdir(parents=True)
-    (baseline_dir / "out").mkdir()
-    for n in range(count):
-        (baseline_dir / "in" / f"post-{n}.md").write_text(POST.format(n=n))
-    started = time.perf_counter()
-    for path in sorted((baseline_dir / "in").iterdir()):
-        frontmatter.loads(path.read_text())
-        path.rename(baseline_dir / "out" / path.name)
-    baseline = count / (time.perf_counter() - started)
-
-    vault = _fresh(root)
-    for n in range(count):
-        (vault / f"Needs_Action/post-{n}.md").write_text(POST.format(n=n))
-    app = open_app(vault, state_dir=root / "state-burst")
-    started = time.perf_counter()
-    Runner(app.pipeline, app.config).run_once()
-    elapsed = time.perf_counter() - started
-    done = len(list((vault / "Done").iterdir()))
-    app.close()
-    if done != count:
-        raise RuntimeError(f"burst: {done} of {count} files reached Done/")
-    return count / elapsed, baseline
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--approvals", type=int, default=100)
-    parser.add_argument("--burst", type=int, default=2000)
-    parser.add_argument(
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sizes = parser.add_argument_group("sizes (defaults: the full run of `make bench`)")
+    sizes.add_argument("--approvals", type=int, default=200, help="moves into Approved/")
+    sizes.add_argument(
+        "--burst", type=int, default=10_000, help="task files per burst throughput figure"
+    )
+    sizes.add_argument("--notes", type=int, default=50_000, help="notes in the big vault")
+    sizes.add_argument(
+        "--pending", type=int, default=1000, help="files in Needs_Action/ at start-up"
+    )
+    sizes.add_argument("--startup-runs", type=int, default=3, help="start-ups to time")
+    sizes.add_argument(
+        "--memory-burst", type=int, default=10_000, help="task files in the memory burst"
+    )
+    sizes.add_argument(
         "--briefing-lines", type=int, default=1_000_000, help="audit log lines for the briefing"
     )
-    args = parser.parse_args()
-    print(
-        f"machine: {platform.platform()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}"
+    sizes.add_argument(
+        "--quick", action="store_true", help="small defaults for a quick run; sizes given win"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        latencies = sorted(approve_latency(Path(tmp) / "latency", args.approvals))
-        p50 = statistics.median(latencies) * 1000
-        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-        print(
-            f"approve → execute latency over {len(latencies)} moves: "
-            f"p50 {p50:.0f} ms, p99 {p99:.0f} ms (stability window 300 ms; goal p99 < 450 ms)"
+    parser.add_argument(
+        "--stability-ms",
+        type=int,
+        default=300,
+        help="daemon.stability_ms for the daemon processes (default: vaultd's 300)",
+    )
+    parser.add_argument(
+        "--only", action="append", choices=BENCHES, help="run only these (repeatable)"
+    )
+    parser.add_argument("--tmp", type=Path, help="where to build the vaults (default: $TMPDIR)")
+    parser.add_argument("--markdown", action="store_true", help="print the Markdown table too")
+    parser.add_argument(
+        "--results", type=Path, help="replace the generated block of this file (RESULTS.md)"
+    )
+    if parser.parse_args(argv).quick:
+        parser.set_defaults(**QUICK)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    chosen = args.only or list(BENCHES)
+    if args.briefing_lines <= 0 and "briefing" in chosen:
+        chosen.remove("briefing")
+    figures: list[Figure] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vaultd-bench-", dir=args.tmp) as tmp:
+        root = Path(tmp)
+        about = machine(root)
+        print("; ".join(f"{key}: {value}" for key, value in about.items()), flush=True)
+
+        def run(name: str, bench: Callable[[], list[Figure]]) -> None:
+            if name not in chosen:
+                return
+            print(f"[{name}] …", flush=True)
+            begun = time.perf_counter()
+            for figure in bench():
+                figures.append(figure)
+                print(text_line(figure), flush=True)
+            print(f"  ({name} took {time.perf_counter() - begun:.0f} s)", flush=True)
+
+        run(
+            "latency",
+            lambda: latency.figures(root / "latency", args.approvals, args.stability_ms),
         )
-        vaultd_rate, baseline_rate = burst(Path(tmp) / "burst", args.burst)
-        print(
-            f"burst of {args.burst} posts (2 platforms each), dry-run: "
-            f"{vaultd_rate:,.0f} files/s; baseline read+parse+rename: {baseline_rate:,.0f} "
-            f"files/s; ratio {vaultd_rate / baseline_rate:.2f}"
+        run("burst", lambda: burst.figures(root / "burst", args.burst))
+        if "startup" in chosen or "memory" in chosen:
+            vault, config = footprint.prepare(root / "notes", args.notes, args.stability_ms)
+            run(
+                "startup",
+                lambda: footprint.startup_figures(
+                    vault,
+                    root / "notes",
+                    config,
+                    pending=args.pending,
+                    runs=args.startup_runs,
+                    notes=args.notes,
+                ),
+            )
+            run(
+                "memory",
+                lambda: footprint.memory_figures(
+                    vault, root / "notes", config, burst=args.memory_burst, notes=args.notes
+                ),
+            )
+        run("briefing", lambda: briefing_figures(root / "briefing", args.briefing_lines))
+    total = time.perf_counter() - started
+    print(f"total {total:.0f} s", flush=True)
+    command = shlex.join(["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
+    about["bench run time"] = f"{total:.0f} s"
+    block = markdown(figures, about, command)
+    if args.markdown:
+        print(block)
+    if args.results:
+        update_results(args.results, block)
+        print(f"updated {args.results}")
+
+
+def briefing_figures(root: Path, lines: int) -> list[Figure]:
+    written, seconds, peak_mb = briefing_bench.measure(root, lines)
+    return [
+        Figure(
+            f"CEO briefing over a year of audit logs ({written:,} lines)",
+            f"{seconds:.2f} s, peak {peak_mb:.0f} MB allocated (tracemalloc)",
+            "< 3 s and < 200 MB",
+            seconds < 3 and peak_mb < 200,
         )
-        lines, seconds, peak_mb = briefing_bench.measure(
-            Path(tmp) / "briefing", args.briefing_lines
-        )
-        print(
-            f"CEO briefing over a year of logs ({lines:,} lines): {seconds:.2f} s, "
-            f"peak {peak_mb:.0f} MB allocated (goal < 3 s, < 200 MB)"
-        )
+    ]
 
 
 if __name__ == "__main__":
