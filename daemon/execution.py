@@ -80,16 +80,33 @@ class Executor:
         self.dry_run = dry_run
         self.limiter = limiter
 
-    def completed(self, task_id: str) -> dict[str, Any]:
-        """Return the results of every call of a task that succeeded, by target."""
-        steps = self.ledger.steps(task_id)
-        return {s.target: s.result for s in steps if s.state == ledger.SUCCEEDED}
+    def completed(self, task_id: str, payload_hash: str | None = None) -> dict[str, Any]:
+        """Return the results of every call of a task that succeeded, by target.
+
+        With `payload_hash`, only the calls made for that version of the task.
+        """
+        hashes = self.ledger.run_hashes(task_id)
+        return {
+            s.target: s.result
+            for s in self.ledger.steps(task_id)
+            if s.state == ledger.SUCCEEDED
+            and (payload_hash is None or hashes.get(s.run_id) == payload_hash)
+        }
+
+    def completed_versions(self, task_id: str) -> dict[str, str]:
+        """Return, by target, the payload hash with which a call of the task succeeded."""
+        hashes = self.ledger.run_hashes(task_id)
+        return {
+            s.target: hashes[s.run_id]
+            for s in self.ledger.steps(task_id)
+            if s.state == ledger.SUCCEEDED and s.run_id in hashes
+        }
 
     def run(self, task_id: str, payload_hash: str, action: Action) -> Execution:
         """Make each call of an approved action at most once; return what happened."""
         run_id = self.ledger.start_run(task_id, payload_hash, dry_run=self.dry_run)
         self.ledger.set_run(run_id, ledger.RUNNING)
-        outcome = Execution(results=self.completed(task_id))
+        outcome = Execution(results=self.completed(task_id, payload_hash))
         for target in targets(action):
             if target in outcome.results:
                 continue  # succeeded in an earlier run: never post twice

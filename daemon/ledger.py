@@ -318,6 +318,14 @@ class Ledger:
                 (state, self._redact(error), finished, run_id),
             )
 
+    def run_hashes(self, task_id: str) -> dict[int, str]:
+        """Return the payload hash each run of a task executed, by run id."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, payload_hash FROM runs WHERE task_id = ?", (task_id,)
+            ).fetchall()
+        return {int(run_id): str(payload_hash) for run_id, payload_hash in rows}
+
     def runs(self, task_id: str) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(

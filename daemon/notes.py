@@ -226,8 +226,9 @@ def render(note: Note, stamps: dict[str, Any], block: str | None = None) -> str:
     user_lines = _strip_reserved(note.frontmatter or "")
     stamp_text = _handler.export(stamps).replace("\n", nl) + nl if stamps else ""
     frontmatter = user_lines + stamp_text
-    if note.frontmatter is not None and not _loads_as(user_lines, note.user_meta):
-        # The line-based edit misread an unusual layout: fall back to a clean dump.
+    if note.frontmatter is not None and not _loads_as(frontmatter, {**note.user_meta, **stamps}):
+        # The line-based edit misread an unusual layout (a flow mapping `{type: ...}`, say,
+        # to which key lines cannot be added): fall back to a clean dump.
         frontmatter = _handler.export({**note.user_meta, **stamps}).replace("\n", nl) + nl
     body_block = (
         note.block

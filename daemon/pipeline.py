@@ -220,6 +220,12 @@ class Pipeline:
         task = self._owned_task(loaded)
         if task is not None and task.state in (ledger.FAILED, ledger.UNKNOWN):
             return self._request_retry(loaded, task)
+        if (
+            task is not None
+            and task.state == ledger.REJECTED
+            and task.file == self.vault.relative(loaded.path)
+        ):
+            return self._finish_rejection(loaded, task)
         if task is None or task.state not in (ledger.PENDING, ledger.APPROVED):
             return self._adopt(loaded, task, "was placed in Pending_Approval/ by hand")
         if self._expired(task):
@@ -283,7 +289,9 @@ class Pipeline:
             action = validate_note(loaded.note)
         except ValidationFailed as error:
             return self._mark_invalid_request(loaded, task, str(error))
-        done = sorted(self.executor.completed(task.id))
+        payload_hash = action.payload_hash()
+        versions = self.executor.completed_versions(task.id)
+        done = sorted(t for t, h in versions.items() if h == payload_hash)
         notice = f"Task {task.id} ended {task.state.replace('_', ' ')} before."
         if done:
             notice += f" Already done and skipped if you approve: {', '.join(done)}."
@@ -308,6 +316,15 @@ class Pipeline:
                 if path.parent.name == PENDING and path.exists():
                     outcomes.append(self.process(path))
         return outcomes
+
+    def _finish_rejection(self, loaded: Loaded, task: Task) -> Outcome:
+        """Finish moving a note to Rejected/ that a crash stopped on its way (an expiry)."""
+        status = "expired" if task.approval == "expired" else "rejected"
+        stamps = {**loaded.note.stamps, "id": task.id, "status": status, "error": task.error}
+        path = self._write_and_move(loaded, stamps, REJECTED, block="")
+        self.ledger.put_task(task.id, file=self.vault.relative(path))
+        self._log(status, task.type, task.id, path, approval_status=status, error=task.error)
+        return Outcome(status, path)
 
     def _expired(self, task: Task) -> bool:
         return task.expires_at is not None and parse_time(task.expires_at) <= self.clock()
@@ -357,7 +374,7 @@ class Pipeline:
             )
             return self._adopt(loaded, task, f"appeared in Approved/ but {why}; not executed")
         if task.state == ledger.EXECUTED:
-            done = Execution(results=self.executor.completed(task.id))
+            done = Execution(results=self.executor.completed(task.id, payload_hash))
             return self._finish(loaded, task, action, done)
         if task.payload_hash != payload_hash:
             return self._refuse_approval(
@@ -371,6 +388,17 @@ class Pipeline:
         if task.state == ledger.PENDING:
             if self._expired(task):
                 return self._expire(loaded, task)
+            if not task.file.startswith(PENDING + "/"):
+                # A crash stopped vaultd while it sent this note to Pending_Approval/: no
+                # person has seen the request there, so nobody approved it. Send it on.
+                return self._refuse_approval(
+                    loaded,
+                    task,
+                    action,
+                    "the approval request never reached Pending_Approval/",
+                    "vaultd was interrupted while it asked for approval of this note, so it "
+                    "was not executed. Review it here and approve it again.",
+                )
             shown = self._shown_block(loaded, task, action)
             stamps = loaded.note.stamps
             if loaded.note.block and notes.render(loaded.note, stamps, shown) != notes.render(
@@ -402,10 +430,37 @@ class Pipeline:
                 approval_status="human_approved",
             )
             task = replace(task, state=ledger.APPROVED, approval="human_approved")
+        stale = self._done_with_another_version(task.id, payload_hash, action)
+        if stale:
+            return self._refuse_mixed_versions(loaded, task, action, stale)
         when = action.scheduled_for if isinstance(action, SocialPost) else None
         if when and when > self.clock():
             return self._schedule(loaded, task, when)
         return self._run(loaded, task, action)
+
+    def _done_with_another_version(
+        self, task_id: str, payload_hash: str, action: Action
+    ) -> list[str]:
+        """Return the targets of this action that an earlier version of the task reached."""
+        earlier = self.executor.completed_versions(task_id)
+        return sorted(t for t in targets(action) if earlier.get(t, payload_hash) != payload_hash)
+
+    def _refuse_mixed_versions(
+        self, loaded: Loaded, task: Task, action: Action, stale: list[str]
+    ) -> Outcome:
+        """Fail a note whose new version would go where an earlier version already went."""
+        error = (
+            f"{', '.join(stale)} already received an earlier version of this note (task "
+            f"{task.id}), so this version was not sent anywhere. Remove "
+            f"{'it' if len(stale) == 1 else 'them'} from the note and move it to Approved/ "
+            "to send this version to the rest, or drop a new task for a new post."
+        )
+        self.ledger.put_task(task.id, state=ledger.FAILED, error=error)
+        stamps = {**loaded.note.stamps, "status": "failed", "error": error, "note": None}
+        path = self._write_and_move(loaded, stamps, FAILED, block="")
+        self.ledger.put_task(task.id, file=self.vault.relative(path))
+        self._log("failed", action, task.id, path, error=error)
+        return Outcome("failed", path)
 
     def _refuse_approval(
         self, loaded: Loaded, task: Task, action: Action, why: str, notice: str
@@ -576,6 +631,14 @@ class Pipeline:
         origin: str | None = None,
     ) -> Outcome:
         payload_hash = action.payload_hash()
+        stale = self._done_with_another_version(task_id, payload_hash, action)
+        if stale:
+            warning = (
+                f"{', '.join(stale)} already received an earlier version of this note: "
+                f"remove {'it' if len(stale) == 1 else 'them'} from the note, or approving "
+                "it sends nothing."
+            )
+            notice = f"{notice} {warning}" if notice else warning
         expires_at = (
             parse_time(expires)
             if expires
