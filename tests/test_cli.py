@@ -502,3 +502,20 @@ def test_logs_shows_the_error_of_an_entry(demo: Demo, capsys: pytest.CaptureFixt
     main(demo.args("logs", "--action", "rejected_invalid"))
     out = capsys.readouterr().out
     assert "rejected_invalid" in out and "error: empty.md: (file): the file is empty" in out
+
+
+def test_the_cli_does_not_import_the_heavy_libraries_of_other_commands():
+    """`vaultd run` in dry-run starts in half a second and 60 MB: the MCP SDK, the web
+    stack and the live connectors' clients are imported only by the commands that use them."""
+    import subprocess
+    import sys
+
+    heavy = ["mcp", "fastapi", "uvicorn", "tweepy", "pyfacebook", "requests", "httpx", "jwt"]
+    probe = (
+        "import sys, daemon.cli, daemon.app; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert found == "[]"
