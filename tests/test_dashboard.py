@@ -250,3 +250,19 @@ def test_recent_entries_read_the_ends_of_the_newest_days_only(tmp_path: Path):
     assert _last_lines(logs / "2026-11-21.json", 50, block=97) == [
         line.encode() for line in [*newer[-49:], "{torn line"]
     ]
+
+
+def test_skill_runs_are_listed_waiting_ones_first(app: App, vault_root: Path):
+    from daemon.skills.service import open_runs
+
+    runs = open_runs(app)
+    done = runs.create("generate-briefing", {}, requested_by="t", execute=True).run
+    waiting = runs.create("post-social-media", {"text": "Hi"}, requested_by="t", execute=True).run
+
+    text = render_dashboard(build_snapshot(app.vault, app.ledger))
+
+    section = text[text.index("## Skill runs") : text.index("## Recent actions")]
+    assert section.splitlines()[2:4] == [
+        f"- `{waiting.id}` post-social-media — **awaiting approval**",
+        f"- `{done.id}` generate-briefing — **succeeded**",
+    ]
