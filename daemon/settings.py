@@ -36,6 +36,26 @@ class Settings:
         if missing:
             raise NotConfigured(f"missing {', '.join(missing)}")
 
+    def call_timeout(self) -> float | None:
+        """Return VAULTD_CALL_TIMEOUT: how many seconds to wait for any service's answer.
+
+        None when unset (each connector's own default: 15 s for the Graph API, 30 s for X
+        and Odoo). Raise ConfigError naming it if it is not a number of seconds above 0.
+        """
+        text = self.get("VAULTD_CALL_TIMEOUT")
+        if text is None:
+            return None
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = 0.0
+        if not 0 < seconds < 3600:
+            raise ConfigError(
+                f"VAULTD_CALL_TIMEOUT={text!r}: expected seconds to wait for a service's "
+                "answer, above 0 and under 3600"
+            )
+        return seconds
+
     def secrets(self) -> list[str]:
         """Return the values of secret-looking settings, for redaction."""
         return [v for k, v in self.values.items() if _SECRET_NAME.search(k) and len(v) >= 6]

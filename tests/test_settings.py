@@ -50,3 +50,13 @@ def test_a_line_that_is_not_name_equals_value_is_named(tmp_path: Path):
 def test_a_missing_env_file_is_a_config_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "nope.env")
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "7200"])
+def test_a_call_timeout_that_is_not_seconds_is_named(value: str):
+    from daemon.settings import Settings
+
+    with pytest.raises(ConfigError, match=f"VAULTD_CALL_TIMEOUT='{value}': expected seconds"):
+        Settings({"VAULTD_CALL_TIMEOUT": value}).call_timeout()
+    assert Settings({"VAULTD_CALL_TIMEOUT": "2.5"}).call_timeout() == 2.5
+    assert Settings({}).call_timeout() is None

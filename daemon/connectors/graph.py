@@ -95,6 +95,9 @@ class GraphClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, service: str, **options: Any) -> GraphClient:
+        timeout = settings.call_timeout()
+        if timeout is not None:
+            options.setdefault("timeout", timeout)
         return cls(
             token=settings.get("FACEBOOK_PAGE_TOKEN") or "",
             base_url=settings.get("FACEBOOK_GRAPH_URL", DEFAULT_GRAPH_URL) or DEFAULT_GRAPH_URL,

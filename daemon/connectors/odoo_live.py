@@ -52,7 +52,14 @@ def connect(settings: Settings, memory: Memory) -> OdooConnector:
     settings.require(*needed)
     url, database = str(settings.get("ODOO_URL")), str(settings.get("ODOO_DB"))
     username = settings.get("ODOO_USERNAME") or ""
-    transport = transport_for(protocol, url, database, username, str(settings.get("ODOO_PASSWORD")))
+    transport = transport_for(
+        protocol,
+        url,
+        database,
+        username,
+        str(settings.get("ODOO_PASSWORD")),
+        call_timeout=settings.call_timeout(),
+    )
     return OdooConnector(transport, url=url, database=database, username=username, memory=memory)
 
 

@@ -91,9 +91,10 @@ def _http_status(what: str, status: int, message: str, *, write: bool) -> Connec
 class _OnceTransport(xmlrpc.client.Transport):
     """The stdlib transport with timeouts, an eager connect, and no silent second attempt."""
 
-    def __init__(self, *, secure: bool) -> None:
+    def __init__(self, *, secure: bool, call_timeout: float | None = None) -> None:
         super().__init__()
         self.secure = secure
+        self.call_timeout = call_timeout
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         cached_host, cached = self._connection
@@ -112,7 +113,7 @@ class _OnceTransport(xmlrpc.client.Transport):
         except OSError as error:
             connection.close()
             raise _NotSent(str(error)) from error
-        connection.sock.settimeout(CALL_TIMEOUT)
+        connection.sock.settimeout(self.call_timeout or CALL_TIMEOUT)
         self._connection = host, connection
         return connection
 
@@ -136,15 +137,26 @@ class XmlRpcTransport:
 
     protocol = "xmlrpc"
 
-    def __init__(self, url: str, database: str, username: str, password: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        username: str,
+        password: str,
+        *,
+        call_timeout: float | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.database = database
         self.username = username
         self._password = password
         self._uid: int | None = None
+        self.call_timeout = call_timeout  # None: CALL_TIMEOUT
 
     def _proxy(self, service: str) -> xmlrpc.client.ServerProxy:
-        transport = _OnceTransport(secure=urlsplit(self.url).scheme == "https")
+        transport = _OnceTransport(
+            secure=urlsplit(self.url).scheme == "https", call_timeout=self.call_timeout
+        )
         return xmlrpc.client.ServerProxy(
             f"{self.url}/xmlrpc/2/{service}", transport=transport, allow_none=True
         )
@@ -231,10 +243,19 @@ class Json2Transport:
 
     protocol = "json2"
 
-    def __init__(self, url: str, database: str, username: str, api_key: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        username: str,
+        api_key: str,
+        *,
+        call_timeout: float | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.database = database
         self.username = username
+        self.call_timeout = call_timeout  # None: CALL_TIMEOUT
         self._session = requests.Session()
         self._session.headers.update(
             {
@@ -250,7 +271,7 @@ class Json2Transport:
                 method,
                 f"{self.url}{path}",
                 json=body,
-                timeout=(CONNECT_TIMEOUT, CALL_TIMEOUT),
+                timeout=(CONNECT_TIMEOUT, self.call_timeout or CALL_TIMEOUT),
             )
         except requests.ConnectTimeout as error:
             raise TransientError(f"Odoo {what}: cannot connect to {self.url}: {error}") from None
@@ -333,8 +354,14 @@ def _json2_error(what: str, response: requests.Response, *, write: bool) -> Conn
 
 
 def transport_for(
-    protocol: str, url: str, database: str, username: str, password: str
+    protocol: str,
+    url: str,
+    database: str,
+    username: str,
+    password: str,
+    *,
+    call_timeout: float | None = None,
 ) -> Transport:
     if protocol == "json2":
-        return Json2Transport(url, database, username, password)
-    return XmlRpcTransport(url, database, username, password)
+        return Json2Transport(url, database, username, password, call_timeout=call_timeout)
+    return XmlRpcTransport(url, database, username, password, call_timeout=call_timeout)

@@ -341,7 +341,9 @@ def _post(action: Action) -> SocialPost:
 def connect(settings: Settings, memory: Memory) -> TwitterLive:
     """Return the live X connector, or raise NotConfigured naming the missing settings."""
     settings.require(*REQUIRED)
+    call_timeout = settings.call_timeout()
     return TwitterLive(
+        timeout=(DEFAULT_TIMEOUT[0], call_timeout) if call_timeout else DEFAULT_TIMEOUT,
         api_key=settings.get("TWITTER_API_KEY") or "",
         api_secret=settings.get("TWITTER_API_SECRET") or "",
         access_token=settings.get("TWITTER_ACCESS_TOKEN") or "",
