@@ -19,7 +19,8 @@ from conftest import (
 )
 
 from daemon.app import App
-from daemon.cli import format_status, main
+from daemon.cli import main
+from daemon.commands.status import format_status
 from daemon.dashboard import Dashboard, render_dashboard
 from daemon.errors import ConnectorError, OutcomeUnknown
 from daemon.status import build_snapshot, human_age

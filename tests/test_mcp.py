@@ -25,7 +25,8 @@ from standins.x_api import Tweet
 
 from daemon.app import App
 from daemon.audit import Redactor
-from daemon.cli import check_file, main
+from daemon.cli import main
+from daemon.commands.check import check_file
 from daemon.mcp.answers import guarded
 from daemon.mcp.cli import SERVER_NAMES
 from daemon.mcp.odoo_server import build_odoo_server

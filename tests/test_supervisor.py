@@ -83,6 +83,6 @@ def test_a_scheduler_that_cannot_restart_is_given_up_after_three_tries_and_repor
     # The pipeline leaves vaultd's alert where it is, and so does `vaultd check`.
     Runner(app.pipeline, app.config).run_once()
     assert files_in(vault_root, "Needs_Action") == ["vaultd alert - scheduler.md"]
-    from daemon.cli import check_file
+    from daemon.commands.check import check_file
 
     assert check_file(vault_root / "Needs_Action" / "vaultd alert - scheduler.md") == []
