@@ -181,7 +181,7 @@ class OdooConnector:
             )
         if not partners and action.partner_id:
             raise PermanentError(f"Odoo has no partner with id {action.partner_id}")
-        currency = self._search_read("res.currency", [["name", "=", action.currency]], ["name"])
+        currency = self.search_read("res.currency", [["name", "=", action.currency]], ["name"])
         if not currency:
             raise PermanentError(f"Odoo has no active currency {action.currency}")
         lines = []
@@ -209,12 +209,12 @@ class OdooConnector:
 
     def _find_partners(self, action: OdooInvoice) -> list[dict[str, Any]]:
         if action.partner_id:
-            return self._search_read("res.partner", [["id", "=", action.partner_id]], ["name"])
-        return self._search_read("res.partner", [["name", "=ilike", action.partner]], ["name"])
+            return self.search_read("res.partner", [["id", "=", action.partner_id]], ["name"])
+        return self.search_read("res.partner", [["name", "=ilike", action.partner]], ["name"])
 
     def _product_id(self, product: str) -> int:
         domain = ["|", ["default_code", "=", product], ["name", "=ilike", product]]
-        found = self._search_read("product.product", domain, ["name", "default_code"])
+        found = self.search_read("product.product", domain, ["name", "default_code"])
         by_code = [p for p in found if p.get("default_code") == product]
         found = by_code or found
         if not found:
@@ -227,10 +227,10 @@ class OdooConnector:
 
     def _find_invoices_by_marker(self, marker: str) -> list[dict[str, Any]]:
         domain = [["ref", "=", marker], ["move_type", "=", "out_invoice"]]
-        return self._search_read("account.move", domain, INVOICE_FIELDS)
+        return self.search_read("account.move", domain, INVOICE_FIELDS)
 
     def _read_invoice(self, move_id: int) -> dict[str, Any]:
-        found = self._search_read("account.move", [["id", "=", move_id]], INVOICE_FIELDS)
+        found = self.search_read("account.move", [["id", "=", move_id]], INVOICE_FIELDS)
         if not found:
             raise PermanentError(f"Odoo has no invoice with id {move_id}")
         return found[0]
@@ -266,7 +266,7 @@ class OdooConnector:
         if action.date:
             wizard["payment_date"] = action.date.isoformat()
         if action.journal:
-            journals = self._search_read(
+            journals = self.search_read(
                 "account.journal",
                 [["name", "=ilike", action.journal], ["type", "in", ["bank", "cash"]]],
                 ["name"],
@@ -289,7 +289,7 @@ class OdooConnector:
     def _find_invoice(self, invoice: str | int) -> dict[str, Any] | None:
         key = ["id", "=", invoice] if isinstance(invoice, int) else ["name", "=", invoice]
         domain = [key, ["move_type", "=", "out_invoice"], ["state", "=", "posted"]]
-        found = self._search_read("account.move", domain, INVOICE_FIELDS)
+        found = self.search_read("account.move", domain, INVOICE_FIELDS)
         return found[0] if found else None
 
     def _memo(self) -> str:
@@ -303,12 +303,12 @@ class OdooConnector:
         return self._memo_field
 
     def _find_payments_by_marker(self, marker: str) -> list[dict[str, Any]]:
-        return self._search_read("account.payment", [[self._memo(), "=", marker]], PAYMENT_FIELDS)
+        return self.search_read("account.payment", [[self._memo(), "=", marker]], PAYMENT_FIELDS)
 
     def _payment_result(self, payments: list[dict[str, Any]], marker: str) -> dict[str, Any]:
         invoice_ids = sorted({i for p in payments for i in p.get("reconciled_invoice_ids") or []})
         invoices = (
-            self._search_read("account.move", [["id", "in", invoice_ids]], INVOICE_FIELDS)
+            self.search_read("account.move", [["id", "in", invoice_ids]], INVOICE_FIELDS)
             if invoice_ids
             else []
         )
@@ -351,7 +351,7 @@ class OdooConnector:
         """
         invoiced: dict[str, Decimal] = {}
         paid: dict[str, Decimal] = {}
-        moves = self._search_read(
+        moves = self.search_read(
             "account.move",
             [
                 ["move_type", "=", "out_invoice"],
@@ -366,7 +366,7 @@ class OdooConnector:
             invoiced[currency] = invoiced.get(currency, Decimal(0)) + Decimal(
                 str(move.get("amount_total") or 0)
             )
-        payments = self._search_read(
+        payments = self.search_read(
             "account.payment",
             [["date", ">=", start.isoformat()], ["date", "<=", end.isoformat()]],
             ["amount", "reconciled_invoice_ids"],
@@ -375,7 +375,7 @@ class OdooConnector:
             settled = payment.get("reconciled_invoice_ids") or []
             currency = "USD"
             if settled:
-                (invoice,) = self._search_read(
+                (invoice,) = self.search_read(
                     "account.move", [["id", "=", settled[0]]], ["currency_id"]
                 ) or [{}]
                 currency = _name(invoice.get("currency_id")) or currency
@@ -384,10 +384,21 @@ class OdooConnector:
             )
         return invoiced, paid
 
-    def _search_read(
-        self, model: str, domain: list[Any], fields: list[str]
+    def search_read(
+        self,
+        model: str,
+        domain: list[Any],
+        fields: list[str],
+        *,
+        limit: int | None = None,
+        order: str | None = None,
     ) -> list[dict[str, Any]]:
-        params = {"domain": domain, "fields": fields}
+        """Read records (a read: retried on transient errors)."""
+        params: dict[str, Any] = {"domain": domain, "fields": fields}
+        if limit is not None:
+            params["limit"] = limit
+        if order is not None:
+            params["order"] = order
         found = self._retry(lambda: self.transport.call(model, "search_read", params=params))
         return list(found or [])
 

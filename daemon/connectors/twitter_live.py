@@ -321,6 +321,10 @@ class TwitterLive:
         except requests.RequestException as error:
             raise TransientError(f"could not read from X at {self.api_url}: {error}") from error
 
+    def read(self, call: Callable[[], T]) -> T:
+        """Make one read call of the client, errors mapped and retried like the connector's."""
+        return self._read(lambda: self._call_read(call))
+
     def _read(self, work: Callable[[], T]) -> T:
         """Run a read, retried on transient errors only (exponential backoff with jitter)."""
         retrying = Retrying(

@@ -1,26 +1,21 @@
 """Reading Odoo for agents: partners, recent customer invoices, unpaid ones.
 
 The same transports (XML-RPC or JSON-2) and settings as the live connector, and reads only:
-every call here is `search_read`, retried on transient errors with backoff and jitter.
+every call here is the live connector's `search_read`, retried on transient errors with
+backoff and jitter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
-
 from daemon.connectors import odoo_live
 from daemon.connectors.base import ScratchMemory
-from daemon.connectors.odoo_transport import Transport
-from daemon.errors import TransientError
 from daemon.settings import Settings
 
 T = TypeVar("T")
 
-READ_ATTEMPTS = 3
 PARTNER_FIELDS = ["name", "email", "is_company"]
 INVOICE_FIELDS = ["name", "partner_id", "invoice_date", "invoice_date_due", "state"]
 INVOICE_FIELDS += ["payment_state", "amount_total", "amount_residual", "currency_id", "ref"]
@@ -28,16 +23,13 @@ UNPAID_STATES = ["not_paid", "partial"]
 
 
 class OdooReads:
-    def __init__(self, transport: Transport, *, url: str, read_wait: float = 0.2) -> None:
-        self.transport = transport
-        self.url = url.rstrip("/")
-        self.read_wait = read_wait
+    def __init__(self, connector: odoo_live.OdooConnector) -> None:
+        self.connector = connector
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OdooReads:
         """Raise NotConfigured naming the missing settings, as the live connector does."""
-        connector = odoo_live.connect(settings, ScratchMemory())
-        return cls(connector.transport, url=connector.url)
+        return cls(odoo_live.connect(settings, ScratchMemory()))
 
     def partners(self, name: str, *, limit: int = 20) -> list[dict[str, Any]]:
         """Return the partners whose name contains `name` (any case)."""
@@ -88,9 +80,6 @@ class OdooReads:
             due[currency] = round(due.get(currency, 0.0) + float(invoice["amount_due"] or 0), 2)
         return {"invoices": found, "total_due": due}
 
-    def invoice_url(self, move_id: int) -> str:
-        return f"{self.url}/web#id={move_id}&model=account.move&view_type=form"
-
     def _invoice(self, move: dict[str, Any]) -> dict[str, Any]:
         return {
             "id": move["id"],
@@ -104,24 +93,13 @@ class OdooReads:
             "amount_due": move.get("amount_residual"),
             "currency": _name(move.get("currency_id")) or None,
             "reference": move.get("ref") or None,
-            "url": self.invoice_url(int(move["id"])),
+            "url": self.connector.invoice_url(int(move["id"])),
         }
 
     def _search_read(
         self, model: str, domain: list[Any], fields: list[str], limit: int
     ) -> list[dict[str, Any]]:
-        params = {"domain": domain, "fields": fields, "limit": limit, "order": "id desc"}
-        found = self._retry(lambda: self.transport.call(model, "search_read", params=params))
-        return list(found or [])
-
-    def _retry(self, read: Callable[[], T]) -> T:
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(READ_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=self.read_wait, max=2.0),
-            reraise=True,
-        )
-        return retrying(read)
+        return self.connector.search_read(model, domain, fields, limit=limit, order="id desc")
 
 
 def _name(many2one: Any) -> str:

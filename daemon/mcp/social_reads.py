@@ -9,20 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import requests
-import tweepy
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
-
 from daemon.connectors import facebook_live, twitter_live
 from daemon.connectors.base import ScratchMemory
 from daemon.connectors.graph import GraphClient
-from daemon.errors import PermanentError, TransientError
+from daemon.errors import PermanentError
 from daemon.settings import Settings
 
 T = TypeVar("T")
 
 FEED_FIELDS = "id,message,created_time,permalink_url"
-READ_ATTEMPTS = 3
 # X answers max_results only between these two.
 X_PAGE_MIN, X_PAGE_MAX = 5, 100
 
@@ -54,10 +49,9 @@ class FacebookReads:
 
 
 class XReads:
-    def __init__(self, connector: twitter_live.TwitterLive, *, read_wait: float = 0.5) -> None:
+    def __init__(self, connector: twitter_live.TwitterLive) -> None:
+        self.connector = connector
         self.client = connector.client
-        self.api_url = connector.api_url
-        self.read_wait = read_wait
         self._user: dict[str, str] | None = None
 
     @classmethod
@@ -94,20 +88,4 @@ class XReads:
         return {"account": f"@{user['username']}", "posts": posts}
 
     def _read(self, call: Callable[[], T]) -> T:
-        def once() -> T:
-            try:
-                return call()
-            except tweepy.HTTPException as error:
-                raise twitter_live.http_error(error) from None
-            except requests.RequestException as error:
-                raise TransientError(
-                    f"could not read from X at {self.api_url}: {type(error).__name__}"
-                ) from None
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(READ_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=self.read_wait, max=4.0),
-            reraise=True,
-        )
-        return retrying(once)
+        return self.connector.read(call)
