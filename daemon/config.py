@@ -22,6 +22,7 @@ from daemon.limits import RateLimits
 from daemon.policy import Policy
 from daemon.schedule_config import Briefing, Logs, Schedule
 from daemon.settings import Settings
+from daemon.vault import inside
 
 
 class Timing(BaseModel):
@@ -135,6 +136,6 @@ def state_dir_for(vault: Path, override: str | Path | None = None) -> Path:
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
         vault_id = hashlib.sha256(str(vault.resolve()).encode()).hexdigest()[:12]
         state = (base / "vaultd" / f"{vault.resolve().name}-{vault_id}").resolve()
-    if state == vault.resolve() or vault.resolve() in state.parents:
+    if inside(state, vault):
         raise ConfigError(f"{state}: the state directory must be outside the vault")
     return state

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.errors import ConfigError, NotConfigured
+from daemon.vault import inside
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|_KEY$", re.I)
@@ -72,7 +73,7 @@ def load_settings(env_file: Path | None = None, *, vault: Path | None = None) ->
     values: dict[str, str] = {}
     if env_file is not None:
         resolved = env_file.expanduser().resolve()
-        if vault is not None and vault.resolve() in resolved.parents:
+        if vault is not None and inside(resolved, vault):
             raise ConfigError(f"{env_file}: the env file must be outside the vault")
         try:
             text = resolved.read_text(encoding="utf-8")

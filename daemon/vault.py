@@ -48,6 +48,15 @@ def is_sync_conflict(name: str) -> bool:
     return bool(_CONFLICT.search(name))
 
 
+def inside(path: Path, vault: Path) -> bool:
+    """Return whether a path is the vault or lies within it (links and `~` resolved).
+
+    Whatever must not travel with a synced vault (state, secrets, code) is checked with it.
+    """
+    resolved, root = path.expanduser().resolve(), vault.expanduser().resolve()
+    return resolved == root or root in resolved.parents
+
+
 class Vanished(VaultError):
     """The file was deleted (or moved away) while vaultd was handling it."""
 

@@ -21,7 +21,7 @@ from daemon.app import open_app
 from daemon.errors import ConfigError
 from daemon.settings import load_settings
 from daemon.skills.service import open_runs
-from daemon.vault import Vault
+from daemon.vault import Vault, inside
 
 SERVICES = ("vault", "odoo", "social")
 # The names the servers get in .mcp.json, by service.
@@ -112,7 +112,7 @@ def cmd_mcp_config(args: argparse.Namespace) -> int:
 def _check_env_file(env_file: Path, vault: Vault) -> None:
     """Refuse an env file the servers could not use (read only when they start)."""
     resolved = env_file.expanduser().resolve()
-    if vault.root in resolved.parents:
+    if inside(resolved, vault.root):
         raise ConfigError(f"{env_file}: the env file must be outside the vault")
     if not resolved.is_file():
         raise ConfigError(f"{env_file}: env file not found")

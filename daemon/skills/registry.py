@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from daemon.config import SkillsConfig
 from daemon.skills.manifest import SkillManifest
+from daemon.vault import inside
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
@@ -64,7 +65,7 @@ def load_registry(config: SkillsConfig, *, vault: Path | None = None) -> Registr
     registry = Registry()
     roots = [(BUILTIN_DIR, True)] + [(Path(d).expanduser(), False) for d in config.dirs]
     for root, builtin in roots:
-        if vault is not None and _inside(root, vault):
+        if vault is not None and inside(root, vault):
             registry.problems.append(
                 Problem(root, "skill folders must lie outside the vault; skipped")
             )
@@ -121,8 +122,3 @@ def load_skill(folder: Path, *, builtin: bool = False) -> Skill:
     if not any(isinstance(node, ast.FunctionDef) and node.name == "run" for node in tree.body):
         raise SkillInvalid("execute.py defines no top-level function run(inputs, tools)")
     return Skill(manifest, folder.resolve(), builtin)
-
-
-def _inside(path: Path, vault: Path) -> bool:
-    resolved, root = path.expanduser().resolve(), vault.resolve()
-    return resolved == root or root in resolved.parents
