@@ -85,22 +85,26 @@ class Executor:
 
         With `payload_hash`, only the calls made for that version of the task.
         """
-        hashes = self.ledger.run_hashes(task_id)
         return {
-            s.target: s.result
-            for s in self.ledger.steps(task_id)
-            if s.state == ledger.SUCCEEDED
-            and (payload_hash is None or hashes.get(s.run_id) == payload_hash)
+            step.target: step.result
+            for step, version in self._succeeded(task_id)
+            if payload_hash is None or version == payload_hash
         }
 
     def completed_versions(self, task_id: str) -> dict[str, str]:
         """Return, by target, the payload hash with which a call of the task succeeded."""
+        return {step.target: version for step, version in self._succeeded(task_id)}
+
+    def _succeeded(self, task_id: str) -> list[tuple[Step, str]]:
+        """Return the task's succeeded calls, each with the payload hash its run executed."""
         hashes = self.ledger.run_hashes(task_id)
-        return {
-            s.target: hashes[s.run_id]
-            for s in self.ledger.steps(task_id)
-            if s.state == ledger.SUCCEEDED and s.run_id in hashes
-        }
+        if not hashes:
+            return []  # never ran: no steps to read
+        return [
+            (step, hashes[step.run_id])
+            for step in self.ledger.steps(task_id)
+            if step.state == ledger.SUCCEEDED and step.run_id in hashes
+        ]
 
     def run(self, task_id: str, payload_hash: str, action: Action) -> Execution:
         """Make each call of an approved action at most once; return what happened."""

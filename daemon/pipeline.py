@@ -140,6 +140,9 @@ class Pipeline:
             loaded = read_task_file(path)
         except Unreadable as error:
             return self._reject_unreadable(path, str(error))
+        if loaded.note.meta.get("type") == "alert":
+            # vaultd's own alert for the human (daemon/supervisor.py): nothing to do.
+            return Outcome("unchanged", loaded.path)
         task = self._owned_task(loaded)
         if task is not None and task.state in (ledger.FAILED, ledger.UNKNOWN):
             return self._request_retry(loaded, task)
@@ -154,9 +157,6 @@ class Pipeline:
             task_id = task.id
         else:
             task_id = self.ledger.new_task_id()
-        if loaded.note.meta.get("type") == "alert":
-            # vaultd's own alert for the human (daemon/supervisor.py): nothing to do.
-            return Outcome("unchanged", loaded.path)
         if is_skill_task(loaded.note.meta):
             return skill_task(self, loaded, task_id)
         try:
@@ -289,9 +289,7 @@ class Pipeline:
             action = validate_note(loaded.note)
         except ValidationFailed as error:
             return self._mark_invalid_request(loaded, task, str(error))
-        payload_hash = action.payload_hash()
-        versions = self.executor.completed_versions(task.id)
-        done = sorted(t for t, h in versions.items() if h == payload_hash)
+        done = sorted(self.executor.completed(task.id, action.payload_hash()))
         notice = f"Task {task.id} ended {task.state.replace('_', ' ')} before."
         if done:
             notice += f" Already done and skipped if you approve: {', '.join(done)}."
