@@ -114,12 +114,59 @@ def read_entries(folder: Path, since: date | None = None) -> Iterator[dict[str, 
         if since and day < since:
             continue
         for line in log_lines(path):
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict):
+            entry = _entry(line)
+            if entry is not None:
                 yield entry
+
+
+def last_entries(folder: Path, limit: int) -> list[dict[str, Any]]:
+    """Return the last `limit` entries of the live daily logs, oldest first.
+
+    Only the ends of the newest files are read: the dashboard asks every few seconds during
+    a burst, and a day's log can hold hundreds of thousands of lines.
+    """
+    days = sorted(_log_files(folder, DAILY_NAME).items(), reverse=True)
+    entries: list[dict[str, Any]] = []
+    for _day, path in days:
+        need = limit - len(entries)
+        if need <= 0:
+            break
+        asked = need
+        while True:  # ask for more lines while torn or foreign ones stand in the way
+            lines = last_lines(path, asked)
+            found = [entry for entry in map(_entry, lines) if entry is not None]
+            if len(found) >= need or len(lines) < asked:
+                break
+            asked *= 2
+        entries = found[-need:] + entries
+    return entries[-limit:] if limit else []
+
+
+def last_lines(path: Path, count: int, block: int = 64 * 1024) -> list[bytes]:
+    """Return up to `count` last complete lines of a file, reading it from the end."""
+    try:
+        with path.open("rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            start, data = end, b""
+            while start > 0 and data.count(b"\n") <= count:
+                start = max(0, start - block)
+                handle.seek(start)
+                data = handle.read(end - start)
+    except OSError:
+        return []
+    lines = data.split(b"\n")
+    if start > 0:
+        lines = lines[1:]  # the first piece may be the end of a longer line
+    return [line for line in lines if line.strip()][-count:]
+
+
+def _entry(line: str | bytes) -> dict[str, Any] | None:
+    """Return a log line's entry, or None for a line that is not one (torn, hand-edited)."""
+    try:
+        entry = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return entry if isinstance(entry, dict) else None
 
 
 # Daily files are Logs/YYYY-MM-DD.json; retention moves old ones to Logs/archive/*.json.gz.

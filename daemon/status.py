@@ -8,16 +8,16 @@ as since when a request has waited; the audit log gives the recent actions.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from daemon import ledger as ledger_states
+from daemon.audit import last_entries
 from daemon.ledger import Ledger, Task
 from daemon.taskfile import Unreadable, read_task_file
 from daemon.timestamps import iso, parse_time
@@ -145,7 +145,7 @@ def build_snapshot(
     ]
     snapshot.problems = list(filter(None, (_problem(vault, p, ledger) for p in failed[:listed])))
     snapshot.problems_more = max(0, len(failed) - listed)
-    snapshot.recent = [_recent(entry) for entry in recent_entries(vault.folder(LOGS), recent)]
+    snapshot.recent = [_recent(entry) for entry in last_entries(vault.folder(LOGS), recent)]
     snapshot.breakers = _open_breakers(ledger)
     snapshot.runs = _skill_runs(ledger)
     return snapshot
@@ -178,55 +178,6 @@ def _open_breakers(ledger: Ledger | None) -> list[dict[str, Any]]:
         return [b for b in ledger.breakers() if b["state"] != "closed"]
     except sqlite3.OperationalError:  # a ledger from before breakers were recorded
         return []
-
-
-def recent_entries(folder: Path, limit: int) -> list[dict[str, Any]]:
-    """Return the last `limit` audit log entries, oldest first.
-
-    Only the ends of the newest daily files are read: the dashboard is refreshed every few
-    seconds during a burst, and a day's log can hold hundreds of thousands of lines.
-    """
-    days = sorted((path.stem for path in folder.glob("*.json") if _is_day(path.stem)), reverse=True)
-    entries: list[dict[str, Any]] = []
-    for day in days:
-        need = limit - len(entries)
-        if need <= 0:
-            break
-        asked = need
-        while True:  # ask for more lines while torn or foreign ones stand in the way
-            lines = _last_lines(folder / f"{day}.json", asked)
-            found = [entry for entry in map(_entry, lines) if entry is not None]
-            if len(found) >= need or len(lines) < asked:
-                break
-            asked *= 2
-        entries = found[-need:] + entries
-    return entries[-limit:] if limit else []
-
-
-def _entry(line: bytes) -> dict[str, Any] | None:
-    try:
-        entry = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return entry if isinstance(entry, dict) else None
-
-
-def _last_lines(path: Path, count: int, block: int = 64 * 1024) -> list[bytes]:
-    """Return up to `count` last complete lines of a file, reading it from the end."""
-    try:
-        with path.open("rb") as handle:
-            end = handle.seek(0, os.SEEK_END)
-            start, data = end, b""
-            while start > 0 and data.count(b"\n") <= count:
-                start = max(0, start - block)
-                handle.seek(start)
-                data = handle.read(end - start)
-    except OSError:
-        return []
-    lines = data.split(b"\n")
-    if start > 0:
-        lines = lines[1:]  # the first piece may be the end of a longer line
-    return [line for line in lines if line.strip()][-count:]
 
 
 def show_time(timestamp: str, *, seconds: bool = True) -> str:
@@ -357,14 +308,6 @@ def _money(amount: str, currency: str | None) -> str:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _is_day(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -231,10 +231,10 @@ def test_ages_read_the_way_a_person_says_them(seconds: int, shown: str):
     assert human_age(seconds) == shown
 
 
-def test_recent_entries_read_the_ends_of_the_newest_days_only(tmp_path: Path):
+def test_the_last_log_entries_are_read_from_the_ends_of_the_newest_days_only(tmp_path: Path):
     import json as json_
 
-    from daemon.status import _last_lines, recent_entries
+    from daemon.audit import last_entries, last_lines
 
     logs = tmp_path / "Logs"
     logs.mkdir()
@@ -243,12 +243,12 @@ def test_recent_entries_read_the_ends_of_the_newest_days_only(tmp_path: Path):
     (logs / "2026-11-20.json").write_text("\n".join(older) + "\n")
     (logs / "2026-11-21.json").write_text("\n".join(newer) + "\n{torn line")
 
-    assert [e["event"] for e in recent_entries(logs, 3)] == ["new_997", "new_998", "new_999"]
-    both = recent_entries(logs, 1003)
+    assert [e["event"] for e in last_entries(logs, 3)] == ["new_997", "new_998", "new_999"]
+    both = last_entries(logs, 1003)
     assert [e["event"] for e in both[:4]] == ["old_2", "old_3", "old_4", "new_0"]
     assert len(both) == 1003
     # Small blocks: lines cut by a block boundary are never returned in part.
-    assert _last_lines(logs / "2026-11-21.json", 50, block=97) == [
+    assert last_lines(logs / "2026-11-21.json", 50, block=97) == [
         line.encode() for line in [*newer[-49:], "{torn line"]
     ]
 
