@@ -1,4 +1,5 @@
-"""Reading one task file from disk, safely, and validating it into an action.
+"""Reading one task file from disk, safely, and validating it into an action; and writing
+the text of one that vaultd itself files for an agent.
 
 Shared by the pipeline and `vaultd check`, so both judge a file the same way.
 """
@@ -9,6 +10,9 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from daemon import notes
 from daemon.errors import NoteError, ValidationFailed
@@ -90,3 +94,26 @@ def validate_note(note: notes.Note) -> Action:
             ]
         )
     return parse_action(note.user_meta)
+
+
+def task_note(
+    data: dict[str, Any], *, intro: str, stamps: dict[str, Any] | None = None
+) -> tuple[str, Action]:
+    """Given a task's `type` and fields, return the text of its note and its action.
+
+    The text is checked as the pipeline will read it (parsed back and validated), so a file
+    written with it holds exactly what was checked. `stamps` are vaultd's own keys (an
+    origin, say), never part of the payload. Raise ValidationFailed naming every problem.
+    """
+    action = parse_action(data)
+    front = yaml.safe_dump(
+        {**data, **(stamps or {})}, sort_keys=False, allow_unicode=True, width=1000
+    )
+    text = f"---\n{front}---\n{intro}"
+    try:
+        checked = validate_note(notes.parse(text))
+    except NoteError as error:
+        raise ValidationFailed([(error.field or "(frontmatter)", str(error))]) from None
+    if checked.payload_hash() != action.payload_hash():
+        raise ValidationFailed([("(file)", "it would not read back as the same task")])
+    return text, checked

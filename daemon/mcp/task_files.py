@@ -1,9 +1,9 @@
 """Task files written for an agent: validated first, into Needs_Action/ only, under a safe name.
 
-The file is checked exactly as the pipeline will read it (rendered, parsed back, validated),
-so what lands in Needs_Action/ is what was checked. From there it follows the lifecycle:
-the policy approves it or a person must. An invalid task is refused with every field
-problem and nothing is written.
+The file is checked exactly as the pipeline will read it (`taskfile.task_note`: rendered,
+parsed back, validated), so what lands in Needs_Action/ is what was checked. From there it
+follows the lifecycle: the policy approves it or a person must. An invalid task is refused
+with every field problem and nothing is written.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from daemon import notes
-from daemon.errors import NoteError, ValidationFailed, VaultdError
-from daemon.models import Action, parse_action
-from daemon.taskfile import validate_note
+from daemon.errors import ValidationFailed, VaultdError
+from daemon.models import Action
+from daemon.taskfile import task_note
 from daemon.vault import MAX_NOTE_BYTES, NEEDS_ACTION, Vault, is_ignored, is_sync_conflict
 
 # Letters, digits, spaces, "-", "_" and "."; no folders, no leading dot.
@@ -81,23 +78,15 @@ def write_task_file(
     if fields.get("type", kind) != kind:
         raise TaskRefused(f"type: given twice, as {kind!r} and as {fields['type']!r}")
     data = {"type": kind, **{key: value for key, value in fields.items() if key != "type"}}
+    intro = f"Written by an agent through vaultd's MCP server on {now:%Y-%m-%d %H:%M} UTC.\n"
     try:
-        action = parse_action(data)
+        text, checked = task_note(
+            data, intro=intro + (f"\n{body.rstrip()}\n" if body.strip() else "")
+        )
     except ValidationFailed as error:
         raise TaskRefused(f"task refused, nothing written: {error}") from None
     file_name = safe_name(name, kind, now)
-    front = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
-    intro = f"Written by an agent through vaultd's MCP server on {now:%Y-%m-%d %H:%M} UTC.\n"
-    text = f"---\n{front}---\n{intro}" + (f"\n{body.rstrip()}\n" if body.strip() else "")
     if len(text.encode("utf-8")) > MAX_NOTE_BYTES:
         raise TaskRefused(f"task refused: the note would pass {MAX_NOTE_BYTES:,} bytes")
-    # Read it back as the pipeline will, so that what is written is what was checked.
-    try:
-        note = notes.parse(text)
-        checked = validate_note(note)
-    except (NoteError, ValidationFailed) as error:
-        raise TaskRefused(f"task refused, nothing written: {error}") from None
-    if checked.payload_hash() != action.payload_hash():
-        raise TaskRefused("task refused: it would not read back as the same task")
     path = vault.create(NEEDS_ACTION, file_name, text)
     return Written(path, checked)

@@ -15,12 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from daemon.errors import ValidationFailed
-from daemon.models import Action, OdooInvoice, OdooPayment, SocialPost, parse_action
+from daemon.models import Action, OdooInvoice, OdooPayment, SocialPost
 from daemon.skills.manifest import TOOLS, SkillManifest
 from daemon.skills.store import STEP_DONE, STEP_REFUSED, STEP_REQUESTED, RunStore
+from daemon.taskfile import task_note
 from daemon.vault import NEEDS_ACTION, Vault
 
 ACTION_TYPES = {
@@ -72,14 +71,26 @@ class ToolBox:
         return "ok", result
 
     def _request(self, name: str, args: dict[str, Any], started: float) -> dict[str, Any]:
-        data = {"type": ACTION_TYPES[name], **args}
+        token = secrets.token_hex(8)
+        file_name = f"{self.manifest.name}-{self.run_id}-{self.attempt}-{self.seq}.md"
+        origin: dict[str, Any] = {
+            "run": self.run_id,
+            "step": token,
+            "skill": self.manifest.name,
+            "file": file_name,
+        }
+        if self.manifest.approval_required:
+            origin["approval_required"] = True
+        intro = (
+            f"Requested by skill `{self.manifest.name}` in run `{self.run_id}` (step {self.seq}).\n"
+        )
         try:
-            action = parse_action(data)
+            text, action = task_note(
+                {"type": ACTION_TYPES[name], **args}, intro=intro, stamps={"origin": origin}
+            )
         except ValidationFailed as error:
             raise Refused(f"{name}: {error}") from None
         _check_guardrails(self.manifest, action)
-        token = secrets.token_hex(8)
-        file_name = f"{self.manifest.name}-{self.run_id}-{self.attempt}-{self.seq}.md"
         relative = f"{NEEDS_ACTION}/{file_name}"
         answer = {
             "status": "requested",
@@ -91,21 +102,7 @@ class ToolBox:
         self._record(
             name, args, STEP_REQUESTED, started, output=answer, token=token, task_file=relative
         )
-        origin: dict[str, Any] = {
-            "run": self.run_id,
-            "step": token,
-            "skill": self.manifest.name,
-            "file": file_name,
-        }
-        if self.manifest.approval_required:
-            origin["approval_required"] = True
-        front = yaml.safe_dump(
-            {**data, "origin": origin}, sort_keys=False, allow_unicode=True, width=1000
-        )
-        body = (
-            f"Requested by skill `{self.manifest.name}` in run `{self.run_id}` (step {self.seq}).\n"
-        )
-        self.vault.create(NEEDS_ACTION, file_name, f"---\n{front}---\n{body}")
+        self.vault.create(NEEDS_ACTION, file_name, text)
         self.requested += 1
         return answer
 
