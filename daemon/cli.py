@@ -173,12 +173,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
         runs = app.pipeline.skills
 
-        def changed() -> None:
-            if runs is not None:
-                runs.refresh_waiting()  # a run whose requests all finished, finishes
-            dashboard.changed()
-
-        runner = Runner(app.pipeline, app.config, polling=args.polling, on_change=changed)
+        if runs is not None:
+            # A run whose requests all finished finishes: checked as often as the dashboard
+            # is written (not after every file of a burst), and before it shows the runs.
+            dashboard.before_write = runs.refresh_waiting
+        runner = Runner(app.pipeline, app.config, polling=args.polling, on_change=dashboard.changed)
         runner.install_signal_handlers()
         clockwork = Clockwork(
             app,

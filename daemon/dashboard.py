@@ -70,6 +70,8 @@ class Dashboard:
         self.vault = vault
         # The parts of the daemon vaultd gave up on (see daemon/supervisor.py).
         self.alerts = alerts
+        # Brings what the dashboard shows up to date before each write (skill runs).
+        self.before_write: Callable[[], object] = lambda: None
         self.ledger = ledger
         self.min_interval = min_interval
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -131,6 +133,7 @@ class Dashboard:
         # The throttle counts attempts: a dashboard that cannot be written must not be
         # rebuilt after every file.
         self._last = time.monotonic()
+        self.before_write()
         snapshot = build_snapshot(self.vault, self.ledger, now=self.clock())
         snapshot.alerts = self.alerts()
         text = render_dashboard(snapshot)
