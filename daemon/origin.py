@@ -3,12 +3,13 @@
 A world-changing tool call of a skill becomes a task file whose frontmatter says
 
     origin: {run: run-20261122-1a2b3c4d, step: <token>, skill: post-social-media,
-             approval_required: true}
+             file: <the file's name>, approval_required: true}
 
-The pipeline records `run:<run>:<token>` as the task's origin, which is how the run learns
-what became of its request. `approval_required` can only make the policy stricter: a file
-claiming it is asked about like any other, and a file leaving it out is decided by the
-policy, so copying or forging this key gains nothing.
+The pipeline records `run:<run>:<token>` as the task's origin (for the file of that name
+only, and only once), which is how the run learns what became of its request.
+`approval_required` can only make the policy stricter: a file claiming it is asked about
+like any other, and a file leaving it out is decided by the policy, so copying or forging
+this key gains nothing.
 """
 
 from __future__ import annotations
