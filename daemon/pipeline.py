@@ -807,8 +807,41 @@ class Pipeline:
     # -- start-up ----------------------------------------------------------------------
 
     def reconcile(self) -> list[str]:
-        """Settle every INTENT a crash left behind; see Executor.reconcile."""
-        return self.executor.reconcile()
+        """Settle every INTENT a crash left behind (see Executor.reconcile), and every note
+        a crash moved to its last folder before the ledger recorded the move."""
+        markers = self.executor.reconcile()
+        self._settle_last_moves()
+        return markers
+
+    def _settle_last_moves(self) -> None:
+        """Record where a finished task's note went, when a crash cut in after its move.
+
+        `_finish` records EXECUTED, moves the note, then records DONE (or the note's new
+        place in Failed/). Done/ and Failed/ are never processed, so nothing else would
+        notice: look for the note, by its id, where it was going.
+        """
+        for task in self.ledger.tasks(ledger.EXECUTED, ledger.FAILED, ledger.UNKNOWN):
+            if os.path.lexists(self.vault.root / task.file):
+                continue  # still where the ledger says: the next look at it finishes it
+            folder = DONE if task.state == ledger.EXECUTED else FAILED
+            found = self._note_of(task, folder)
+            if found is None:
+                continue  # moved elsewhere by a person: the next look at it tracks it
+            settled = {"state": ledger.DONE} if task.state == ledger.EXECUTED else {}
+            self.ledger.put_task(task.id, file=self.vault.relative(found), **settled)
+
+    def _note_of(self, task: Task, folder: str) -> Path | None:
+        """Return the note in `folder` that carries this task's id and its file's name."""
+        stem = Path(task.file).stem
+        for path in self.vault.files(folder):
+            if not path.name.startswith(stem):
+                continue
+            try:
+                if read_task_file(path).note.meta.get("id") == task.id:
+                    return path
+            except Unreadable:
+                continue
+        return None
 
 
 def _utf8(name: str) -> bool:

@@ -252,3 +252,34 @@ def test_an_edit_to_a_pending_request_is_re_rendered_once_and_the_edit_is_what_r
     assert [r["request"]["params"]["message"] for r in sent[1:]] == ["Thank you!"]
     requests = [line for line in audit_events(vault_root) if '"approval_requested"' in line]
     assert len(requests) == 2, "one request, one re-render: vaultd's own writes cause no loop"
+
+
+def test_start_up_records_a_last_move_that_a_crash_kept_from_the_ledger(app: App, vault_root: Path):
+    """A kill between moving a note to Done/ (or Failed/) and recording it (found by the
+    random kill -9 test): the next start finds the note by its id and records where it is."""
+    from daemon import ledger as states
+    from daemon.notes import parse
+
+    def post(text: str) -> str:
+        return note({"type": "social_post", "platforms": ["facebook"], "text": text})
+
+    make_files(
+        vault_root, {"Needs_Action/done.md": post("Hi"), "Needs_Action/failed.md": post("Ho")}
+    )
+    Runner(app.pipeline, app.config).run_once()
+    assert files_in(vault_root, "Done") == ["done.md", "failed.md"]
+    # As a kill right after each note's last move leaves them: the ledger not yet told,
+    # for one run that succeeded and one that failed.
+    (vault_root / "Done/failed.md").rename(vault_root / "Failed/failed.md")
+    done_id = parse((vault_root / "Done/done.md").read_text()).meta["id"]
+    failed_id = parse((vault_root / "Failed/failed.md").read_text()).meta["id"]
+    app.ledger.put_task(done_id, state=states.EXECUTED, file="Approved/done.md")
+    app.ledger.put_task(failed_id, state=states.FAILED, file="Approved/failed.md")
+
+    Runner(app.pipeline, app.config).run_once()
+
+    done, failed = app.ledger.task(done_id), app.ledger.task(failed_id)
+    assert done is not None and (done.state, done.file) == (states.DONE, "Done/done.md")
+    assert failed is not None and (failed.state, failed.file) == (states.FAILED, "Failed/failed.md")
+    assert files_in(vault_root, "Done") == ["done.md"]
+    assert files_in(vault_root, "Failed") == ["failed.md"]
