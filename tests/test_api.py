@@ -23,6 +23,7 @@ from conftest import files_in, move, wait_for
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from daemon.api.keys import ApiKeyStore
+from daemon.api.schemas import RunOut, SkillOut
 from daemon.api.server import ApiServer, check_host, is_loopback
 from daemon.app import App, open_app
 from daemon.config import load_config
@@ -200,6 +201,22 @@ def test_one_skill_is_shown_by_key_and_an_unknown_one_is_404(shared: Served):
     assert "no skill named 'nope'" in missing.json()["error"]
 
 
+def test_skills_carry_input_schema_intents_and_guardrails_and_the_old_parameters(
+    shared: Served,
+):
+    listed = shared.client.get("/api/v1/skills", headers=shared.as_agent()).json()["skills"]
+    one = shared.client.get("/api/v1/skills/post-social-media", headers=shared.as_agent()).json()
+
+    assert [skill for skill in listed if skill["key"] == "post-social-media"] == [one]
+    for skill in [*listed, one]:
+        assert {"input_schema", "intents", "guardrails"} <= set(skill), skill["key"]
+        assert set(skill) == set(SkillOut.model_fields), skill["key"]
+        assert skill["input_schema"]["type"] == "object"
+        assert skill["parameters"] == skill["input_schema"]  # the old name, for one release
+    assert one["input_schema"]["required"] == ["text"]
+    assert one["input_schema"]["properties"]["platforms"]["minItems"] == 1
+
+
 # -- runs ----------------------------------------------------------------------------------
 
 
@@ -255,6 +272,27 @@ def test_a_draft_run_is_executed_later_and_a_succeeded_run_cannot_run_again(shar
     again = shared.client.post(f"/api/v1/runs/{run_id}/execute", headers=shared.as_agent())
     assert again.status_code == 409
     assert "only a draft or failed run runs" in again.json()["error"]
+
+
+def test_every_run_answer_carries_run_id_state_output_and_trace_and_the_old_id(
+    shared: Served,
+):
+    created = shared.client.post(
+        "/api/v1/runs", json={"skill_key": "quick", "inputs": {"n": 2}}, headers=shared.as_agent()
+    )
+    run_id = created.json()["run_id"]
+    executed = shared.client.post(f"/api/v1/runs/{run_id}/execute", headers=shared.as_agent())
+    read = shared.client.get(f"/api/v1/runs/{run_id}", headers=shared.as_agent())
+
+    assert created.headers["Location"] == f"/api/v1/runs/{run_id}"
+    for answer, state in ((created, "draft"), (executed, "succeeded"), (read, "succeeded")):
+        assert answer.status_code in (200, 201), answer.text
+        body = answer.json()
+        assert (body["run_id"], body["id"]) == (run_id, run_id)  # the old name, for one release
+        assert body["state"] == state
+        assert set(body) == set(RunOut.model_fields)  # output and trace among them
+    assert executed.json()["output"] == read.json()["output"] == {"echo": {"n": 2}}
+    assert read.json()["trace"] == executed.json()["trace"] == []  # quick calls no tool
 
 
 def test_inputs_that_break_the_skills_schema_are_422_naming_each_field(shared: Served):
@@ -548,6 +586,24 @@ def test_the_openapi_document_lists_exactly_the_five_endpoints(shared: Served):
     assert schemes["bearer"]["scheme"] == "bearer"
     assert schemes["apiKey"]["name"] == "X-API-Key"
     assert shared.client.get("/docs").status_code == 200
+
+
+def test_the_openapi_document_shows_the_new_names_and_marks_the_old_ones_deprecated(
+    shared: Served,
+):
+    schemas = shared.client.get("/openapi.json").json()["components"]["schemas"]
+    skill, run = schemas["SkillOut"], schemas["RunOut"]
+
+    assert {"input_schema", "intents", "guardrails"} <= set(skill["required"])
+    assert {"run_id", "state", "trace"} <= set(run["required"])
+    assert "output" in run["properties"]
+    for schema, old, new in ((skill, "parameters", "input_schema"), (run, "id", "run_id")):
+        assert "deprecated" not in schema["properties"][new]
+        assert schema["properties"][old]["deprecated"] is True
+        assert schema["properties"][old]["description"].startswith("Deprecated")
+        assert f"`{new}`" in schema["properties"][old]["description"]
+    create = schemas["CreateRun"]["properties"]["inputs"]["description"]
+    assert "input_schema" in create and "parameters" not in create
 
 
 def test_the_server_reports_its_health_and_stops(tmp_path: Path):

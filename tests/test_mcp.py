@@ -23,6 +23,7 @@ from standins.all import StandIns, running_all
 from standins.odoo import FakeOdoo
 from standins.x_api import Tweet
 
+from daemon.api.schemas import RunOut, SkillList, SkillOut
 from daemon.app import App
 from daemon.audit import Redactor
 from daemon.cli import main
@@ -124,6 +125,46 @@ async def test_list_skills_and_describe_skill_show_the_built_in_skills(vault_ser
     assert described["builtin"] is True
     assert "no skill named 'post-to-myspace'" in unknown
     assert "post-social-media" in unknown  # the known ones are named
+
+
+async def test_skill_tools_name_input_schema_intents_and_guardrails_as_the_api_does(
+    vault_server: MCPServer,
+):
+    async with connected(vault_server) as client:
+        listed = answer(await client.call_tool("list_skills", {}))["skills"]
+        described = answer(await client.call_tool("describe_skill", {"key": "create-invoice"}))
+
+    SkillList.model_validate({"skills": listed})  # each one a valid API answer
+    for skill in listed:
+        assert set(skill) == set(SkillOut.model_fields), skill["key"]  # the API's very names
+        assert {"input_schema", "intents", "guardrails"} <= set(skill)
+        assert skill["parameters"] == skill["input_schema"]  # the old name, for one release
+    assert [skill for skill in listed if skill["key"] == "create-invoice"] == [described]
+    assert described["guardrails"]["max_amount"] == "10000"
+    assert "partner" in described["input_schema"]["properties"]
+
+
+async def test_run_tools_give_run_id_state_output_and_trace_and_the_old_id(
+    vault_server: MCPServer,
+):
+    async with connected(vault_server) as client:
+        started = answer(
+            await client.call_tool(
+                "start_skill_run", {"skill_key": "post-social-media", "inputs": {"text": "Hi"}}
+            )
+        )
+        read = answer(await client.call_tool("read_run", {"run_id": started["run_id"]}))
+        (listed,) = answer(await client.call_tool("list_runs", {}))["runs"]
+
+    assert read == listed
+    for run in (started, read, listed):
+        RunOut.model_validate(run)  # a valid API answer, under the API's very names
+        assert set(run) == set(RunOut.model_fields)
+        assert (run["run_id"], run["id"]) == (started["run_id"], started["run_id"])
+        assert run["state"] == "awaiting_approval"
+        assert "output" in run
+        [step] = run["trace"]
+        assert (step["tool"], step["state"]) == ("social.post", "requested")
 
 
 async def test_create_task_file_writes_a_valid_task_into_needs_action(

@@ -20,6 +20,9 @@ DESCRIPTION = """\
 Agents discover vaultd's skills and request runs. A run's world-changing requests become
 task files in the vault and go through the approval lifecycle: nothing here can approve.
 Authenticate with `Authorization: Bearer <API key or JWT>` or `X-API-Key: <API key>`.
+
+A skill's inputs are described by `input_schema`, a run is named by `run_id`. The old
+names `parameters` and `id` are still given, with the same values, for one release only.
 """
 
 

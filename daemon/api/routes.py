@@ -12,6 +12,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from daemon.api.auth import Authenticator, Caller
 from daemon.api.schemas import CreateRun, ErrorOut, RunOut, SkillList, SkillOut
+from daemon.api.views import run_json
 from daemon.skills.runs import Runs, SkillNotFound
 
 PREFIX = "/api/v1"
@@ -59,14 +60,14 @@ router = APIRouter(prefix=PREFIX, dependencies=[Depends(authenticated)])
 
 @router.get("/skills", response_model=SkillList, responses=_errors(), tags=["skills"])
 def list_skills(request: Request) -> SkillList:
-    """The active skills, with their input schema, intents and guardrails."""
+    """The active skills, each with its `input_schema`, `intents` and `guardrails`."""
     registry = _state(request).runs.registry
     return SkillList(skills=[SkillOut.of(skill) for skill in registry.listed()])
 
 
 @router.get("/skills/{key}", response_model=SkillOut, responses=_errors(404), tags=["skills"])
 def get_skill(request: Request, key: str) -> SkillOut:
-    """One skill's definition and input schema."""
+    """One skill's definition: its `input_schema`, `intents`, `guardrails` and limits."""
     registry = _state(request).runs.registry
     skill = registry.get(key)
     if skill is None:
@@ -96,13 +97,13 @@ def create_run(request: Request, response: Response, body: CreateRun, caller: Ca
         execute=body.execute,
     )
     response.headers["Location"] = f"{PREFIX}/runs/{view.run.id}"
-    return view.to_json()
+    return run_json(view)
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=_errors(404), tags=["runs"])
 def get_run(request: Request, run_id: str) -> Any:
-    """A run's state, output and trace (one step per tool call)."""
-    return _state(request).runs.view(run_id).to_json()
+    """A run's `state`, `output` and `trace` (one step per tool call)."""
+    return run_json(_state(request).runs.view(run_id))
 
 
 @router.post(
@@ -113,4 +114,4 @@ def get_run(request: Request, run_id: str) -> Any:
 )
 def execute_run(request: Request, run_id: str, caller: CallerDep) -> Any:
     """Execute a draft run, or a failed one again (as a new attempt)."""
-    return _state(request).runs.execute(run_id, groups=set(caller.groups)).to_json()
+    return run_json(_state(request).runs.execute(run_id, groups=set(caller.groups)))

@@ -1,4 +1,9 @@
-"""The request and response bodies, as the OpenAPI document shows them."""
+"""The request and response bodies, as the OpenAPI document shows them.
+
+A skill's inputs are described by `input_schema` and a run is named by `run_id` (the seed
+PRD's names); `parameters` and `id`, the names used before, are still given, marked
+deprecated, for one release (see daemon/api/views.py).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from daemon.api.views import skill_json
 from daemon.skills.registry import Skill
+
+INPUT_SCHEMA = "JSON Schema (draft 2020-12) of the inputs"
 
 
 class CreateRun(BaseModel):
@@ -14,22 +22,24 @@ class CreateRun(BaseModel):
 
     skill_key: str = Field(description="the skill to run (GET /api/v1/skills lists them)")
     inputs: dict[str, Any] = Field(
-        default_factory=dict, description="checked against the skill's `parameters` schema"
+        default_factory=dict, description="checked against the skill's `input_schema`"
     )
     execute: bool = Field(default=False, description="start the run now; else it is a draft")
 
 
 class SkillOut(BaseModel):
-    """One skill: its `skill.json`, under its key."""
+    """One skill: its `skill.json`, under its key, with its inputs' schema as `input_schema`."""
 
     model_config = ConfigDict(extra="allow")
 
     key: str
     name: str
     description: str
-    parameters: dict[str, Any] = Field(description="JSON Schema (draft 2020-12) of the inputs")
-    intents: list[str]
-    guardrails: dict[str, Any]
+    input_schema: dict[str, Any] = Field(description=INPUT_SCHEMA)
+    intents: list[str] = Field(description="what an agent may ask this skill for")
+    guardrails: dict[str, Any] = Field(
+        description="limits checked on every tool call (max_amount, allowed_platforms)"
+    )
     approval_required: bool
     rate_limit: int | None = Field(description="runs per hour")
     timeout_s: float
@@ -37,10 +47,16 @@ class SkillOut(BaseModel):
     required_groups: list[str]
     tools: list[str]
     builtin: bool
+    parameters: dict[str, Any] = Field(
+        deprecated=True,
+        description=f"Deprecated: the same as `input_schema` ({INPUT_SCHEMA}), under its "
+        "old name; it goes in the next release. Read `input_schema` instead.",
+    )
 
     @classmethod
     def of(cls, skill: Skill) -> SkillOut:
-        return cls(key=skill.key, builtin=skill.builtin, **skill.manifest.model_dump(mode="json"))
+        """Given a skill, return its body (skill_json's, checked against this schema)."""
+        return cls.model_validate(skill_json(skill))
 
 
 class SkillList(BaseModel):
@@ -64,20 +80,25 @@ class TraceStepOut(BaseModel):
 class RunOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    id: str
+    run_id: str = Field(description="the run's id: GET /api/v1/runs/{run_id} follows it")
+    id: str = Field(
+        deprecated=True,
+        description="Deprecated: the same as `run_id`, under its old name; it goes in the "
+        "next release. Read `run_id` instead.",
+    )
     skill: str
     state: str = Field(
         description="draft, queued, running, awaiting_approval, succeeded, failed or cancelled"
     )
     inputs: Any = None
-    output: Any = None
+    output: Any = Field(default=None, description="what the skill returned, once it ran")
     error: str | None = None
     requested_by: str | None = None
     attempt: int
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None
-    trace: list[TraceStepOut]
+    trace: list[TraceStepOut] = Field(description="one step per tool call, in order")
 
 
 class Problem(BaseModel):

@@ -16,11 +16,12 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from daemon import __version__
+from daemon.api.views import run_json, skill_json
 from daemon.app import App
 from daemon.errors import NotFound
 from daemon.mcp.answers import guarded
 from daemon.mcp.task_files import write_task_file
-from daemon.skills.runs import Runs
+from daemon.skills.runs import Runs, RunView
 from daemon.status import build_snapshot
 
 INSTRUCTIONS = (
@@ -50,22 +51,13 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
     @server.tool(annotations=READS)
     @guard
     def list_skills() -> dict[str, Any]:
-        """List the skills vaultd can run: key, description, intents, the tools each may use
-        and whether a person must approve what it requests. describe_skill gives one skill's
-        input schema."""
+        """List the skills vaultd can run, each as describe_skill shows it: key,
+        description, input_schema (the JSON Schema of its inputs), intents, guardrails, the
+        tools it may use and whether a person must approve what it requests. `parameters`
+        is a deprecated copy of input_schema."""
         registry = runs.registry
         return {
-            "skills": [
-                {
-                    "key": skill.key,
-                    "description": skill.manifest.description,
-                    "intents": skill.manifest.intents,
-                    "tools": list(skill.manifest.tools),
-                    "approval_required": skill.manifest.approval_required,
-                    "required_groups": skill.manifest.required_groups,
-                }
-                for skill in registry.listed()
-            ],
+            "skills": [skill_json(skill) for skill in registry.listed()],
             "skipped": [str(problem) for problem in registry.problems],
         }
 
@@ -74,13 +66,14 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
     def describe_skill(
         key: Annotated[str, Field(description="the skill's key, as list_skills names it")],
     ) -> dict[str, Any]:
-        """Show one skill's whole definition: the JSON Schema of its inputs (`parameters`),
-        intents, guardrails, approval, rate limit, timeout, cooldown and tools."""
+        """Show one skill's whole definition: the JSON Schema of its inputs (input_schema;
+        `parameters` is a deprecated copy), intents, guardrails, approval, rate limit,
+        timeout, cooldown and tools."""
         skill = runs.registry.get(key)
         if skill is None:
             known = ", ".join(s.key for s in runs.registry.listed()) or "none"
             raise NotFound(f"no skill named {key!r} (known: {known})")
-        return {**skill.manifest.model_dump(mode="json"), "builtin": skill.builtin}
+        return skill_json(skill)
 
     @server.tool(annotations=ASKS)
     @guard
@@ -124,43 +117,37 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
         skill_key: Annotated[str, Field(description="the skill's key, as list_skills names it")],
         inputs: Annotated[
             dict[str, Any] | None,
-            Field(description="the inputs, valid against the skill's parameters schema"),
+            Field(description="the inputs, valid against the skill's input_schema"),
         ] = None,
     ) -> dict[str, Any]:
-        """Start a run of a skill with these inputs and return it. A run whose requests need
-        a person answers `awaiting_approval`: its task files wait in Pending_Approval/ and
-        read_run shows when it finished."""
+        """Start a run of a skill with these inputs and return it as read_run does (run_id,
+        state, output, trace). A run whose requests need a person answers
+        `awaiting_approval`: its task files wait in Pending_Approval/ and read_run shows
+        when it finished."""
         view = runs.create(
             skill_key, inputs or {}, requested_by="mcp", groups=caller_groups, execute=True
         )
-        return view.to_json()
+        return run_json(view)
 
     @server.tool(annotations=READS)
     @guard
     def read_run(
-        run_id: Annotated[str, Field(description="the run's id, as start_skill_run gave it")],
+        run_id: Annotated[str, Field(description="the run's run_id, as start_skill_run gave it")],
     ) -> dict[str, Any]:
-        """Read a run: its state, output, error and trace (one step per tool call)."""
-        return runs.view(run_id).to_json()
+        """Read a run: its run_id, state, output, error and trace (one step per tool call).
+        `id` is a deprecated copy of run_id."""
+        return run_json(runs.view(run_id))
 
     @server.tool(annotations=READS)
     @guard
     def list_runs(
         limit: Annotated[int, Field(ge=1, le=200, description="how many, newest first")] = 20,
     ) -> dict[str, Any]:
-        """List the latest skill runs, newest first: id, skill, state, who asked, when."""
+        """List the latest skill runs, newest first, each as read_run shows it: run_id,
+        skill, state, who asked, when, output, error and trace."""
         return {
             "runs": [
-                {
-                    "id": run.id,
-                    "skill": run.skill,
-                    "state": run.state,
-                    "requested_by": run.requested_by,
-                    "created_at": run.created_at,
-                    "finished_at": run.finished_at,
-                    "error": run.error,
-                }
-                for run in runs.listed(limit=limit)
+                run_json(RunView(run, runs.store.steps(run.id))) for run in runs.listed(limit=limit)
             ]
         }
 

@@ -1,4 +1,5 @@
-"""`vaultd mcp` as Claude Code starts it: a subprocess speaking MCP over stdin and stdout.
+"""`vaultd mcp` as Claude Code starts it: a subprocess speaking MCP over stdin and stdout;
+`vaultd mcp config` as a new user runs it, redirected by the shell or with --output.
 
 The real `mcp` stdio client launches the real CLI, initializes, lists the tools and calls
 them; any stray byte vaultd printed on stdout would break the JSON-RPC stream.
@@ -6,7 +7,9 @@ them; any stray byte vaultd printed on stdout would break the JSON-RPC stream.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import anyio
@@ -73,3 +76,39 @@ def test_vaultd_mcp_serves_the_vault_tools_over_stdio(vault_root: Path, state_di
     assert files_in(vault_root, "Approved") == []
     assert "is not allowed" in refusal
     assert (state_dir / "ledger.sqlite3").is_file()  # the state stayed where it was told
+
+
+def test_mcp_config_redirected_by_the_shell_says_to_use_output_which_leaves_no_file(
+    vault_root: Path, tmp_path: Path
+):
+    missing = tmp_path / "vaultd.env"
+    redirected = tmp_path / "redirected" / ".mcp.json"
+    redirected.parent.mkdir()
+    command = [*VAULTD, "mcp", "config", "--vault", str(vault_root), "--env-file", str(missing)]
+    with redirected.open("w", encoding="utf-8") as stdout:  # what `> .mcp.json` does
+        shell = subprocess.run(
+            command, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=30, check=False
+        )
+
+    assert shell.returncode == 1
+    assert f"{missing}: env file not found" in shell.stderr
+    assert "Use --output .mcp.json instead of `> .mcp.json`" in shell.stderr
+    assert f"Your shell has already created {redirected}, empty: delete it" in shell.stderr
+
+    project = tmp_path / "project"
+    project.mkdir()
+    output = project / ".mcp.json"
+    refused = subprocess.run(
+        [*command, "--output", str(output)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert refused.returncode == 1
+    assert f"{missing}: env file not found" in refused.stderr
+    assert list(project.iterdir()) == []  # nothing, not even an empty file
+
+    missing.write_text("ODOO_URL=https://odoo.example\n", encoding="utf-8")
+    written = subprocess.run(
+        [*command, "--output", str(output)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert written.returncode == 0, written.stderr
+    assert written.stdout == ""
+    assert "vaultd-odoo" in json.loads(output.read_text(encoding="utf-8"))["mcpServers"]
