@@ -9,7 +9,9 @@ renders them through `templates/ceo_briefing.md.j2` (or a template of the same n
 
 Weeks, months and days are counted in the configured time zone; the log's timestamps are UTC.
 Log-based figures are "as of" the end of the week (or now, if the week is not over), so a
-briefing written again later says the same about its week.
+briefing written again later says the same about its week. Dry-run actions are counted
+apart (`briefing_dry_run`), never as revenue, invoices, payments or posts; a briefing
+written before its week is over (`briefing_week`) is marked partial.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from daemon import ledger as ledger_states
 from daemon import notes
 from daemon.approval import resource_dir
 from daemon.audit import log_files, log_lines
+from daemon.briefing_dry_run import DryRunFigures, dataview_dry_run, is_dry_run, line_is_dry_run
+from daemon.briefing_week import week_ends_at
 from daemon.connectors.unavailable import Unavailable
 from daemon.errors import ConnectorError, NoteError
 from daemon.ledger import Ledger
@@ -135,6 +139,7 @@ class Figures:
     plans_completed: list[Item] = field(default_factory=list)
     actions_per_day: dict[str, int] = field(default_factory=dict)
     log_lines_read: int = 0
+    dry_run: DryRunFigures = field(default_factory=DryRunFigures)
 
 
 @dataclass
@@ -246,7 +251,7 @@ class _LogScan:
         task_id = entry.get("task_id")
         if event == "approval_requested" and isinstance(task_id, str):
             self.requested[task_id] = when
-        if event == "executed" and self.w.month_start <= when:
+        if event == "executed" and self.w.month_start <= when and not is_dry_run(entry):
             self._money_month(entry)
         if self.w.in_week(when):
             self._week_event(str(event), entry, when)
@@ -260,6 +265,8 @@ class _LogScan:
         if action is None:
             return
         kind = action.group(1)
+        if kind not in ("social_post", "odoo_invoice", "odoo_payment") or line_is_dry_run(line):
+            return
         if kind == "social_post":
             stamp, listed = _TIMESTAMP.search(line), _PLATFORM_LIST.search(line)
             if stamp is None or listed is None:
@@ -291,6 +298,8 @@ class _LogScan:
                     self.invoices.pop(other, None)
 
     def _track_executed(self, entry: dict[str, Any]) -> None:
+        if is_dry_run(entry):
+            return  # nothing was posted, invoiced or paid
         action = entry.get("action")
         params = _dict(entry.get("parameters"))
         result = _dict(entry.get("result"))
@@ -322,27 +331,30 @@ class _LogScan:
         result = _dict(entry.get("result"))
         item = _item(entry)
         task_id = entry.get("task_id")
-        if event in ("executed", "failed", "outcome_unknown"):
+        dry = event == "executed" and is_dry_run(entry)
+        if event in ("executed", "failed", "outcome_unknown") and not dry:
             self.per_day[when.date()] += 1
         if event == "executed":
-            f.tasks_completed += 1
-            f.completed.append(item)
+            # A dry-run action goes into figures of its own, never into the live ones.
+            into: Figures | DryRunFigures = f.dry_run if dry else f
+            into.tasks_completed += 1
+            into.completed.append(item)
             if action == "social_post":
                 for platform in _posted(params, result):
-                    f.posts[platform] = f.posts.get(platform, 0) + 1
-                    f.post_links.setdefault(platform, []).append(item)
+                    into.posts[platform] = into.posts.get(platform, 0) + 1
+                    into.post_links.setdefault(platform, []).append(item)
             elif action == "odoo_invoice":
                 invoice = _invoice(entry, params, result, None)
-                f.invoices_created += 1
-                _add(f.invoiced_week, invoice.currency, invoice.total)
-                f.invoices.append(
+                into.invoices_created += 1
+                _add(into.invoiced_week, invoice.currency, invoice.total)
+                into.invoices.append(
                     Item(item.link, f"{invoice.partner}, {_money(invoice.total, invoice.currency)}")
                 )
             elif action == "odoo_payment":
                 amount, currency = _payment_amount(params, result, f.currency)
-                f.payments_registered += 1
-                _add(f.paid_week, currency, amount)
-                f.payments.append(
+                into.payments_registered += 1
+                _add(into.paid_week, currency, amount)
+                into.payments.append(
                     Item(item.link, f"invoice {params.get('invoice')}, {_money(amount, currency)}")
                 )
         elif event == "approved":
@@ -510,16 +522,30 @@ def _plans(figures: Figures, vault: Vault, window: _Window) -> None:
 
 
 def write_briefing(
-    app: App, week: IsoWeek, *, late: bool = False, now: datetime | None = None
+    app: App,
+    week: IsoWeek,
+    *,
+    late: bool = False,
+    partial: bool | None = None,
+    now: datetime | None = None,
 ) -> Path:
-    """Write (or rewrite) vaultd's briefing of a week into Briefings/; return its path."""
+    """Write (or rewrite) vaultd's briefing of a week into Briefings/; return its path.
+
+    `partial` None marks it partial if the week is not over for its briefing at `now`.
+    """
     now = now or datetime.now(UTC)
     tz = zone(app.config.schedule.timezone)
+    if partial is None:
+        partial = now < week_ends_at(app.config.schedule, week)
     figures = briefing_figures(app.vault, app.ledger, week, tz=tz, now=now)
     _revenue_from_odoo(figures, app, week)
     figures.unconfigured = _unconfigured(app)
     text = render_briefing(
-        figures, late=late, generated_at=now, templates_dir=app.config.briefing.templates_dir
+        figures,
+        late=late,
+        partial=partial,
+        generated_at=now,
+        templates_dir=app.config.briefing.templates_dir,
     )
     folder = app.vault.folder(BRIEFINGS)
     folder.mkdir(parents=True, exist_ok=True)
@@ -562,6 +588,7 @@ def render_briefing(
     late: bool,
     generated_at: datetime,
     templates_dir: Path | None = None,
+    partial: bool = False,
 ) -> str:
     """Return the briefing's Markdown. Raise jinja2.UndefinedError if a value is missing."""
     values = asdict(figures)
@@ -569,11 +596,14 @@ def render_briefing(
         "week": figures.week,
         "generated_at": iso(generated_at),
         "late": late,
+        "partial": partial,
         **dataview_figures(figures),
     }
+    dry = figures.dry_run
     text_of = {
         "week_label": f"{figures.start} to {figures.end}",
         "late": late,
+        "partial": partial,
         "generated_at": iso(generated_at),
         "frontmatter": yaml.safe_dump(frontmatter, sort_keys=False, allow_unicode=True),
         "money": {
@@ -581,6 +611,8 @@ def render_briefing(
             "paid_week": _moneys(figures.paid_week, figures.currency),
             "invoiced_month": _moneys(figures.invoiced_month, figures.currency),
             "paid_month": _moneys(figures.paid_month, figures.currency),
+            "dry_run_invoiced": _moneys(dry.invoiced_week, figures.currency),
+            "dry_run_paid": _moneys(dry.paid_week, figures.currency),
             "target": _money(figures.monthly_revenue_target, figures.currency)
             if figures.monthly_revenue_target is not None
             else None,
@@ -591,6 +623,7 @@ def render_briefing(
         },
         "median_approval": _minutes(figures.median_approval_minutes),
         "posts_total": sum(figures.posts.values()),
+        "dry_run_posts_total": sum(dry.posts.values()),
         "max_links": MAX_LINKS,
         "chart": _chart(figures.actions_per_day),
     }
@@ -622,6 +655,7 @@ def dataview_figures(figures: Figures) -> dict[str, Any]:
         "waiting_approvals": len(figures.waiting_approvals),
         "open_breakers": len(figures.open_breakers),
         "suggestions": len(figures.suggestions),
+        **dataview_dry_run(figures.dry_run, currency),
     }
 
 

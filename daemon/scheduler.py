@@ -32,9 +32,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.app import App
+from daemon.briefing_week import week_of_briefing
 from daemon.schedule_config import DAYS, Schedule
 from daemon.timestamps import iso, parse_time
-from daemon.weeks import IsoWeek
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,6 @@ def last_briefing_time(schedule: Schedule, now: datetime) -> datetime:
 
 def _at(day: date, schedule: Schedule, tz: tzinfo) -> datetime:
     return datetime.combine(day, time(schedule.briefing_hour, schedule.briefing_minute), tz)
-
-
-def week_of_briefing(schedule: Schedule, scheduled: datetime) -> IsoWeek:
-    """Return the week a briefing at `scheduled` reports on: the last one that has ended.
-
-    On a Sunday evening that is the week ending that day.
-    """
-    day = scheduled.date()
-    return IsoWeek.of(day) if schedule.briefing_day == "sun" else IsoWeek.of(day).previous()
 
 
 @dataclass
@@ -176,7 +167,8 @@ class Clockwork:
         if not self.app.ledger.claim_briefing(str(week)):
             return None
         late = now - scheduled > timedelta(hours=self.schedule.misfire_grace_hours)
-        path = self.write_briefing(self.app, week, late=late)
+        # The scheduled briefing is its week's regular one, never partial (briefing_week).
+        path = self.write_briefing(self.app, week, late=late, partial=False)
         relative = self.app.vault.relative(path)
         self.app.ledger.briefing_written(str(week), relative, late=late)
         self.app.audit.write(

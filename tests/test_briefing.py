@@ -64,7 +64,8 @@ def post(platforms: list[str]) -> dict[str, Any]:
 
 
 def posted(platforms: list[str]) -> dict[str, Any]:
-    return {"status": "done", **{p: {"dry_run": True, "request": {}} for p in platforms}}
+    """Return a live post's result: each platform's answer (dry-run ones are counted apart)."""
+    return {"status": "done", **{p: {"id": f"{p}-1", "kind": "post"} for p in platforms}}
 
 
 def invoice(partner: str, quantity: int, price: int, due: str | None = None) -> dict[str, Any]:
@@ -116,7 +117,7 @@ HISTORY = [
         "20261001-cccccc",
         "Done/payment-acme.md",
         parameters=payment("INV/2026/0008", "500"),
-        result={"status": "done", "odoo": {"dry_run": True}},
+        result={"status": "done", "odoo": {"payment_ids": [3], "amount": 500.0}},
     ),
     # The last Instagram post, 5 October: nothing on Instagram for 48 days.
     entry(
@@ -140,7 +141,7 @@ MONTH = [
         "20261103-eeeeee",
         "Done/invoice-acme-november.md",
         parameters=invoice("Acme", 10, 100),
-        result={"status": "done", "odoo": {"dry_run": True}},
+        result={"status": "done", "odoo": {"invoice_id": 41, "number": "INV/2026/0041"}},
     ),
     entry(
         "2026-11-04T10:00:00.000Z",
@@ -210,7 +211,7 @@ WEEK_LINES = [
         "20261117-inv001",
         "Done/invoice-northwind.md",
         parameters=invoice("Northwind", 3, 100, due="2026-12-17"),
-        result={"status": "done", "odoo": {"dry_run": True}},
+        result={"status": "done", "odoo": {"invoice_id": 43, "number": "INV/2026/0043"}},
     ),
     # Wednesday: the payment requested a week before is approved and registered.
     entry(
@@ -566,6 +567,7 @@ def test_the_briefing_note_carries_every_figure_in_frontmatter_and_text(week_app
         "week": "2026-W47",
         "generated_at": "2026-11-23T08:00:00Z",
         "late": False,
+        "partial": False,
         "currency": "USD",
         "tasks_completed": 4,
         "posts_facebook": 1,
@@ -588,6 +590,12 @@ def test_the_briefing_note_carries_every_figure_in_frontmatter_and_text(week_app
         "waiting_approvals": 1,
         "open_breakers": 1,
         "suggestions": 4,
+        "dry_run_tasks": 0,
+        "dry_run_posts": 0,
+        "dry_run_invoices": 0,
+        "dry_run_invoiced_total": 0.0,
+        "dry_run_payments": 0,
+        "dry_run_paid_total": 0.0,
     }
     assert "- **Tasks completed:** 4" in body
     assert "- **Posts:** 3 (facebook 1, twitter 2)" in body
