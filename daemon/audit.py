@@ -3,6 +3,10 @@
 The fields follow the seed's log schema (timestamp in UTC, action, actor, parameters with a
 content hash, result, approval_status, duration_ms, error), plus `event`, `task_id` and
 `file` so every line can be traced to one task file.
+
+On every entry with an outcome, `result.status` is the seed's `success` or `error`, so
+`jq 'select(.result.status == "error")'` finds every failure, outcome unknown and rejection;
+vaultd's finer state is `result.outcome` (`done`, `failed`, `outcome_unknown`, `rejected` …).
 """
 
 from __future__ import annotations
@@ -58,6 +62,58 @@ def _encodings(secret: str) -> tuple[str, ...]:
     return (secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/"))
 
 
+# event -> (seed status, vaultd's outcome) for the events that end something.
+OUTCOMES: dict[str, tuple[str, str]] = {
+    "executed": ("success", "done"),
+    "auto_approved": ("success", "approved"),
+    "approved": ("success", "approved"),
+    "approval_requested": ("success", "pending_approval"),
+    "run_succeeded": ("success", "succeeded"),
+    "briefing_written": ("success", "written"),
+    "logs_archived": ("success", "archived"),
+    "failed": ("error", "failed"),
+    "outcome_unknown": ("error", "outcome_unknown"),
+    "rejected": ("error", "rejected"),
+    "rejected_invalid": ("error", "invalid"),
+    "rejected_unreadable": ("error", "unreadable"),
+    "request_unreadable": ("error", "unreadable"),
+    "replay_refused": ("error", "rejected"),
+    "expired": ("error", "expired"),
+    "request_invalid": ("error", "invalid"),
+    "approval_refused": ("error", "approval_refused"),
+    "vanished": ("error", "vanished"),
+    "run_failed": ("error", "failed"),
+    "run_cancelled": ("error", "cancelled"),
+    "component_failed": ("error", "failed"),
+    "internal_error": ("error", "internal_error"),
+}
+# What a marker lookup at reconciliation showed, as an outcome.
+LOOKUP_OUTCOMES = {
+    "found": ("success", "found"),
+    "absent": ("success", "absent"),
+    "undetermined": ("error", "outcome_unknown"),
+}
+
+
+def with_outcome(event: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Given an event and its result, return the result with the seed's `status` and
+    vaultd's `outcome`.
+
+    A caller's own `status` (vaultd's state, such as `done` or `waiting`) becomes the
+    outcome. An event that ends nothing keeps its result as it is, without `status`.
+    """
+    known = OUTCOMES.get(event)
+    if event == "reconciled":
+        known = LOOKUP_OUTCOMES.get(str(result.get("lookup")))
+    own = result.get("status")
+    if known is None:
+        if own is None:
+            return result
+        return {**{k: v for k, v in result.items() if k != "status"}, "outcome": own}
+    status, outcome = known
+    return {**result, "status": status, "outcome": own or outcome}
+
+
 class AuditLog:
     def __init__(self, folder: Path, redact: Redactor | None = None) -> None:
         self.folder = folder
@@ -88,7 +144,7 @@ class AuditLog:
                 "task_id": task_id,
                 "file": file,
                 "parameters": parameters or {},
-                "result": result or {},
+                "result": with_outcome(event, result or {}),
                 "approval_status": approval_status,
                 "duration_ms": duration_ms,
                 "error": error,

@@ -36,6 +36,8 @@ class Execution:
     unknown: dict[str, str] = field(default_factory=dict)
     # Calls the service would not take yet (rate limit, quota): reason and when to retry.
     deferred: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    # Wall time of the run: its look-ups and calls, measured.
+    duration_ms: int | None = None
 
     def record(self, target: str, state: str, value: Any) -> None:
         if state == ledger.SUCCEEDED:
@@ -108,6 +110,7 @@ class Executor:
 
     def run(self, task_id: str, payload_hash: str, action: Action) -> Execution:
         """Make each call of an approved action at most once; return what happened."""
+        started = time.monotonic()
         run_id = self.ledger.start_run(task_id, payload_hash, dry_run=self.dry_run)
         self.ledger.set_run(run_id, ledger.RUNNING)
         outcome = Execution(results=self.completed(task_id, payload_hash))
@@ -129,6 +132,7 @@ class Executor:
         problems.update({t: reason for t, (reason, _) in outcome.deferred.items()})
         summary = "; ".join(f"{t}: {e}" for t, e in problems.items())
         self.ledger.set_run(run_id, outcome.state, summary or None)
+        outcome.duration_ms = _ms(started)
         return outcome
 
     def _call(
@@ -177,9 +181,11 @@ class Executor:
         ]
         if not open_steps:
             return Absent()
+        started = time.monotonic()
         answer = connector.lookup(marker_for(task_id, target))
+        took = _ms(started)
         for step in open_steps:
-            self._settle(step, answer)
+            self._settle(step, answer, took)
         return answer
 
     def reconcile(self) -> list[str]:
@@ -191,17 +197,18 @@ class Executor:
         markers = []
         for step in self.ledger.open_intents():
             connector = self.connectors.get(step.target)
+            started = time.monotonic()
             answer = (
                 connector.lookup(step.marker)
                 if connector
                 else Undetermined(f"no connector named {step.target}")
             )
-            self._settle(step, answer)
+            self._settle(step, answer, _ms(started))
             self.ledger.set_run(step.run_id, ledger.UNKNOWN, "interrupted; reconciled at start-up")
             markers.append(step.marker)
         return markers
 
-    def _settle(self, step: Step, answer: Lookup) -> None:
+    def _settle(self, step: Step, answer: Lookup, took_ms: int) -> None:
         """Record what a marker lookup showed about one step, in the ledger and the log."""
         if isinstance(answer, Found):
             self.ledger.finish_step(step.id, ledger.SUCCEEDED, result=answer.result)
@@ -219,6 +226,7 @@ class Executor:
                 "marker": step.marker,
                 "lookup": type(answer).__name__.lower(),
             },
+            duration_ms=took_ms,
         )
 
 

@@ -18,6 +18,8 @@ exactly one terminal folder with its body intact.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -91,6 +93,8 @@ class Pipeline:
         self.skills: Runs | None = None
         limiter = Limiter(limits, ledger_) if limits and limits.per_hour else None
         self.executor = Executor(ledger_, connectors, audit, dry_run=dry_run, limiter=limiter)
+        # When the step on this thread's file began: the audit entries' duration_ms.
+        self._step = threading.local()
 
     # -- the entry point -----------------------------------------------------------------
 
@@ -115,10 +119,13 @@ class Pipeline:
             return self._reject_unreadable(
                 path, "has a file name that is not UTF-8; renamed to this safe form", name=safe
             )
+        self._step.began = time.monotonic()
         try:
             return handler(path)
         except Vanished as error:
             return self._vanished(path, str(error))
+        finally:
+            self._step.began = None
 
     def _vanished(self, path: Path, reason: str) -> Outcome:
         """A file deleted while it was being handled: nothing to move, nothing lost by vaultd.
@@ -549,7 +556,8 @@ class Pipeline:
             task.id,
             path,
             approval_status=task.approval,
-            result={"status": status, **results},
+            result={"status": status, "dry_run": self.dry_run, **results},
+            duration_ms=execution.duration_ms,
             error=error,
         )
         return Outcome(status, path)
@@ -791,6 +799,9 @@ class Pipeline:
         path: Path | None,
         **fields: Any,
     ) -> None:
+        began = getattr(self._step, "began", None)
+        if began is not None and fields.get("duration_ms") is None:
+            fields["duration_ms"] = int((time.monotonic() - began) * 1000)
         parameters = None
         if isinstance(action, Action):
             parameters = {**action.payload(), "content_hash": action.payload_hash()}

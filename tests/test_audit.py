@@ -78,3 +78,42 @@ def test_read_entries_skips_torn_lines_and_filters_by_day(tmp_path: Path):
 def test_parse_since_understands_dates_today_and_days():
     assert parse_since("2026-11-20") == date(2026, 11, 20)
     assert (parse_since("today") - parse_since("7d")).days == 7
+
+
+@pytest.mark.parametrize(
+    ("event", "result", "status", "outcome"),
+    [
+        ("executed", {"status": "done", "facebook": {"id": "1"}}, "success", "done"),
+        ("outcome_unknown", {"status": "outcome_unknown"}, "error", "outcome_unknown"),
+        ("failed", {}, "error", "failed"),
+        ("expired", {}, "error", "expired"),
+        ("rejected", {}, "error", "rejected"),
+        ("rejected_invalid", {}, "error", "invalid"),
+        ("reconciled", {"lookup": "found"}, "success", "found"),
+        ("reconciled", {"lookup": "undetermined"}, "error", "outcome_unknown"),
+        ("run_cancelled", {}, "error", "cancelled"),
+    ],
+)
+def test_an_entry_with_an_outcome_says_success_or_error_and_keeps_vaultds_own_state(
+    tmp_path: Path, event: str, result: dict, status: str, outcome: str
+):
+    entry = AuditLog(tmp_path, Redactor([])).write(
+        event, action=None, task_id="t", file=None, result=result
+    )
+    assert entry["result"]["status"] == status
+    assert entry["result"]["outcome"] == outcome
+    assert {k: v for k, v in entry["result"].items() if k not in ("status", "outcome")} == {
+        k: v for k, v in result.items() if k != "status"
+    }
+
+
+def test_an_entry_without_an_outcome_has_no_status_and_a_caller_state_becomes_its_outcome(
+    tmp_path: Path,
+):
+    log = AuditLog(tmp_path, Redactor([]))
+    plain = log.write("rescan_after_overflow", action=None, task_id=None, file=None)
+    assert plain["result"] == {}
+    waiting = log.write(
+        "deferred", action=None, task_id="t", file=None, result={"status": "waiting"}
+    )
+    assert waiting["result"] == {"outcome": "waiting"}

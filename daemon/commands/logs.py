@@ -27,7 +27,9 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
         "--action", help="only this action type (social_post …) or event (approved …)"
     )
     logs.add_argument(
-        "--status", help="only this result status (done, failed …), event or approval status"
+        "--status",
+        help="only this result status (success, error), outcome (done, failed …), event "
+        "or approval status",
     )
     logs.add_argument("--json", action="store_true", help="print the entries as JSON lines")
     logs.set_defaults(func=cmd_logs)
@@ -63,8 +65,9 @@ def _log_matches(entry: dict[str, Any], *, action: str | None, status: str | Non
         return False
     if status:
         result = entry.get("result")
-        result_status = result.get("status") if isinstance(result, dict) else None
-        if status not in (result_status, entry.get("event"), entry.get("approval_status")):
+        result = result if isinstance(result, dict) else {}
+        known = (result.get("status"), result.get("outcome"), entry.get("event"))
+        if status not in (*known, entry.get("approval_status")):
             return False
     return True
 
