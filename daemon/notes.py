@@ -50,6 +50,51 @@ except ImportError:  # PyYAML built without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 
+_FLOW_MARKS = re.compile(r"[\[\]{}\"'#\n\\]")
+# A quote opens a quoted scalar only where a scalar may start.
+_QUOTE_AFTER = frozenset(" \t\n[{,:-?")
+
+
+def flow_depth_exceeds(raw: str, limit: int) -> bool:
+    """Given YAML text, return whether its flow collections (`[`, `{`) nest deeper than
+    `limit`, read from the text alone, before any YAML library sees it.
+
+    Parsers keep limits of their own that differ by version (libyaml stops at its own depth
+    with its own words): vaultd's limit must fire first, so a person always reads vaultd's
+    message. Quoted scalars and comments are skipped; a bracket inside a plain or block
+    scalar counts, so this can only over-count, never let a deep document through.
+    """
+    if raw.count("[") + raw.count("{") <= limit:
+        return False  # the common case, decided in C
+    depth, quote, escaped, comment = 0, "", False, False
+    for match in _FLOW_MARKS.finditer(raw):
+        mark, at = match.group(), match.start()
+        before = raw[at - 1] if at else "\n"
+        if comment:
+            comment = mark != "\n"
+        elif quote == '"':
+            if escaped:
+                escaped = False
+            elif mark == "\\":
+                escaped = True
+            elif mark == '"':
+                quote = ""
+        elif quote == "'":
+            if mark == "'":
+                quote = ""  # '' (an escaped quote) closes and opens again: the same depth
+        elif mark in "\"'" and before in _QUOTE_AFTER:
+            quote = mark
+        elif mark == "#" and before in " \t\n":
+            comment = True
+        elif mark in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif mark in "]}":
+            depth = max(0, depth - 1)
+    return False
+
+
 def _refuse_structure(raw: str) -> None:
     """Refuse anchors, aliases, deep nesting and too many values, reading the parser's flat
     event stream.
@@ -62,6 +107,8 @@ def _refuse_structure(raw: str) -> None:
         # A byte-order mark inside YAML starts a new document for libyaml: the note would
         # parse now and not after vaultd adds its keys.
         raise NoteError("the frontmatter contains a byte-order mark (U+FEFF); remove it")
+    if flow_depth_exceeds(raw, MAX_DEPTH):
+        raise NoteError(f"frontmatter is nested deeper than {MAX_DEPTH} levels")
     depth = values = 0
     for event in yaml.parse(raw, Loader=_BaseLoader):
         anchor = getattr(event, "anchor", None)

@@ -102,3 +102,41 @@ def test_a_byte_order_mark_inside_the_frontmatter_is_refused():
     # parsed as written but not once vaultd had added its keys.
     with pytest.raises(NoteError, match="byte-order mark"):
         notes.parse("---\n\r\n\ufefftype: social_post\n\n---\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "type: social_post\ntext: " + "[" * 10_000 + "]" * 10_000 + "\n",
+        "type: social_post\ntext: " + "{a: " * 10_000 + "b" + "}" * 10_000 + "\n",
+        "type: social_post\ntext: " + "[" * 33 + "]" * 33 + "\n",
+    ],
+    ids=["list_10000", "map_10000", "list_33"],
+)
+def test_deep_flow_nesting_is_refused_by_vaultd_before_the_yaml_library_reads_it(
+    text: str, monkeypatch: pytest.MonkeyPatch
+):
+    def library_must_not_see_it(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the YAML library was asked to parse a document vaultd refuses")
+
+    monkeypatch.setattr(notes.yaml, "parse", library_must_not_see_it)
+    with pytest.raises(NoteError) as refused:
+        notes._refuse_structure(text)
+    assert str(refused.value) == f"frontmatter is nested deeper than {notes.MAX_DEPTH} levels"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'text: "' + "[" * 100 + '"\n',
+        "text: '" + "{" * 100 + "'\n",
+        "text: it's ok # " + "[" * 100 + "\n",
+        "lines: [" + ", ".join("[1, 2]" for _ in range(100)) + "]\n",
+        "text: " + "[" * 31 + "]" * 31 + "\n",  # with the mapping: 32 levels
+        'text: "a\\" ' + "[" * 40 + '"\n',
+    ],
+    ids=["double_quoted", "single_quoted", "comment", "wide", "at_the_limit", "escaped_quote"],
+)
+def test_brackets_in_quotes_comments_or_side_by_side_are_not_nesting(text: str):
+    assert not notes.flow_depth_exceeds(text, notes.MAX_DEPTH)
+    notes._refuse_structure(text)  # and the full check accepts it
