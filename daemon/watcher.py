@@ -206,14 +206,24 @@ class Watcher:
         self._observer.join(timeout=5)
 
     def scan(self) -> int:
-        """Hint every file in the active folders; files older than the window skip the wait."""
-        count = 0
+        """Hint every file in the active folders, oldest first; return how many.
+
+        Files older than the window skip the wait. Each of them goes to the front of the
+        line (`hint(settled_since=...)`), so they are hinted newest first and the oldest
+        ends up first: a backlog is worked through in the order it was written.
+        """
         settled = time.monotonic() - self.queue.window
         cutoff = time.time() - self.queue.window
+        found = []
         for folder in ACTIVE_FOLDERS:
             for path in self.vault.files(folder):
                 signature = Signature.of(path)
-                old = signature is not None and signature.mtime_ns / 1e9 < cutoff
-                self.queue.hint(path, settled_since=settled if old else None)
-                count += 1
-        return count
+                found.append((signature.mtime_ns if signature else 0, path))
+        found.sort(key=lambda item: item[0])
+        young = [path for mtime_ns, path in found if mtime_ns / 1e9 >= cutoff]
+        old = [path for mtime_ns, path in found if mtime_ns / 1e9 < cutoff]
+        for path in reversed(old):
+            self.queue.hint(path, settled_since=settled)
+        for path in young:
+            self.queue.hint(path)
+        return len(found)

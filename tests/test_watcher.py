@@ -227,6 +227,31 @@ def test_scan_hands_out_files_older_than_the_window_at_once(vault_root: Path):
     assert queue.next_ready(timeout=0) == path
 
 
+def test_a_backlog_found_at_start_up_is_handed_out_oldest_first_across_folders(
+    vault_root: Path,
+):
+    # Names sort one way, folders another, and the times a third: only the times count.
+    written = {
+        "Needs_Action/a.md": 5,
+        "Approved/b.md": 1,
+        "Needs_Action/c.md": 3,
+        "Pending_Approval/d.md": 2,
+        "Needs_Action/e.md": 4,
+    }
+    hour_ago = time.time() - 3600
+    for relative, minute in written.items():
+        path = vault_root / relative
+        path.write_text(TASK, encoding="utf-8")
+        os.utime(path, (hour_ago + minute * 60, hour_ago + minute * 60))
+    queue = StableQueue(0.5)
+    Watcher(Vault(vault_root), queue).scan()
+
+    handed_out = [queue.next_ready(timeout=0) for _ in written]
+
+    oldest_first = sorted(written, key=written.__getitem__)
+    assert [p.relative_to(vault_root).as_posix() for p in handed_out if p] == oldest_first
+
+
 def test_the_inotify_overflow_warning_raises_the_overflow_flag(vault_root: Path):
     watcher = Watcher(Vault(vault_root), StableQueue(0.05))
     watcher.start()
