@@ -40,7 +40,7 @@ from daemon.models import Action, SocialPost
 from daemon.origin import read_origin, stricter
 from daemon.outcome import Outcome
 from daemon.policy import Decision, Facts, Policy, decide
-from daemon.skill_tasks import is_skill_task, skill_task
+from daemon.skill_tasks import is_skill_task, skill_task, start_execution, withdrawn
 from daemon.taskfile import Loaded, Unreadable, read_task_file, validate_note
 from daemon.timestamps import iso, now_iso, parse_time
 from daemon.vault import (
@@ -151,6 +151,8 @@ class Pipeline:
             # vaultd's own alert for the human (daemon/supervisor.py): nothing to do.
             return Outcome("unchanged", loaded.path)
         task = self._owned_task(loaded)
+        if (cancelled := withdrawn(self, loaded, task)) is not None:
+            return cancelled  # a request of a cancelled run (daemon/skill_tasks.py)
         if task is not None and task.state in (ledger.FAILED, ledger.UNKNOWN):
             return self._request_retry(loaded, task)
         # A file still in Needs_Action/ with a pending or approved (not yet executing) task is
@@ -225,6 +227,8 @@ class Pipeline:
             self._log("request_unreadable", None, None, path, error=str(error))
             return Outcome("unreadable", path)
         task = self._owned_task(loaded)
+        if (cancelled := withdrawn(self, loaded, task)) is not None:
+            return cancelled
         if task is not None and task.state in (ledger.FAILED, ledger.UNKNOWN):
             return self._request_retry(loaded, task)
         if (
@@ -351,6 +355,8 @@ class Pipeline:
         except Unreadable as error:
             return self._reject_unreadable(path, str(error))
         task = self._owned_task(loaded)
+        if (cancelled := withdrawn(self, loaded, task)) is not None:
+            return cancelled
         try:
             action = validate_note(loaded.note)
         except ValidationFailed as error:
@@ -484,7 +490,8 @@ class Pipeline:
 
     def _run(self, loaded: Loaded, task: Task, action: Action) -> Outcome:
         """Execute an approved action (each call at most once), then move it to its folder."""
-        self.ledger.put_task(task.id, state=ledger.EXECUTING, file=self.vault.relative(loaded.path))
+        if (cancelled := start_execution(self, loaded, task)) is not None:
+            return cancelled  # records EXECUTING, unless a cancel of its run came first
         execution = self.executor.run(task.id, task.payload_hash or "", action)
         if execution.state == ledger.DEFERRED:
             return self._wait(loaded, task, action, execution)

@@ -10,7 +10,14 @@ Starting a run changes nothing in the world by itself: the run's world-changing 
 become task files of their own, each approved as usual. So a skill task is not asked about;
 it starts its run once (a restart finds the run by the task's id instead of starting another)
 and goes to Done/ with the run's id and state, or to Failed/ if the run failed. A run the
-skill's rate limit or cooldown holds back waits in Needs_Action/ until it may start.
+skill's rate limit or cooldown holds back waits in Needs_Action/ until it may start. When
+the run ends, its end is written into the note in Done/ (daemon/skills/settle.py).
+
+The pipeline also asks here about every request a run wrote: one whose run was cancelled is
+withdrawn to Rejected/ instead of being asked about or executed (`withdrawn`), and one about
+to be executed is recorded as executing only if its run is not cancelled, checked in the
+same transaction (`start_execution`), so a cancel racing an execution stops it or finds it
+executing, never both.
 """
 
 from __future__ import annotations
@@ -18,11 +25,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from daemon import ledger
+from daemon.ledger import Task
+from daemon.origin import read_origin
 from daemon.outcome import Outcome
 from daemon.skills.runs import RunError, RunView, Throttled
+from daemon.skills.settle import WITHDRAWN, cancelled_run, reject_note, run_stamps
+from daemon.skills.settle import withdrawal_reason as withdrawal
 from daemon.skills.store import FAILED as RUN_FAILED
-from daemon.skills.store import SUCCEEDED as RUN_SUCCEEDED
+from daemon.skills.store import run_of
 from daemon.taskfile import Loaded
+from daemon.timestamps import now_iso
 from daemon.vault import DONE, FAILED
 
 if TYPE_CHECKING:
@@ -82,12 +94,9 @@ def _file(pipeline: Pipeline, loaded: Loaded, task_id: str, view: RunView) -> Ou
     run = view.run
     failed = run.state == RUN_FAILED
     state, folder = (ledger.FAILED, FAILED) if failed else (ledger.DONE, DONE)
-    result = {"run": run.id, "state": run.state}
-    if run.state == RUN_SUCCEEDED and run.output is not None:
-        result["output"] = run.output
-    error = f"run {run.id} failed: {run.error}" if failed else None
+    stamps = {"id": task_id, **run_stamps(run)}
+    result, error = stamps["result"], stamps["error"]
     pipeline.ledger.put_task(task_id, state=state, error=error)
-    stamps = {"id": task_id, "status": run.state, "result": result, "error": error}
     path = pipeline.write_and_move(loaded, stamps, folder)
     pipeline.ledger.put_task(task_id, file=pipeline.vault.relative(path))
     pipeline.log(
@@ -109,3 +118,76 @@ def skill_problems(meta: dict[str, Any]) -> list[str]:
     if "params" in meta and not isinstance(meta["params"], dict):
         problems.append("params: must be a mapping of the skill's inputs")
     return problems
+
+
+# A request in these states has reached a service (or is reaching it): cancelling its run
+# cannot take it back, so it goes on through the lifecycle as usual.
+UNDER_WAY = (ledger.EXECUTING, ledger.EXECUTED, ledger.DONE)
+
+
+def withdrawn(pipeline: Pipeline, loaded: Loaded, task: Task | None) -> Outcome | None:
+    """Given a file in Needs_Action/, Pending_Approval/ or Approved/ and the task it is (None
+    if it is none), return how it went to Rejected/ if it is a request of a cancelled run
+    and not under way; return None for any other file (with no query for one no run wrote).
+
+    Its task (or a new one, for a request not yet taken in) is recorded rejected before
+    the note moves, with the reason written in: a person moving it on later (into Approved/
+    or back to Pending_Approval/) finds it withdrawn again, never asked about or executed.
+    Its recorded place changes only once the note has moved: if a canceller moved it first,
+    the move here finds it gone (Vanished) and the canceller's record stands.
+    """
+    runs = pipeline.skills
+    if runs is None or (task is not None and task.state in UNDER_WAY):
+        return None
+    origin = loaded.note.meta.get("origin")
+    named = origin.get("run") if isinstance(origin, dict) else None
+    run = cancelled_run(
+        runs.store,
+        run_of(task.origin) if task is not None else None,
+        named if isinstance(named, str) else None,
+    )
+    if run is None:
+        return None
+    reason = withdrawal(run.id, run.error)
+    task_id, action_type, new = (task.id, task.type, {}) if task else _new_task(pipeline, loaded)
+    pipeline.ledger.put_task(
+        task_id,
+        **new,
+        state=ledger.REJECTED,
+        approval=WITHDRAWN,
+        error=reason,
+        decided_at=now_iso(),
+    )
+    path = reject_note(pipeline.vault, pipeline.audit.redact, loaded.path, task_id, reason)
+    pipeline.ledger.put_task(task_id, file=pipeline.vault.relative(path))
+    pipeline.log("rejected", action_type, task_id, path, approval_status=WITHDRAWN, error=reason)
+    runs.refresh(run.id)  # its trace and output follow the request to Rejected/
+    return Outcome("rejected", path)
+
+
+def _new_task(pipeline: Pipeline, loaded: Loaded) -> tuple[str, str | None, dict[str, Any]]:
+    """Given a request not yet taken in, return a new task id, its type and its fields."""
+    meta = loaded.note.meta
+    action_type = meta["type"] if isinstance(meta.get("type"), str) else None
+    origin = read_origin(meta, loaded.path.name, pipeline.ledger).key
+    here = pipeline.vault.relative(loaded.path)
+    fields = {"type": action_type, "origin": origin, "file": here}
+    return pipeline.ledger.new_task_id(), action_type, fields
+
+
+def start_execution(pipeline: Pipeline, loaded: Loaded, task: Task) -> Outcome | None:
+    """Given an approved task about to be executed, record it as executing and return None;
+    if it is the request of a run that was cancelled, withdraw it and return how instead.
+
+    For a run's request the check of the run and the record are one ledger transaction
+    (RunStore.claim): a cancel made a moment before is seen here, and one made after finds
+    the request executing and says so.
+    """
+    here = pipeline.vault.relative(loaded.path)
+    run_id = run_of(task.origin)
+    if pipeline.skills is None or run_id is None:
+        pipeline.ledger.put_task(task.id, state=ledger.EXECUTING, file=here)
+        return None
+    if pipeline.skills.store.claim(task.id, run_id, here):
+        return None
+    return withdrawn(pipeline, loaded, task) or Outcome("unchanged", loaded.path)

@@ -73,7 +73,10 @@ def test_runs_create_show_list_and_cancel(
     assert code == 0
     assert f"run {run_id}: cancelled" in out
     assert "error wrong week" in out
-    assert len(files_in(vault_root, "Needs_Action")) == 1  # its request stays for the person
+    # Its request was not taken in yet: vaultd rejects it ("run cancelled") when it is.
+    [name] = files_in(vault_root, "Needs_Action")
+    assert "  its requests:\n" in out
+    assert f"Needs_Action/{name}: not yet taken in; vaultd rejects it (run cancelled)" in out
 
     code, out = vaultd(capsys, "runs", "cancel", run_id, *where)
     assert code == 1
@@ -89,3 +92,53 @@ def test_runs_create_with_bad_inputs_names_the_field(
     )
     assert code == 1
     assert "inputs for post-social-media: text: 5 is not of type 'string'" in out
+
+
+def test_runs_cancel_says_a_request_already_executed_stays_done(
+    vault_root: Path, state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from daemon.app import open_app
+    from daemon.runner import Runner
+
+    skill = tmp_path / "skills" / "two-posts"
+    skill.mkdir(parents=True)
+    (skill / "skill.json").write_text(
+        json.dumps(
+            {
+                "name": "two-posts",
+                "description": "posts twice",
+                "tools": ["social.post"],
+                "approval_required": True,
+            }
+        )
+    )
+    (skill / "execute.py").write_text(
+        "def run(inputs, tools):\n"
+        "    tools.call('social.post', platforms=['facebook'], text='One')\n"
+        "    tools.call('social.post', platforms=['facebook'], text='Two')\n"
+    )
+    config = tmp_path / "vaultd.toml"
+    config.write_text(f'[skills]\ndirs = ["{tmp_path / "skills"}"]\n')
+    where = ("--vault", str(vault_root), "--state-dir", str(state_dir), "--config", str(config))
+    code, out = vaultd(capsys, "runs", "create", "two-posts", "--execute", *where)
+    assert code == 0, out
+    run_id = re.search(r"^run (run-\S+): awaiting_approval$", out, re.M).group(1)  # type: ignore[union-attr]
+
+    def process() -> None:
+        app = open_app(vault_root, config_path=config, state_dir=state_dir)
+        try:
+            Runner(app.pipeline, app.config).run_once()
+        finally:
+            app.close()
+
+    process()
+    first, second = sorted(files_in(vault_root, "Pending_Approval"))
+    (vault_root / "Pending_Approval" / first).rename(vault_root / "Approved" / first)
+    process()
+
+    code, out = vaultd(capsys, "runs", "cancel", run_id, *where)
+
+    assert code == 0
+    assert f"Done/{first}: already executed, stays done (cancelling cannot undo it)" in out
+    assert f"Pending_Approval/{second}: withdrawn to Rejected/{second}" in out
+    assert files_in(vault_root, "Rejected") == [second]

@@ -1,7 +1,10 @@
 """`vaultd skills ...` and `vaultd runs ...`: what agents can ask for, and what they asked.
 
 vaultd skills list | show NAME
-vaultd runs list | show ID | create SKILL [--input JSON] [--execute] | execute ID
+vaultd runs list | show ID | create SKILL [--input JSON] [--execute] | execute ID | cancel ID
+
+`runs cancel` withdraws the run's requests that are not yet executing (to Rejected/, "run
+cancelled"), and says of each request what became of it: one already executed stays done.
 """
 
 from __future__ import annotations
@@ -58,7 +61,9 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
     execute.add_argument("id")
     execute.set_defaults(func=cmd_runs_execute)
     cancel = run_commands.add_parser(
-        "cancel", help="cancel a draft, or a run waiting for approval (its requests stay)"
+        "cancel",
+        help="cancel a draft, or a run waiting for approval (withdraws its requests not yet "
+        "executed; those executed stay done)",
     )
     add_vault(cancel, config=True, state=True)
     cancel.add_argument("id")
@@ -181,6 +186,9 @@ def format_run(view: RunView) -> str:
             lines.append(f"        output {json.dumps(step.output, ensure_ascii=False)}")
         if step.error:
             lines.append(f"        error {step.error}")
+    if view.notices:
+        lines.append("  its requests:")
+        lines.extend(f"    {notice}" for notice in view.notices)
     if run.state == "awaiting_approval":
         lines.append("  waiting for a person: see Pending_Approval/ (vaultd status)")
     return "\n".join(lines)

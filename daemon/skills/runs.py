@@ -5,7 +5,11 @@
             → awaiting_approval if it requested world-changing actions, else succeeded;
               failed on an error, a refused tool call left unhandled, or the timeout
     refresh → awaiting_approval becomes succeeded once every request is Done, failed if a
-              person rejected one or it failed
+              person rejected one or it failed; the output then names where they are now
+    cancel  → cancelled, from draft or awaiting_approval: its requests not yet executing are
+              withdrawn to Rejected/ and can no longer be executed (daemon/skills/settle.py)
+
+The note of a `type: skill` task that asked for a run shows the run's state as it changes.
 
 Every interface (CLI, REST API, MCP, `type: skill` task files) goes through this module, so
 the checks (groups, rate limit, cooldown, timeout) and the audit trail are the same for all.
@@ -14,7 +18,7 @@ No interface here can approve anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +28,13 @@ from daemon.errors import VaultdError
 from daemon.ledger import Ledger
 from daemon.skills.registry import Registry, Skill
 from daemon.skills.sandbox import run_script
+from daemon.skills.settle import (
+    cancel_notices,
+    note_run,
+    relocated,
+    withdraw,
+    withdrawal_reason,
+)
 from daemon.skills.store import (
     AWAITING_APPROVAL,
     CANCELLED,
@@ -34,14 +45,19 @@ from daemon.skills.store import (
     STEP_DONE,
     STEP_REQUESTED,
     SUCCEEDED,
+    WITHDRAWABLE,
     Run,
     RunStore,
     TraceStep,
     TransitionRefused,
+    origin_of,
 )
 from daemon.skills.tools import Reader, ToolBox
 from daemon.timestamps import iso, parse_time
 from daemon.vault import Vault
+
+# The states in which a request's task has ended, for the run that made it.
+ENDED = (task_states.DONE, task_states.REJECTED, task_states.FAILED, task_states.UNKNOWN)
 
 
 class RunError(VaultdError):
@@ -92,6 +108,8 @@ class RunView:
 
     run: Run
     trace: list[TraceStep]
+    # What an action did besides the run's state (what cancelling did to each request).
+    notices: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         run = self.run
@@ -191,25 +209,37 @@ class Runs:
         else:
             run = self.store.move(run_id, SUCCEEDED, output=finished.result)
         self._log(f"run_{run.state}", run, error=run.error)
+        self._note(run)
         return self.view(run_id)
 
     def cancel(self, run_id: str, *, reason: str) -> RunView:
-        """Cancel a draft, or a run waiting for approval.
+        """Given a draft or a run waiting for approval, cancel it and withdraw its requests;
+        return it, with what became of each request. Raise NotExecutable in another state.
 
-        Cancelling never reaches into the approval lifecycle: requests the run already made
-        stay where they are, for the person to reject (or approve) as they see fit.
+        A request not yet executing is rejected ("run cancelled") and is never executed,
+        wherever its file goes later; one executed, or being executed, stays as it is:
+        cancelling cannot undo it. See daemon/skills/settle.py for who moves which note.
         """
+        why = withdrawal_reason(run_id, reason)
         try:
-            run = self.store.move(
-                run_id, CANCELLED, expect=(DRAFT, AWAITING_APPROVAL), error=reason
-            )
+            run, tasks = self.store.cancel(run_id, error=reason, withdrawal=why)
         except TransitionRefused as refused:
             raise NotExecutable(
                 f"run {run_id} is {refused.current}; only a draft or a run waiting for "
                 "approval can be cancelled"
             ) from None
         self._log("run_cancelled", run, error=reason)
-        return self.view(run_id)
+        withdrawn = [task for task in tasks if task["state"] in WITHDRAWABLE]
+        where = withdraw(self.vault, self.store.ledger, self.audit, withdrawn, why)
+        seen = {task["origin"] for task in tasks}
+        not_taken_in = [
+            step.task_file
+            for step in self.store.steps(run_id)
+            if step.token and step.task_file and origin_of(run_id, step.token) not in seen
+        ]
+        view = self.view(run_id)
+        self._note(view.run)
+        return replace(view, notices=cancel_notices(tasks, where, not_taken_in))
 
     # -- follow ----------------------------------------------------------------------------
 
@@ -219,49 +249,84 @@ class Runs:
         return RunView(run, self.store.steps(run_id))
 
     def refresh(self, run_id: str) -> Run:
+        """Given a run, return it caught up with what became of its requests.
+
+        A run waiting for approval succeeds once every request is Done, and fails if one was
+        rejected or failed; a cancelled run's trace follows the requests still under way.
+        """
         run = self._run(run_id)
-        if run.state != AWAITING_APPROVAL:
+        if run.state not in (AWAITING_APPROVAL, CANCELLED):
             return run
-        waiting, failures = 0, []
-        for step in self.store.steps(run_id):
-            if step.attempt != run.attempt or step.state != STEP_REQUESTED or not step.token:
+        waiting, failures, moves = self._follow(run)
+        output = relocated(run.output, moves)
+        try:
+            if run.state == AWAITING_APPROVAL and failures:
+                run = self.store.move(
+                    run_id,
+                    FAILED,
+                    expect=(AWAITING_APPROVAL,),
+                    error="; ".join(failures),
+                    output=output,
+                )
+            elif run.state == AWAITING_APPROVAL and not waiting:
+                run = self.store.move(run_id, SUCCEEDED, expect=(AWAITING_APPROVAL,), output=output)
+            else:
+                if moves:
+                    self.store.set_output(run_id, output)
+                return self._run(run_id) if moves else run
+        except TransitionRefused:
+            return self._run(run_id)  # another caller finished it a moment ago
+        self._log(f"run_{run.state}", run, error=run.error)
+        self._note(run)
+        return run
+
+    def _follow(self, run: Run) -> tuple[int, list[str], dict[str, tuple[str, str]]]:
+        """Given a run, record in its trace the requests that ended; return how many still
+        wait, why those that did not reach Done/ did not, and by the path the run knew each
+        moved request at, its (path, state) now."""
+        waiting, failures, moves = 0, [], {}
+        for step in self.store.steps(run.id):
+            if step.state != STEP_REQUESTED or not step.token:
                 continue
-            task = self.store.task_of(run_id, step.token)
-            if task is None:
-                waiting += 1  # the pipeline has not taken the file in yet
-            elif task["state"] == task_states.DONE:
-                output = {**(step.output or {}), "status": "done", "task_id": task["id"]}
-                output["task_file"] = task["file"]
+            if run.state == AWAITING_APPROVAL and step.attempt != run.attempt:
+                continue
+            task = self.store.task_of(run.id, step.token)
+            if task is None or task["state"] not in ENDED:
+                waiting += 1  # not taken in by the pipeline yet, or still under way
+                continue
+            known = (step.output or {}).get("task_file") or step.task_file
+            output = {**(step.output or {}), "task_file": task["file"]}
+            if task["state"] == task_states.DONE:
+                output.update(status="done", task_id=task["id"])
                 self.store.update_step(step.id, state=STEP_DONE, output=output, error=None)
-            elif task["state"] in (task_states.REJECTED, task_states.FAILED, task_states.UNKNOWN):
+            else:
                 why = f"{step.tool} ({task['file']}) {task['state']}"
                 if task.get("error"):
                     why += f": {task['error']}"
                 failures.append(why)
-                self.store.update_step(step.id, state=task["state"], output=step.output, error=why)
-            else:
-                waiting += 1
-        try:
-            if failures:
-                run = self.store.move(
-                    run_id, FAILED, expect=(AWAITING_APPROVAL,), error="; ".join(failures)
-                )
-            elif not waiting:
-                run = self.store.move(run_id, SUCCEEDED, expect=(AWAITING_APPROVAL,))
-            else:
-                return run
-        except TransitionRefused:
-            return self._run(run_id)  # another caller finished it a moment ago
-        self._log(f"run_{run.state}", run, error=run.error)
-        return run
+                output["status"] = task["state"]
+                self.store.update_step(step.id, state=task["state"], output=output, error=why)
+            for path in {known, step.task_file} - {None, task["file"]}:
+                moves[str(path)] = (task["file"], output["status"])
+        return waiting, failures, moves
 
     def refresh_waiting(self) -> list[Run]:
-        """Catch up every run that waits for approval; return those that finished."""
+        """Catch up every run that waits for approval, and the note of every finished run
+        that does not show its end yet; return the runs that finished now."""
         rows = self.store.ledger.rows(
             "SELECT id FROM skill_runs WHERE state = ?", (AWAITING_APPROVAL,)
         )
         finished = [self.refresh(row["id"]) for row in rows]
+        for run in self.store.unnoted():
+            self._note(run)
         return [run for run in finished if run.state != AWAITING_APPROVAL]
+
+    def _note(self, run: Run) -> None:
+        """Show a run's state in the note of the task that asked for it, if one did."""
+        if (run.requested_by or "").startswith("task:") and note_run(
+            self.vault, self.store.ledger, self.audit.redact, run
+        ):
+            self.store.noted(run.id, run.state)
 
     def listed(self, *, limit: int = 50) -> list[Run]:
         return [self.refresh(run.id) for run in self.store.listed(limit=limit)]

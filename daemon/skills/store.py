@@ -8,16 +8,25 @@ and its trace has one step per tool call: the tool, its inputs (redacted), its o
 duration and its error. A step that asked for a world-changing action holds the task file it
 wrote and a token; the pipeline records that token as the task's origin, which is how a run
 learns what became of its requests.
+
+A run's end is written into the note of the `type: skill` task that asked for it (if one
+did), and `skill_task_notes` remembers which state that note shows, so a write that a crash
+or a person's edit prevented is caught up later (daemon/skills/settle.py).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from daemon.ledger import APPROVED as TASK_APPROVED
+from daemon.ledger import EXECUTING as TASK_EXECUTING
+from daemon.ledger import PENDING as TASK_PENDING
+from daemon.ledger import REJECTED as TASK_REJECTED
 from daemon.ledger import Ledger
 from daemon.timestamps import now_iso
 
@@ -69,7 +78,16 @@ CREATE TABLE IF NOT EXISTS skill_steps (
     duration_ms   INTEGER
 );
 CREATE INDEX IF NOT EXISTS skill_steps_run ON skill_steps(run_id, attempt, seq);
+CREATE TABLE IF NOT EXISTS skill_task_notes (
+    run_id        TEXT PRIMARY KEY REFERENCES skill_runs(id),
+    state         TEXT NOT NULL,
+    noted_at      TEXT NOT NULL
+);
 """
+
+# A request's task states that cancelling its run withdraws (asked about, or approved and
+# not yet executing). Failed and unknown stay for a person, but can no longer be retried.
+WITHDRAWABLE = (TASK_PENDING, TASK_APPROVED)
 
 # Step states: done (answered), requested (a task file waits for the pipeline), refused.
 STEP_DONE, STEP_REQUESTED, STEP_REFUSED = "done", "requested", "refused"
@@ -118,6 +136,13 @@ def origin_of(run_id: str, token: str) -> str:
     return f"run:{run_id}:{token}"
 
 
+def run_of(origin: str | None) -> str | None:
+    """Given a task's origin, return the id of the run that wrote it; None if no run did."""
+    if not origin or not origin.startswith("run:"):
+        return None
+    return origin.split(":")[1]
+
+
 class RunStore:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -159,31 +184,111 @@ class RunStore:
         With `expect`, the run must be in one of those states when the change is made (in
         the same transaction): of two callers racing to start or finish a run, one wins.
         """
+        with self.ledger.transaction() as db:
+            self._move(db, run_id, state, expect, fields)
+        return self._must(run_id)
+
+    def _move(
+        self,
+        db: sqlite3.Connection,
+        run_id: str,
+        state: str,
+        expect: tuple[str, ...] | None,
+        fields: dict[str, Any],
+    ) -> None:
         now = now_iso()
+        row = db.execute("SELECT state FROM skill_runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(run_id)
+        current = row[0]
+        if expect is not None and current not in expect:
+            raise TransitionRefused(run_id, current, state)
+        if state != current and state not in TRANSITIONS[current]:
+            raise TransitionRefused(run_id, current, state)
+        values: dict[str, Any] = {"state": state, "updated_at": now}
+        if state == RUNNING:
+            values["started_at"] = now
+        if state in FINISHED:
+            values["finished_at"] = now
+        for name, value in fields.items():
+            values[name] = _json(value) if name == "output" else value
+        if "error" in values:
+            values["error"] = self.ledger.redact(values["error"])
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        db.execute(
+            f"UPDATE skill_runs SET {assignments} WHERE id = ?",  # noqa: S608
+            (*values.values(), run_id),
+        )
+
+    def cancel(
+        self, run_id: str, *, error: str, withdrawal: str
+    ) -> tuple[Run, list[dict[str, Any]]]:
+        """Given a run, cancel it and withdraw its requests; return the run and its requests'
+        tasks as they were. Raise TransitionRefused unless it is a draft or waits for approval.
+
+        One transaction: the tasks in WITHDRAWABLE states become rejected, with `withdrawal`
+        as their error. The pipeline records a request as executing only through `claim`,
+        which checks the run in a transaction of its own, so of a cancel and an execution
+        that race, one comes first: a request is withdrawn here or found executing.
+        """
+        with self.ledger.transaction() as db:
+            self._move(db, run_id, CANCELLED, (DRAFT, AWAITING_APPROVAL), {"error": error})
+            tokens = db.execute(
+                "SELECT token FROM skill_steps WHERE run_id = ? AND token IS NOT NULL", (run_id,)
+            ).fetchall()
+            origins = [origin_of(run_id, row[0]) for row in tokens]
+            marks = ",".join("?" * len(origins))
+            query = f"SELECT * FROM tasks WHERE origin IN ({marks}) ORDER BY created_at"  # noqa: S608
+            tasks = [dict(row) for row in db.execute(query, origins)] if origins else []
+            now = now_iso()
+            for task in tasks:
+                if task["state"] in WITHDRAWABLE:
+                    db.execute(
+                        "UPDATE tasks SET state = ?, approval = 'withdrawn', error = ?,"
+                        " decided_at = ?, updated_at = ? WHERE id = ?",
+                        (TASK_REJECTED, self.ledger.redact(withdrawal), now, now, task["id"]),
+                    )
+        return self._must(run_id), tasks
+
+    def claim(self, task_id: str, run_id: str, file: str) -> bool:
+        """Given an approved request of a run about to be executed, record its task as
+        executing (at `file`) and return True; return False, recording nothing, if the run
+        was cancelled. The check and the record are one transaction (see `cancel`)."""
         with self.ledger.transaction() as db:
             row = db.execute("SELECT state FROM skill_runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise KeyError(run_id)
-            current = row[0]
-            if expect is not None and current not in expect:
-                raise TransitionRefused(run_id, current, state)
-            if state != current and state not in TRANSITIONS[current]:
-                raise TransitionRefused(run_id, current, state)
-            values: dict[str, Any] = {"state": state, "updated_at": now}
-            if state == RUNNING:
-                values["started_at"] = now
-            if state in FINISHED:
-                values["finished_at"] = now
-            for name, value in fields.items():
-                values[name] = _json(value) if name == "output" else value
-            if "error" in values:
-                values["error"] = self.ledger.redact(values["error"])
-            assignments = ", ".join(f"{name} = ?" for name in values)
+            if row is not None and row[0] == CANCELLED:
+                return False
             db.execute(
-                f"UPDATE skill_runs SET {assignments} WHERE id = ?",  # noqa: S608
-                (*values.values(), run_id),
+                "UPDATE tasks SET state = ?, file = ?, updated_at = ? WHERE id = ?",
+                (TASK_EXECUTING, self.ledger.redact(file), now_iso(), task_id),
             )
-        return self._must(run_id)
+        return True
+
+    def set_output(self, run_id: str, output: Any) -> None:
+        with self.ledger.transaction() as db:
+            db.execute(
+                "UPDATE skill_runs SET output = ?, updated_at = ? WHERE id = ?",
+                (_json(output), now_iso(), run_id),
+            )
+
+    def noted(self, run_id: str, state: str) -> None:
+        """Remember that the note of the task that asked for a run shows this state."""
+        with self.ledger.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO skill_task_notes (run_id, state, noted_at)"
+                " VALUES (?, ?, ?)",
+                (run_id, state, now_iso()),
+            )
+
+    def unnoted(self) -> list[Run]:
+        """Return the finished runs asked for by a task whose note does not show their end."""
+        rows = self.ledger.rows(
+            "SELECT r.* FROM skill_runs r LEFT JOIN skill_task_notes n ON n.run_id = r.id"
+            " WHERE r.requested_by LIKE 'task:%' AND r.state IN (?, ?, ?)"
+            " AND (n.state IS NULL OR n.state != r.state) ORDER BY r.finished_at",
+            FINISHED,
+        )
+        return [_run(row) for row in rows]
 
     def runs_requested_by(self, requested_by: str) -> list[Run]:
         rows = self.ledger.rows(
