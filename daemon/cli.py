@@ -18,8 +18,10 @@ from daemon.app import App, open_app
 from daemon.approval import resource_dir
 from daemon.briefing import write_briefing
 from daemon.commands import briefing, check, decide, logs, status
-from daemon.commands.common import add_vault
+from daemon.commands.common import add_vault, open_vault
+from daemon.config import state_dir_for
 from daemon.connectors.unavailable import Unavailable
+from daemon.daemon_lock import DaemonLock
 from daemon.dashboard import Dashboard
 from daemon.errors import VaultdError
 from daemon.mcp import cli as mcp_cli
@@ -138,8 +140,21 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    vault = open_vault(args)
+    # The lock comes first: the ledger's schema and the job store are created under it, so
+    # two daemons started at once never race to create them.
+    lock = DaemonLock.acquire(
+        state_dir_for(vault.root, args.state_dir), mode="live" if args.live else "dry-run"
+    )
+    try:
+        return _run(args, vault)
+    finally:
+        lock.release()
+
+
+def _run(args: argparse.Namespace, vault: Vault) -> int:
     app = open_app(
-        args.vault,
+        vault.root,
         config_path=args.config,
         state_dir=args.state_dir,
         dry_run=not args.live,
@@ -197,6 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             components,
             interval=app.config.daemon.health_seconds,
             on_change=dashboard.changed,
+            status_command=app.pipeline.hints.command("status"),
         )
         dashboard.alerts = supervisor.failed
         supervisor.start()
