@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from daemon.audit import AuditLog
 from daemon.breakers import guard
 from daemon.config import Config, default_config_path, load_config, state_dir_for
 from daemon.connectors import dry_run_connectors, live_connectors
+from daemon.hints import Hints
 from daemon.ledger import Ledger
 from daemon.pipeline import Pipeline
 from daemon.settings import load_settings
@@ -49,6 +51,8 @@ def open_app(
     vault.check_exists()
     config = load_config(config_path or default_config_path())
     state = state_dir_for(vault.root, state_dir)
+    # Named in the commands vaultd suggests only when a person's shell would not find it.
+    explicit_state = bool(state_dir or os.environ.get("VAULTD_STATE_DIR"))
     state.mkdir(parents=True, exist_ok=True)
     settings = load_settings(env_file, vault=vault.root)  # before the redactor reads secrets
     audit = AuditLog(vault.folder(LOGS))
@@ -66,6 +70,7 @@ def open_app(
         dry_run=dry_run,
         limits=config.rate_limits,
         prices=config.costs,
+        hints=Hints.for_vault(vault.root, state if explicit_state else None),
     )
     app = App(vault, config, state, ledger, audit, pipeline)
     pipeline.skills = open_runs(app)

@@ -17,6 +17,7 @@ import jinja2
 
 from daemon.connectors import targets
 from daemon.connectors.odoo import odoo_location
+from daemon.hints import Hints
 from daemon.models import Action, OdooInvoice, OdooPayment, SocialPost
 from daemon.policy import Decision
 
@@ -104,9 +105,14 @@ def render_request(
     expires_at: datetime,
     notice: str | None = None,
     cost: Decimal | None = None,
+    hints: Hints | None = None,
 ) -> str:
-    """Return the Markdown of an approval request for one action."""
+    """Return the Markdown of an approval request for one action.
+
+    `hints` names vaultd, the vault and the state directory in the commands it suggests.
+    """
     amount = action.total()
+    hints = hints or Hints("vaultd", "VAULT")
     return render_template(
         "approval_request.md.j2",
         task_id=task_id,
@@ -119,4 +125,6 @@ def render_request(
         expires_at=expires_at.strftime("%Y-%m-%d %H:%M UTC"),
         notice=notice,
         cost=f"{cost:,.2f} USD" if cost is not None else None,
+        approve_command=hints.command("approve", task_id, ledger=False),
+        reject_command=hints.command("reject", f'{task_id} --reason "..."', ledger=False),
     )

@@ -34,6 +34,7 @@ from daemon.connectors.base import Connector
 from daemon.costs import Prices, estimated_cost
 from daemon.errors import ValidationFailed
 from daemon.execution import Execution, Executor
+from daemon.hints import Hints
 from daemon.ledger import Ledger, Task
 from daemon.limits import Limiter, RateLimits
 from daemon.models import Action, SocialPost
@@ -80,8 +81,10 @@ class Pipeline:
         clock: Clock = utc_now,
         limits: RateLimits | None = None,
         prices: Prices | None = None,
+        hints: Hints | None = None,
     ) -> None:
         self.vault = vault
+        self.hints = hints or Hints.for_vault(vault.root)
         self.ledger = ledger_
         self.audit = audit
         self.policy = policy
@@ -281,6 +284,7 @@ class Pipeline:
         expires_at = parse_time(task.expires_at) if task.expires_at else self.clock()
         decision = Decision(True, task.rule or "", task.reason or "", None, task.currency)
         return render_request(
+            hints=self.hints,
             cost=estimated_cost(action, self.prices),
             task_id=task.id,
             action=action,
@@ -672,6 +676,7 @@ class Pipeline:
             **_money(decision),
         )
         block = render_request(
+            hints=self.hints,
             cost=estimated_cost(action, self.prices),
             task_id=task_id,
             action=action,

@@ -56,6 +56,12 @@ def last_briefing_time(schedule: Schedule, now: datetime) -> datetime:
     return when if when <= local else _at(day - timedelta(days=7), schedule, tz)
 
 
+def next_briefing_time(schedule: Schedule, now: datetime) -> datetime:
+    """Return the first scheduled briefing time after `now`, in the time zone."""
+    last = last_briefing_time(schedule, now)
+    return _at(last.date() + timedelta(days=7), schedule, schedule.zone())
+
+
 def _at(day: date, schedule: Schedule, tz: tzinfo) -> datetime:
     return datetime.combine(day, time(schedule.briefing_hour, schedule.briefing_minute), tz)
 

@@ -90,6 +90,11 @@ class Snapshot:
     alerts: list[str] = field(default_factory=list)
     # Skill runs: those waiting for approval, then the latest others.
     runs: list[dict[str, Any]] = field(default_factory=list)
+    # The daemon on this state directory: {"running": bool, pid, since, mode, host}
+    # (filled in by `vaultd status`, which reads the daemon's lock).
+    daemon: dict[str, Any] | None = None
+    # When no daemon runs: the next briefing time the config gives, in its time zone.
+    next_briefing: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -49,6 +49,8 @@ class Supervisor:
     interval: float = 30.0
     max_restarts: int = MAX_RESTARTS
     on_change: Callable[[], None] = lambda: None
+    # The command the alert note suggests, as the person would type it.
+    status_command: str = "vaultd status"
     health: dict[str, Health] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -134,7 +136,8 @@ class Supervisor:
             "---\n"
             f"# vaultd alert: {name} is down\n\n"
             f"{reason}. It stays off until vaultd is restarted.\n\n"
-            "What to do: look at the daemon's output and `vaultd status`, fix the cause, "
+            f"What to do: look at the daemon's output and `{self.status_command}`, fix the "
+            "cause, "
             "restart `vaultd run`, then delete this note. vaultd leaves it where it is.\n"
         )
         try:

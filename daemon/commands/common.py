@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from daemon.config import state_dir_for
+from daemon.hints import Hints
 from daemon.vault import Vault
 
 
@@ -48,3 +50,10 @@ def open_vault(args: argparse.Namespace) -> Vault:
     vault = Vault(args.vault)
     vault.check_exists()
     return vault
+
+
+def hints_of(args: argparse.Namespace, vault: Vault) -> Hints:
+    """Return how the commands this command suggests name vaultd, the vault and (when not
+    the default) the state directory."""
+    asked = getattr(args, "state_dir", None) or os.environ.get("VAULTD_STATE_DIR")
+    return Hints.for_vault(vault.root, state_dir_for(vault.root, asked) if asked else None)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import notes
-from daemon.commands.common import open_vault
+from daemon.commands.common import hints_of, open_vault
 from daemon.errors import NotFound, VaultdError
 from daemon.taskfile import Unreadable, read_task_file
 from daemon.vault import (
@@ -40,7 +40,7 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     vault = open_vault(args)
-    task_id, path, meta = find_request(vault, args.id)
+    task_id, path, meta = find_request(vault, args.id, hints_of(args, vault).command("status"))
     if meta.get("status") == "invalid":
         raise VaultdError(
             f"{task_id} ({vault.relative(path)}) is not valid, so it cannot be approved: "
@@ -59,7 +59,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
     if not reason:
         raise VaultdError("--reason must say why the request is rejected")
     vault = open_vault(args)
-    task_id, path, _ = find_request(vault, args.id)
+    task_id, path, _ = find_request(vault, args.id, hints_of(args, vault).command("status"))
     try:
         loaded = read_task_file(path)
     except Unreadable as error:
@@ -74,15 +74,18 @@ def cmd_reject(args: argparse.Namespace) -> int:
     return 0
 
 
-def find_request(vault: Vault, wanted: str) -> tuple[str, Path, dict[str, Any]]:
+def find_request(
+    vault: Vault, wanted: str, status_command: str = "vaultd status"
+) -> tuple[str, Path, dict[str, Any]]:
     """Return (id, path, frontmatter) of the pending request with this id or unique prefix.
+    `status_command` is the command that lists them, named in the errors.
 
     Raise NotFound if none has it (saying where the task is, if it is elsewhere), and
     VaultdError listing the matches if the prefix fits several.
     """
     wanted = wanted.strip()
     if not wanted:
-        raise NotFound("give the id of a request (vaultd status lists them)")
+        raise NotFound(f"give the id of a request (`{status_command}` lists them)")
     matches = [
         (task_id, path, meta)
         for task_id, path, meta in _notes_with_ids(vault, PENDING)
@@ -104,7 +107,7 @@ def find_request(vault: Vault, wanted: str) -> tuple[str, Path, dict[str, Any]]:
                     f"{vault.relative(path)}"
                 )
     raise NotFound(
-        f"no pending request with id {wanted!r} in {PENDING}/ (vaultd status lists them)"
+        f"no pending request with id {wanted!r} in {PENDING}/ (`{status_command}` lists them)"
     )
 
 

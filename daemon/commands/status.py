@@ -6,14 +6,17 @@ import argparse
 import json
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from daemon.app import LEDGER_FILE
-from daemon.commands.common import open_vault
+from daemon.commands.common import hints_of, open_vault
 from daemon.commands.logs import log_line
 from daemon.config import default_config_path, load_config, state_dir_for
-from daemon.scheduler import next_runs
+from daemon.daemon_lock import Holder, holder_of
+from daemon.hints import Hints
+from daemon.scheduler import next_briefing_time, next_runs
 from daemon.status import Snapshot, build_snapshot, open_ledger_readonly, show_time
 
 
@@ -36,20 +39,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         if ledger is not None:
             ledger.close()
-    snapshot.jobs = [
-        {"id": job, "next_run": when.isoformat() if when else None}
-        for job, when in next_runs(state_dir, config.schedule)
-    ]
+    holder = holder_of(state_dir)
+    snapshot.daemon = {"running": holder is not None, **(holder.to_json() if holder else {})}
+    if holder is not None:
+        snapshot.jobs = [
+            {"id": job, "next_run": when.isoformat() if when else None}
+            for job, when in next_runs(state_dir, config.schedule)
+        ]
+    else:
+        # The job store's times are only true while a daemon runs them.
+        due = next_briefing_time(config.schedule, datetime.now(UTC))
+        snapshot.next_briefing = due.isoformat()
     if args.json:
         print(json.dumps(snapshot.to_json(), indent=2, ensure_ascii=False))
     else:
-        print(format_status(snapshot))
+        print(format_status(snapshot, hints_of(args, vault)))
     return 0
 
 
-def format_status(snapshot: Snapshot) -> str:
-    """Return the snapshot as text for a person at a terminal."""
-    lines = [f"vault {snapshot.vault}"]
+def format_status(snapshot: Snapshot, hints: Hints | None = None) -> str:
+    """Return the snapshot as text for a person at a terminal; `hints` names vaultd and the
+    vault in the commands it suggests."""
+    hints = hints or Hints.for_vault(Path(snapshot.vault))
+    lines = [f"vault {snapshot.vault}", _daemon_line(snapshot, hints)]
     if snapshot.ledger_note:
         lines.append(f"  note: {snapshot.ledger_note}")
     lines += ["", "Folders"]
@@ -72,7 +84,8 @@ def format_status(snapshot: Snapshot) -> str:
     if snapshot.pending_more:
         lines.append(f"  … and {snapshot.pending_more} more in Pending_Approval/")
     if snapshot.pending:
-        lines.append("  decide: vaultd approve ID  |  vaultd reject ID --reason TEXT")
+        lines.append(f"  approve: {hints.command('approve', 'ID', ledger=False)}")
+        lines.append(f"  reject:  {hints.command('reject', 'ID --reason TEXT', ledger=False)}")
 
     problems = len(snapshot.problems) + snapshot.problems_more
     lines += ["", f"Failed or outcome unknown: {problems}"]
@@ -83,6 +96,9 @@ def format_status(snapshot: Snapshot) -> str:
     if snapshot.problems_more:
         lines.append(f"  … and {snapshot.problems_more} more in Failed/")
 
+    if snapshot.next_briefing:
+        due = datetime.fromisoformat(snapshot.next_briefing).strftime("%a %Y-%m-%d %H:%M %Z")
+        lines += ["", f"Next CEO briefing: {due}, written by the daemon when it runs then"]
     if snapshot.jobs:
         lines += ["", "Scheduled jobs (next run, in the configured time zone):"]
         for job in snapshot.jobs:
@@ -109,3 +125,19 @@ def format_status(snapshot: Snapshot) -> str:
     if not snapshot.recent:
         lines.append("  none yet")
     return "\n".join(lines)
+
+
+def _daemon_line(snapshot: Snapshot, hints: Hints) -> str:
+    """Return whether a daemon runs on the vault, and how to start one if none does."""
+    daemon = snapshot.daemon
+    if daemon is None:
+        return "daemon: unknown"
+    if daemon["running"]:
+        holder = Holder(
+            daemon.get("pid"), daemon.get("since"), daemon.get("mode"), daemon.get("host")
+        )
+        return f"daemon: running ({holder.describe()})"
+    return (
+        "daemon: not running on this vault: nothing is processed, executed or scheduled "
+        f"until `{hints.command('run')}` runs"
+    )

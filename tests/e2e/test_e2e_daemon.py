@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
@@ -81,7 +82,7 @@ def test_init_then_run_once_turns_the_template_into_the_demo_flow(tmp_path: Path
         stamps = meta(text)
         assert stamps["status"] == "pending_approval", name
         assert stamps["approval"]["payload_hash"].startswith("sha256:"), name
-        assert f"vaultd approve {stamps['id']}" in text, name
+        assert re.search(rf"run `\S*vaultd approve --vault \S+ {stamps['id']}`", text), name
         assert "result" not in stamps, name
 
     # The remote side saw exactly the scheduled post, once per platform.
