@@ -227,3 +227,18 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "VAULTD_FAILPOINT_ONCE",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the seed of every random kill -9 run, passed or failed, to replay it with
+    VAULTD_SEED=N (it travels from xdist workers as a user property)."""
+    lines = []
+    for key in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(key, []):
+            for name, value in getattr(report, "user_properties", []):
+                if name == "kill_seed" and getattr(report, "when", "call") == "call":
+                    lines.append(f"{report.nodeid}: {key}, replay with VAULTD_SEED={value}")
+    if lines:
+        terminalreporter.write_sep("-", "random kill -9 seeds")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -303,9 +303,9 @@ def test_inputs_that_break_the_skills_schema_are_422_naming_each_field(shared: S
     )
     assert answer.status_code == 422
     problems = answer.json()["problems"]
-    assert {"field": "(inputs)", "message": "'text' is a required property"} in problems
+    assert any(p["field"] == "(inputs)" and "'text'" in p["message"] for p in problems)
     assert any(problem["field"] == "platforms/0" for problem in problems)
-    assert "'text' is a required property" in answer.json()["error"]
+    assert "(inputs): " in answer.json()["error"]
     assert files_in(shared.root, "Needs_Action") == []
 
 
@@ -537,7 +537,7 @@ def test_a_jwt_secret_too_short_for_the_algorithm_is_refused_at_start(tmp_path: 
 @pytest.mark.parametrize(
     ("setting", "problem"),
     [
-        ('jwt_algorithm = "none"', "api.jwt_algorithm: Input should be 'HS256'"),
+        ('jwt_algorithm = "none"', "api.jwt_algorithm: "),
         ('jwt_algorithm = "RS256"', "api.jwt_algorithm"),
         ('jwt_secret_env = "JWT_HMAC"', "JWT_HMAC does not look secret"),
         ("port = 70000", "api.port"),

@@ -64,11 +64,11 @@ def test_the_built_in_skills_load_and_validate():
         ({"skill.json": json.dumps({"name": "x-y", "description": "d"})}, "no execute.py"),
         (
             {"skill.json": json.dumps({"name": "Bad Name", "description": "d"})},
-            "name: String should match pattern",
+            "skill.json: name: ",
         ),
         (
             {"skill.json": json.dumps({"name": "x-y", "description": "d", "tools": ["shell"]})},
-            "tools.0: Input should be",
+            "skill.json: tools.0: ",
         ),
         (
             {
@@ -76,7 +76,7 @@ def test_the_built_in_skills_load_and_validate():
                     {"name": "x-y", "description": "d", "parameters": {"type": "nonsense"}}
                 )
             },
-            "parameters: Value error, not a valid JSON Schema",
+            "not a valid JSON Schema",
         ),
         (
             {
@@ -258,7 +258,8 @@ def test_inputs_are_checked_against_the_schema_naming_each_field(app: App):
     runs = runs_with(app)
     with pytest.raises(InputsInvalid) as invalid:
         runs.create("post-social-media", {"platforms": ["myspace"]}, requested_by="t")
-    assert ("(inputs)", "'text' is a required property") in invalid.value.problems
+    # The field each problem names is vaultd's; the wording is jsonschema's, so unasserted.
+    assert any(where == "(inputs)" and "'text'" in why for where, why in invalid.value.problems)
     assert any(where == "platforms/0" for where, _ in invalid.value.problems)
 
 
@@ -393,7 +394,7 @@ def test_a_skill_task_with_bad_params_is_rejected_naming_the_field(app: App, vau
     assert files_in(vault_root, "Rejected") == ["ask.md"]
     text = (vault_root / "Rejected" / "ask.md").read_text()
     assert "inputs for post-social-media: platforms/0:" in text
-    assert "is not one of" in text
+    assert "'fax'" in text
 
 
 def test_a_crash_before_the_skill_task_moves_never_starts_its_run_twice(
