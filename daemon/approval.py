@@ -125,6 +125,6 @@ def render_request(
         expires_at=expires_at.strftime("%Y-%m-%d %H:%M UTC"),
         notice=notice,
         cost=f"{cost:,.2f} USD" if cost is not None else None,
-        approve_command=hints.command("approve", task_id, ledger=False),
-        reject_command=hints.command("reject", f'{task_id} --reason "..."', ledger=False),
+        approve_command=hints.command("approve", task_id),
+        reject_command=hints.command("reject", f'{task_id} --reason "..."'),
     )

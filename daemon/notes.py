@@ -29,6 +29,7 @@ RESERVED_KEYS = (
     "note",
     "rejection_reason",
     "origin",  # written by vaultd into the task files of skill runs (see daemon/origin.py)
+    "approved_version",  # the payload hash `vaultd approve` approved (daemon/request_versions.py)
 )
 
 BLOCK_BEGIN = "<!-- vaultd:begin (written by vaultd; edits here are replaced) -->\n"

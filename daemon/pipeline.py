@@ -41,6 +41,7 @@ from daemon.models import Action, SocialPost
 from daemon.origin import read_origin, stricter
 from daemon.outcome import Outcome
 from daemon.policy import Decision, Facts, Policy, decide
+from daemon.request_versions import RequestVersions, banner, reference, version_of
 from daemon.skill_tasks import is_skill_task, skill_task, start_execution, withdrawn
 from daemon.taskfile import Loaded, Unreadable, read_task_file, validate_note
 from daemon.timestamps import iso, now_iso, parse_time
@@ -96,6 +97,8 @@ class Pipeline:
         self.skills: Runs | None = None
         limiter = Limiter(limits, ledger_) if limits and limits.per_hour else None
         self.executor = Executor(ledger_, connectors, audit, dry_run=dry_run, limiter=limiter)
+        # Every version of a request shown to a person, to say what changed since the first.
+        self.versions = RequestVersions(ledger_)
         # When the step on this thread's file began: the audit entries' duration_ms.
         self._step = threading.local()
 
@@ -286,7 +289,7 @@ class Pipeline:
         return render_request(
             hints=self.hints,
             cost=estimated_cost(action, self.prices),
-            task_id=task.id,
+            task_id=reference(task.id, task.payload_hash or ""),
             action=action,
             decision=decision,
             payload_hash=task.payload_hash or "",
@@ -403,6 +406,17 @@ class Pipeline:
         if task.state == ledger.PENDING:
             if self._expired(task):
                 return self._expire(loaded, task)
+            pinned = loaded.note.meta.get("approved_version")
+            if pinned is not None and pinned != payload_hash:
+                return self._refuse_approval(
+                    loaded,
+                    task,
+                    action,
+                    "vaultd approve approved another version",
+                    f"`vaultd approve` approved version {version_of(str(pinned))}, but the "
+                    f"note holds version {version_of(payload_hash)}, so it was not executed. "
+                    "Review this version and approve it.",
+                )
             if not task.file.startswith(PENDING + "/"):
                 # A crash stopped vaultd while it sent this note to Pending_Approval/: no
                 # person has seen the request there, so nobody approved it. Send it on.
@@ -483,7 +497,9 @@ class Pipeline:
         """Send an approved note back for a fresh approval (same id), saying why."""
         decision = decide(action, self.policy, self._facts(action))
         self._log("approval_refused", action, task.id, loaded.path, error=why)
-        return self._request_approval(loaded, task.id, action, decision, notice=notice)
+        return self._request_approval(
+            loaded, task.id, action, decision, notice=notice, keep_approval=False
+        )
 
     def _schedule(self, loaded: Loaded, task: Task, when: datetime) -> Outcome:
         if loaded.note.meta.get("status") != "scheduled":
@@ -646,8 +662,21 @@ class Pipeline:
         notice: str | None = None,
         expires: str | None = None,
         origin: str | None = None,
+        keep_approval: bool = True,
     ) -> Outcome:
+        """Put a task up for a person's approval as a new version of its request.
+
+        A version that differs from the first one shown opens with a banner listing what
+        changed. `vaultd approve`'s stamp of the version it approved stays on the note
+        (`keep_approval`) unless the note is sent back because of it, so that a request an
+        agent changed while the command moved it is refused, never run.
+        """
         payload_hash = action.payload_hash()
+        issued = self.versions.of(task_id)
+        if issued and issued[0].payload_hash != payload_hash:
+            changed = banner(issued[0], payload_hash, action.payload(), now_iso())
+            notice = f"{changed} {notice}" if notice else changed
+        self.versions.issue(task_id, payload_hash, action.payload())
         stale = self._done_with_another_version(task_id, payload_hash, action)
         if stale:
             warning = (
@@ -678,7 +707,7 @@ class Pipeline:
         block = render_request(
             hints=self.hints,
             cost=estimated_cost(action, self.prices),
-            task_id=task_id,
+            task_id=reference(task_id, payload_hash),
             action=action,
             decision=decision,
             payload_hash=payload_hash,
@@ -695,6 +724,9 @@ class Pipeline:
                 "payload_hash": payload_hash,
             },
             "note": notice,
+            "approved_version": (
+                loaded.note.meta.get("approved_version") if keep_approval else None
+            ),
         }
         path = self._write_and_move(loaded, stamps, PENDING, block=block)
         self.ledger.put_task(task_id, file=self.vault.relative(path))

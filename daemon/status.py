@@ -19,6 +19,7 @@ from typing import Any
 from daemon import ledger as ledger_states
 from daemon.audit import last_entries
 from daemon.ledger import Ledger, Task
+from daemon.request_versions import reference
 from daemon.taskfile import Unreadable, read_task_file
 from daemon.timestamps import iso, parse_time
 from daemon.vault import FAILED, LOGS, PENDING, PIPELINE_FOLDERS, Vault, is_sync_conflict
@@ -45,6 +46,8 @@ class PendingItem:
     expires_in: str | None
     status: str | None
     error: str | None
+    # `ID@version`: what a person approves (`vaultd approve ID@version`).
+    ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,7 @@ def _pending(vault: Vault, path: Path, ledger: Ledger | None, now: datetime) -> 
         expires_in=expires_in,
         status=_text(meta.get("status")),
         error=error or _text(meta.get("error")),
+        ref=reference(task.id, task.payload_hash) if task and task.payload_hash else None,
     )
 
 

@@ -34,6 +34,10 @@ class Demo:
     vault: Path
     state: Path
 
+    def decide(self, command: str, *rest: str) -> list[str]:
+        """Return the argv of `approve` or `reject` on the demo's vault and ledger."""
+        return self.args(command, "--state-dir", str(self.state), *rest)
+
     def args(self, command: str, *rest: str) -> list[str]:
         return [command, "--vault", str(self.vault), *rest]
 
@@ -221,11 +225,18 @@ def test_approve_moves_the_request_to_Approved_and_the_next_run_executes_it(
 ):
     task_id = demo.pending_id("invoice_acme_december.md")
     before = (demo.vault / "Pending_Approval/invoice_acme_december.md").read_bytes()
-    assert main(demo.args("approve", task_id)) == 0
+    assert main(demo.decide("approve", task_id)) == 0
     assert f"approved {task_id}" in capsys.readouterr().out
     assert "invoice_acme_december.md" not in files_in(demo.vault, "Pending_Approval")
-    # Exactly what a person's move does: the file is unchanged, only its folder is new.
-    assert (demo.vault / "Approved/invoice_acme_december.md").read_bytes() == before
+    # What a person's move does, plus the version approved: nothing else in it changed.
+    after = notes.parse((demo.vault / "Approved/invoice_acme_december.md").read_text())
+    shown = notes.parse(before.decode())
+    assert after.user_meta == shown.user_meta and after.body == shown.body
+    assert after.block == shown.block
+    assert after.stamps == {
+        **shown.stamps,
+        "approved_version": shown.meta["approval"]["payload_hash"],
+    }
 
     demo.run_once()
     assert "invoice_acme_december.md" in files_in(demo.vault, "Done")
@@ -236,7 +247,7 @@ def test_approve_moves_the_request_to_Approved_and_the_next_run_executes_it(
 
 def test_approve_accepts_a_unique_prefix_of_the_id(demo: Demo):
     task_id = demo.pending_id("reply_to_customer.md")
-    assert main(demo.args("approve", task_id[:-1])) == 0
+    assert main(demo.decide("approve", task_id[:-1])) == 0
     assert files_in(demo.vault, "Approved") == ["reply_to_customer.md"]
 
 
@@ -244,7 +255,7 @@ def test_approve_with_an_ambiguous_prefix_exits_1_and_lists_the_matches(
     demo: Demo, capsys: pytest.CaptureFixture[str]
 ):
     day = demo.pending_id("reply_to_customer.md")[:8]
-    assert main(demo.args("approve", day)) == 1
+    assert main(demo.decide("approve", day)) == 1
     err = capsys.readouterr().err
     assert "matches 3 pending requests" in err
     for name in files_in(demo.vault, "Pending_Approval"):
@@ -253,7 +264,9 @@ def test_approve_with_an_ambiguous_prefix_exits_1_and_lists_the_matches(
 
 
 def test_approve_unknown_id_exits_1_and_names_the_id(demo: Demo):
-    result = run_vaultd("approve", "--vault", str(demo.vault), "20990101-ffffff")
+    result = run_vaultd(
+        "approve", "--vault", str(demo.vault), "--state-dir", str(demo.state), "20990101-ffffff"
+    )
     assert result.returncode == 1
     assert "20990101-ffffff" in result.stderr
     assert "no pending request" in result.stderr
@@ -265,10 +278,10 @@ def test_approve_a_task_that_is_already_done_says_where_it_is(
 ):
     text = (demo.vault / "Done/winter_promotion_post.md").read_text(encoding="utf-8")
     done_id = notes.parse(text).meta["id"]
-    assert main(demo.args("approve", done_id)) == 1
+    assert main(demo.decide("approve", done_id)) == 1
     err = capsys.readouterr().err
     assert (
-        f"{done_id} is not waiting for approval: it is already at Done/winter_promotion_post.md"
+        f"{done_id} is not waiting for approval: it is done, at Done/winter_promotion_post.md"
         in err
     )
 
@@ -280,14 +293,24 @@ def test_approve_refuses_a_request_that_became_invalid(
     task_id = demo.pending_id("reply_to_customer.md")
     path.write_text(path.read_text().replace("kind: reply", "kind: shout"))
     demo.run_once()
-    assert main(demo.args("approve", task_id)) == 1
+    assert main(demo.decide("approve", task_id)) == 1
     assert "is not valid, so it cannot be approved: kind:" in capsys.readouterr().err
     assert files_in(demo.vault, "Approved") == []
 
 
 def test_approve_never_overwrites_a_note_of_the_same_name_in_Approved(demo: Demo):
     make_files(demo.vault, {"Approved/invoice_acme_december.md": "someone else's note\n"})
-    assert main(demo.args("approve", demo.pending_id("invoice_acme_december.md"))) == 0
+    assert (
+        main(
+            demo.args(
+                "approve",
+                "--state-dir",
+                str(demo.state),
+                demo.pending_id("invoice_acme_december.md"),
+            )
+        )
+        == 0
+    )
     assert files_in(demo.vault, "Approved") == [
         "invoice_acme_december (2).md",
         "invoice_acme_december.md",
@@ -303,7 +326,7 @@ def test_approve_never_overwrites_a_note_of_the_same_name_in_Approved(demo: Demo
 def test_reject_writes_the_reason_into_the_note_and_moves_it_to_Rejected(demo: Demo):
     task_id = demo.pending_id("reply_to_customer.md")
     before = notes.parse((demo.vault / "Pending_Approval/reply_to_customer.md").read_text())
-    assert main(demo.args("reject", task_id, "--reason", "wrong tone")) == 0
+    assert main(demo.decide("reject", task_id, "--reason", "wrong tone")) == 0
     assert files_in(demo.vault, "Pending_Approval") == [
         "invoice_acme_december.md",
         "payment_blue_cafe.md",
@@ -320,7 +343,19 @@ def test_reject_then_run_records_the_rejection_with_its_reason_in_ledger_and_aud
     demo: Demo,
 ):
     task_id = demo.pending_id("reply_to_customer.md")
-    assert main(demo.args("reject", task_id, "--reason", "we do not reply to this")) == 0
+    assert (
+        main(
+            demo.args(
+                "reject",
+                "--state-dir",
+                str(demo.state),
+                task_id,
+                "--reason",
+                "we do not reply to this",
+            )
+        )
+        == 0
+    )
     demo.run_once()
 
     with closing(demo.ledger()) as ledger:
@@ -344,7 +379,7 @@ def test_reject_then_run_records_the_rejection_with_its_reason_in_ledger_and_aud
 def test_reject_without_a_reason_is_a_usage_error(demo: Demo):
     task_id = demo.pending_id("reply_to_customer.md")
     with pytest.raises(SystemExit) as exit_info:
-        main(demo.args("reject", task_id))
+        main(demo.decide("reject", task_id))
     assert exit_info.value.code == 2
     assert len(files_in(demo.vault, "Pending_Approval")) == 3
 
@@ -352,7 +387,7 @@ def test_reject_without_a_reason_is_a_usage_error(demo: Demo):
 def test_reject_unknown_id_exits_1_and_changes_nothing(
     demo: Demo, capsys: pytest.CaptureFixture[str]
 ):
-    assert main(demo.args("reject", "nope", "--reason", "x")) == 1
+    assert main(demo.decide("reject", "nope", "--reason", "x")) == 1
     assert "'nope'" in capsys.readouterr().err
     assert files_in(demo.vault, "Rejected") == []
 

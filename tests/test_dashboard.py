@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -51,8 +52,10 @@ def test_run_once_writes_counts_pending_links_with_age_and_rule_and_recent_actio
     assert "| Done | 1 |" in text
     assert "| Needs_Action | 0 |" in text
     assert "## Waiting for approval (3)" in text
-    assert "- [[Pending_Approval/invoice_acme_december]] — odoo_invoice, 970.00 USD, waiting " in (
-        text
+    assert re.search(
+        r"- \[\[Pending_Approval/invoice_acme_december\]\] `\d{8}-[0-9a-f]{6}@[0-9a-f]{8}` "
+        r"— odoo_invoice, 970.00 USD, waiting ",
+        text,
     )
     assert "[[Pending_Approval/reply_to_customer]]" in text
     assert "[[Pending_Approval/payment_blue_cafe]]" in text

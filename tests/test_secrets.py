@@ -164,7 +164,9 @@ def test_canary_secrets_never_reach_vault_logs_ledger_state_or_any_report(
     )
     printed.append(cli(*run))
     task_id = parsed(vault_root / "Pending_Approval/dry invoice.md").meta["id"]
-    printed.append(report(capsys, "approve", "--vault", vault_root, task_id))
+    printed.append(
+        report(capsys, "approve", "--vault", vault_root, "--state-dir", state_dir, task_id)
+    )
     printed.append(cli(*run))
     assert files_in(vault_root, "Done") == ["dry invoice.md", "dry post.md"]
 

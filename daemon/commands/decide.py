@@ -1,56 +1,95 @@
-"""`vaultd approve` and `vaultd reject`: a person's decision, same as moving the note."""
+"""`vaultd approve` and `vaultd reject`: a person's decision, same as moving the note.
+
+Both find the request through the ledger (the task vaultd issued, at the file vaultd put
+it), never through an `id:` some file claims. What `approve` approves is a version: bare
+`ID` only while the request is the one first issued; `ID@version` only that version. The
+version approved is stamped into the note before it moves (`approved_version`), so a note an
+agent changes during the move is sent back, never executed.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from daemon import ledger as ledger_states
 from daemon import notes
+from daemon.app import LEDGER_FILE
 from daemon.commands.common import hints_of, open_vault
-from daemon.errors import NotFound, VaultdError
-from daemon.taskfile import Unreadable, read_task_file
-from daemon.vault import (
-    APPROVED,
-    PENDING,
-    PIPELINE_FOLDERS,
-    REJECTED,
-    Vault,
-    is_sync_conflict,
-)
+from daemon.config import state_dir_for
+from daemon.errors import NotFound, ValidationFailed, VaultdError
+from daemon.hints import Hints
+from daemon.ledger import Ledger, Task
+from daemon.models import Action, OdooInvoice, OdooPayment, SocialPost
+from daemon.request_versions import RequestVersions, reference, split_reference, version_of
+from daemon.taskfile import Loaded, Unreadable, read_task_file, validate_note
+from daemon.vault import APPROVED, PENDING, REJECTED, Vault
 
 
 def register(commands: Any, add_vault: Callable[..., None]) -> None:
     approve = commands.add_parser(
         "approve", help="approve a pending request (same as moving it to Approved/)"
     )
-    add_vault(approve)
-    approve.add_argument("id", help="the request's id (a unique prefix is enough)")
+    add_vault(approve, state=True)
+    approve.add_argument(
+        "id",
+        help="ID@version as the request shows it; a bare ID (or unique prefix) only while "
+        "the request is unchanged since it was first issued",
+    )
     approve.set_defaults(func=cmd_approve)
 
     reject = commands.add_parser(
         "reject", help="reject a pending request, with a reason, into Rejected/"
     )
-    add_vault(reject)
-    reject.add_argument("id", help="the request's id (a unique prefix is enough)")
+    add_vault(reject, state=True)
+    reject.add_argument("id", help="the request's id (a unique prefix is enough; @version too)")
     reject.add_argument("--reason", required=True, help="why; written into the note")
     reject.set_defaults(func=cmd_reject)
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
     vault = open_vault(args)
-    task_id, path, meta = find_request(vault, args.id, hints_of(args, vault).command("status"))
-    if meta.get("status") == "invalid":
-        raise VaultdError(
-            f"{task_id} ({vault.relative(path)}) is not valid, so it cannot be approved: "
-            f"{meta.get('error')}. Fix the note first."
-        )
-    moved = vault.move(path, APPROVED)
-    print(
-        f"approved {task_id}: {vault.relative(path)} → {vault.relative(moved)}. "
-        "A running vaultd executes it now; otherwise the next `vaultd run` does."
-    )
+    hints = hints_of(args, vault)
+    wanted, version = split_reference(args.id)
+    with _ledger(vault, args) as ledger:
+        task, loaded = pending_request(vault, ledger, wanted, hints)
+        action = _action(vault, loaded, task)
+        current = action.payload_hash()
+        ref = reference(task.id, current)
+        if current != task.payload_hash:
+            raise VaultdError(
+                f"{vault.relative(loaded.path)} changed since vaultd showed it as "
+                f"{reference(task.id, task.payload_hash or '')}; nothing was approved. Let "
+                f"vaultd re-render it (the daemon must run), read it, then approve that version"
+            )
+        versions = RequestVersions(ledger).of(task.id)
+        first = versions[0].payload_hash if versions else current
+        if version is None and first != current:
+            raise VaultdError(
+                f"{task.id} changed since it was first requested (version "
+                f"{version_of(first)} → {version_of(current)}); nothing was approved. Read "
+                f"it again, then run `{hints.command('approve', ref)}`"
+            )
+        if version is not None and version != version_of(current):
+            raise VaultdError(
+                f"{task.id} is at version {version_of(current)}, not {version}: it changed "
+                f"since you read it; nothing was approved. Read it again, then run "
+                f"`{hints.command('approve', ref)}`"
+            )
+        stamped = notes.render(loaded.note, {**loaded.note.stamps, "approved_version": current})
+        if not vault.write(loaded.path, stamped, loaded.signature):
+            raise VaultdError(
+                f"{vault.relative(loaded.path)} changed while it was being approved; nothing "
+                "was approved. Read it again and run the command again"
+            )
+        moved = vault.move(loaded.path, APPROVED)
+    print(f"approved {ref}: {vault.relative(loaded.path)} → {vault.relative(moved)}")
+    for line in describe(action):
+        print(f"  {line}")
+    print("A running vaultd executes it now; otherwise the next `vaultd run` does.")
     return 0
 
 
@@ -59,68 +98,114 @@ def cmd_reject(args: argparse.Namespace) -> int:
     if not reason:
         raise VaultdError("--reason must say why the request is rejected")
     vault = open_vault(args)
-    task_id, path, _ = find_request(vault, args.id, hints_of(args, vault).command("status"))
-    try:
-        loaded = read_task_file(path)
-    except Unreadable as error:
-        raise VaultdError(f"{vault.relative(path)} {error}") from None
+    wanted, _version = split_reference(args.id)  # rejecting any version is safe
+    with _ledger(vault, args) as ledger:
+        task, loaded = pending_request(vault, ledger, wanted, hints_of(args, vault))
     text = notes.render(loaded.note, {**loaded.note.stamps, "rejection_reason": reason})
-    if not vault.write(path, text, loaded.signature):
+    if not vault.write(loaded.path, text, loaded.signature):
         raise VaultdError(
-            f"{vault.relative(path)} changed while it was being rejected; run the command again"
+            f"{vault.relative(loaded.path)} changed while it was being rejected; run the "
+            "command again"
         )
-    moved = vault.move(path, REJECTED)
-    print(f"rejected {task_id}: {vault.relative(path)} → {vault.relative(moved)} ({reason})")
+    moved = vault.move(loaded.path, REJECTED)
+    print(f"rejected {task.id}: {vault.relative(loaded.path)} → {vault.relative(moved)} ({reason})")
     return 0
 
 
-def find_request(
-    vault: Vault, wanted: str, status_command: str = "vaultd status"
-) -> tuple[str, Path, dict[str, Any]]:
-    """Return (id, path, frontmatter) of the pending request with this id or unique prefix.
-    `status_command` is the command that lists them, named in the errors.
+def pending_request(vault: Vault, ledger: Ledger, wanted: str, hints: Hints) -> tuple[Task, Loaded]:
+    """Given an id (or unique prefix), return the pending task and its note, read.
 
-    Raise NotFound if none has it (saying where the task is, if it is elsewhere), and
-    VaultdError listing the matches if the prefix fits several.
+    The ledger names the task and the file vaultd put it in; that file must still be in
+    Pending_Approval/ and carry the id. Raise NotFound (saying where the task is, if it is
+    elsewhere) or VaultdError (listing the matches of an ambiguous prefix).
     """
+    listing = hints.command("status")
     wanted = wanted.strip()
     if not wanted:
-        raise NotFound(f"give the id of a request (`{status_command}` lists them)")
-    matches = [
-        (task_id, path, meta)
-        for task_id, path, meta in _notes_with_ids(vault, PENDING)
-        if task_id.startswith(wanted)
-    ]
-    exact = [match for match in matches if match[0] == wanted]
-    if len(exact) == 1 or len(matches) == 1:
-        return (exact or matches)[0]
-    if matches:
-        listed = "\n".join(f"  {task_id}  {vault.relative(path)}" for task_id, path, _ in matches)
-        raise VaultdError(f"{wanted!r} matches {len(matches)} pending requests:\n{listed}")
-    for folder in PIPELINE_FOLDERS:
-        if folder == PENDING:
-            continue
-        for task_id, path, _ in _notes_with_ids(vault, folder):
-            if task_id == wanted or (len(wanted) >= 6 and task_id.startswith(wanted)):
-                raise NotFound(
-                    f"{task_id} is not waiting for approval: it is already at "
-                    f"{vault.relative(path)}"
-                )
-    raise NotFound(
-        f"no pending request with id {wanted!r} in {PENDING}/ (`{status_command}` lists them)"
-    )
+        raise NotFound(f"give the id of a request (`{listing}` lists them)")
+    known = [task for task in ledger.find_tasks(wanted) if task.id.startswith(wanted)]
+    exact = [task for task in known if task.id == wanted]
+    pending = [task for task in (exact or known) if task.state == ledger_states.PENDING]
+    if len(pending) > 1:
+        listed = "\n".join(f"  {task.id}  {task.file}" for task in pending)
+        raise VaultdError(f"{wanted!r} matches {len(pending)} pending requests:\n{listed}")
+    if not pending:
+        if exact or len(known) == 1:
+            task = (exact or known)[0]
+            raise NotFound(
+                f"{task.id} is not waiting for approval: it is {task.state}, at {task.file}"
+            )
+        raise NotFound(f"no pending request with id {wanted!r} (`{listing}` lists them)")
+    task = pending[0]
+    path = vault.root / task.file
+    if Path(task.file).parent.name != PENDING or not path.is_file():
+        raise NotFound(
+            f"{task.id}'s request is not in {PENDING}/ (vaultd last saw it at {task.file}); "
+            "it may have been moved: let the daemon catch up, then try again"
+        )
+    try:
+        loaded = read_task_file(path)
+    except Unreadable as error:
+        raise VaultdError(f"{task.file} {error}") from None
+    if loaded.note.meta.get("id") != task.id:
+        raise VaultdError(
+            f"{task.file} no longer carries the id {task.id}; nothing was decided. Let the "
+            "daemon look at it first"
+        )
+    return task, loaded
 
 
-def _notes_with_ids(vault: Vault, folder: str) -> list[tuple[str, Path, dict[str, Any]]]:
-    found = []
-    for path in vault.files(folder):
-        if is_sync_conflict(path.name) or path.suffix.lower() != ".md":
-            continue
-        try:
-            meta = read_task_file(path).note.meta
-        except Unreadable:
-            continue
-        task_id = meta.get("id")
-        if isinstance(task_id, str):
-            found.append((task_id, path, meta))
-    return found
+def _action(vault: Vault, loaded: Loaded, task: Task) -> Action:
+    if loaded.note.meta.get("status") == "invalid":
+        raise VaultdError(
+            f"{task.id} ({vault.relative(loaded.path)}) is not valid, so it cannot be "
+            f"approved: {loaded.note.meta.get('error')}. Fix the note first."
+        )
+    try:
+        return validate_note(loaded.note)
+    except ValidationFailed as error:
+        raise VaultdError(
+            f"{task.id} ({vault.relative(loaded.path)}) is not valid, so it cannot be "
+            f"approved: {error}. Fix the note first."
+        ) from None
+
+
+def describe(action: Action) -> list[str]:
+    """Given an action, return what it will do, in the words of the request: amount,
+    platforms, text and partner."""
+    if isinstance(action, SocialPost):
+        lines = [f"{action.kind} to {', '.join(action.platforms)}"]
+        lines.append(f"text: {action.text!r}")
+        if action.link:
+            lines.append(f"link: {action.link}")
+        if action.in_reply_to or action.recipient:
+            lines.append(f"to: {action.in_reply_to or action.recipient}")
+        return lines
+    if isinstance(action, OdooInvoice):
+        partner = action.partner if action.partner is not None else f"id {action.partner_id}"
+        return [
+            f"invoice to {partner}: {action.total():,.2f} {action.currency}, "
+            f"{len(action.lines)} line(s)"
+        ]
+    if isinstance(action, OdooPayment):
+        lines = [f"payment of {action.amount:,.2f} against invoice {action.invoice}"]
+        if action.partner:
+            lines.append(f"partner: {action.partner}")
+        return lines
+    return [action.type]
+
+
+@contextmanager
+def _ledger(vault: Vault, args: argparse.Namespace) -> Iterator[Ledger]:
+    path = state_dir_for(vault.root, getattr(args, "state_dir", None)) / LEDGER_FILE
+    if not path.is_file():
+        raise NotFound(
+            f"no pending request with id {args.id!r}: vaultd has not issued any request for "
+            f"this vault yet (no ledger at {path}); pass --state-dir if the daemon runs "
+            "with one"
+        )
+    opened = Ledger(path)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -70,7 +70,7 @@ def format_status(snapshot: Snapshot, hints: Hints | None = None) -> str:
 
     lines += ["", f"Waiting for approval: {len(snapshot.pending) + snapshot.pending_more}"]
     for item in snapshot.pending:
-        lines.append(f"  {item.id or '(no id yet)'}  {item.file}")
+        lines.append(f"  {item.ref or item.id or '(no id yet)'}  {item.file}")
         what = ", ".join(filter(None, [item.type, item.amount, f"waiting {item.age}"]))
         if item.expires_at:
             what += f"; expires {show_time(item.expires_at, seconds=False)} ({item.expires_in})"
@@ -84,8 +84,8 @@ def format_status(snapshot: Snapshot, hints: Hints | None = None) -> str:
     if snapshot.pending_more:
         lines.append(f"  … and {snapshot.pending_more} more in Pending_Approval/")
     if snapshot.pending:
-        lines.append(f"  approve: {hints.command('approve', 'ID', ledger=False)}")
-        lines.append(f"  reject:  {hints.command('reject', 'ID --reason TEXT', ledger=False)}")
+        lines.append(f"  approve: {hints.command('approve', 'ID')}")
+        lines.append(f"  reject:  {hints.command('reject', 'ID --reason TEXT')}")
 
     problems = len(snapshot.problems) + snapshot.problems_more
     lines += ["", f"Failed or outcome unknown: {problems}"]
