@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -32,12 +33,40 @@ Platform = Literal["facebook", "instagram", "twitter"]
 TEXT_LIMITS: dict[str, int] = {"twitter": 280, "instagram": 2200, "facebook": 63206}
 # X appends the link to the tweet's text and counts any link as this many characters.
 TWITTER_LINK_LENGTH = 23
+# What an id a post, reply or DM goes to looks like on each platform (ASCII digits only:
+# `\d` would take other scripts' digits too). A Graph comment id is "<post>_<comment>".
+_GRAPH_ID = (re.compile(r"[0-9]{1,30}(?:_[0-9]{1,30})?"), "a Graph id (digits, or digits_digits)")
+_X_ID = (re.compile(r"[0-9]{1,30}"), "an X id (digits only)")
+ID_FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
+    "facebook": _GRAPH_ID,
+    "instagram": _GRAPH_ID,
+    "twitter": _X_ID,
+}
 
 
 def _fail_all(problems: list[str]) -> None:
     """Raise one error carrying every cross-field problem, one per line (see `_problems`)."""
     if problems:
         raise ValueError("\n".join(problems))
+
+
+def _id_problems(name: str, value: str | None, platforms: Sequence[str]) -> list[str]:
+    """Given an id field, its value and the platforms it goes to, return one problem for each
+    id format it does not fit (naming the platforms that need it); none if it fits all.
+
+    An empty value is left to the "is required" rule.
+    """
+    if not value:
+        return []
+    misfits: dict[str, list[str]] = {}
+    for platform in platforms:
+        pattern, description = ID_FORMATS[platform]
+        if not pattern.fullmatch(value):
+            misfits.setdefault(description, []).append(platform)
+    return [
+        f"{name} must be {description} to go to {', '.join(names)}"
+        for description, names in misfits.items()
+    ]
 
 
 def _http_url(value: str | None) -> str | None:
@@ -109,6 +138,9 @@ class SocialPost(Action):
             problems.append("in_reply_to is required when kind is reply")
         if self.kind == "dm" and not self.recipient:
             problems.append("recipient is required when kind is dm")
+        # An id is pasted into the service's URL path: it must be an id of every platform.
+        problems += _id_problems("in_reply_to", self.in_reply_to, self.platforms)
+        problems += _id_problems("recipient", self.recipient, self.platforms)
         for platform in self.platforms:
             length, counted = len(self.text), "characters"
             if platform == "twitter" and self.link and self.kind != "dm":

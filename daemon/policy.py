@@ -44,6 +44,8 @@ class Facts:
 
     partner_known: bool | None = None
     invoice_known: bool | None = None
+    # The partners an invoice's partner name matches, as (id, name), when it matches several.
+    partner_candidates: tuple[tuple[int, str], ...] = ()
     # Id of an executed task with the very same payload, if there is one.
     executed_before: str | None = None
 
@@ -100,6 +102,15 @@ def _decide_odoo(action: OdooInvoice | OdooPayment, policy: Policy, facts: Facts
     def ask(rule: str, reason: str) -> Decision:
         return Decision(True, rule, reason, amount, currency)
 
+    named = facts.partner_candidates if isinstance(action, OdooInvoice) else ()
+    if len(named) > 1:  # a person says which one; vaultd never picks
+        shown = ", ".join(f"#{i} {name}" for i, name in named[:10])
+        more = f" and {len(named) - 10} more" if len(named) > 10 else ""
+        return ask(
+            "ambiguous_partner",
+            f"{len(named)} partners in Odoo are named {action.partner!r}: {shown}{more}; "
+            "replace partner with partner_id, the id meant (as it is, it fails rather than guess)",
+        )
     threshold = policy.amount_thresholds.get(currency)
     if threshold is None:
         return ask("no_threshold", f"no approval threshold is configured for {currency}")

@@ -156,7 +156,7 @@ def post_meta(kind: str, platforms: list[str], text: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"type": "social_post", "platforms": platforms, "kind": kind}
     meta["text"] = text
     if kind == "reply":
-        meta["in_reply_to"] = "1234_5678"
+        meta["in_reply_to"] = "12345678"  # an id of every platform (X: digits only)
     return meta
 
 

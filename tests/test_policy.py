@@ -68,7 +68,7 @@ def test_a_post_to_several_platforms_names_them_all():
     ("fields", "kind"),
     [
         ({"kind": "reply", "in_reply_to": "123_456"}, "reply"),
-        ({"kind": "dm", "recipient": "user-9"}, "dm"),
+        ({"kind": "dm", "recipient": "24000000000001"}, "dm"),
     ],
 )
 def test_a_reply_or_a_dm_needs_approval(fields: dict[str, str], kind: str):

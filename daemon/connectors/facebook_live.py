@@ -13,6 +13,8 @@ from typing import Any
 
 from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined
 from daemon.connectors.graph import GraphClient, graph_time
+from daemon.connectors.paths import path as url_path
+from daemon.connectors.paths import segment
 from daemon.errors import ConnectorError, PermanentError
 from daemon.models import Action, SocialPost
 from daemon.policy import Facts
@@ -40,32 +42,39 @@ class FacebookConnector:
         self.page_id = page_id
         self.memory = memory
 
-    def _plan(self, action: Action) -> tuple[str, dict[str, str]]:
-        """Return the Graph path and the form fields this action is sent as."""
+    def _plan(self, action: Action) -> tuple[str, str, dict[str, str]]:
+        """Given an action, return the Graph object, edge and form fields it is sent as.
+
+        Raise PermanentError if it is not a social post.
+        """
         if not isinstance(action, SocialPost):
             raise PermanentError(f"facebook cannot send {type(action).__name__}")
         if action.kind == "reply":
-            return f"{action.in_reply_to}/comments", {"message": action.text}
+            return str(action.in_reply_to), "comments", {"message": action.text}
         if action.kind == "dm":
-            return f"{self.page_id}/messages", {
-                "recipient": json.dumps({"id": action.recipient}),
-                "message": json.dumps({"text": action.text}),
-                "messaging_type": "RESPONSE",
-            }
+            return (
+                self.page_id,
+                "messages",
+                {
+                    "recipient": json.dumps({"id": action.recipient}),
+                    "message": json.dumps({"text": action.text}),
+                    "messaging_type": "RESPONSE",
+                },
+            )
         data = {"message": action.text}
         if action.link:
             data["link"] = action.link
-        return f"{self.page_id}/feed", data
+        return self.page_id, "feed", data
 
     def describe(self, action: Action, *, marker: str) -> dict[str, Any]:
-        path, data = self._plan(action)
-        return {"method": "POST", "url": self.client.url(path), "params": data}
+        target, edge, data = self._plan(action)
+        return {"method": "POST", "url": self.client.url(url_path(target, edge)), "params": data}
 
     def execute(self, action: Action, *, marker: str, dry_run: bool) -> dict[str, Any]:
-        path, data = self._plan(action)
+        target, edge, data = self._plan(action)
         if dry_run:
             return {"dry_run": True, "request": self.describe(action, marker=marker)}
-        target, _, edge = path.partition("/")
+        path = url_path(target, edge)  # the ids quoted: never a path of their own
         # Before sending: what and when, so that a lookup can find it if the answer is lost.
         self.memory.remember(
             marker,
@@ -85,7 +94,7 @@ class FacebookConnector:
         self.memory.remember(marker, "id", remote_id)
         result: dict[str, Any] = {"id": remote_id, "kind": _kind(edge)}
         if edge != "messages":
-            result["url"] = f"https://www.facebook.com/{remote_id}"
+            result["url"] = f"https://www.facebook.com/{segment(remote_id)}"
         return result
 
     def lookup(self, marker: str) -> Lookup:
@@ -109,7 +118,7 @@ class FacebookConnector:
         params: dict[str, Any] = {"fields": LISTING_FIELDS, "limit": PAGE_SIZE}
         if sent["edge"] == "comments":
             params["order"] = "reverse_chronological"
-        path = f"{sent['object']}/{sent['edge']}"
+        path = url_path(sent["object"], sent["edge"])
         for _ in range(MAX_PAGES):
             page = self.client.read(path, **params)
             for item in page.get("data") or []:

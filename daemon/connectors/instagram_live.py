@@ -21,6 +21,7 @@ from typing import Any
 
 from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined
 from daemon.connectors.graph import GraphClient
+from daemon.connectors.paths import path
 from daemon.errors import ConnectorError, Deferred, PermanentError
 from daemon.models import Action, SocialPost
 from daemon.policy import Facts
@@ -75,16 +76,16 @@ class InstagramConnector:
         if post.kind == "reply":
             return {
                 "method": "POST",
-                "url": self.client.url(f"{post.in_reply_to}/replies"),
+                "url": self.client.url(path(post.in_reply_to, "replies")),
                 "params": {"message": post.text},
             }
         return {
             "method": "POST",
-            "url": self.client.url(f"{self.account_id}/media"),
+            "url": self.client.url(path(self.account_id, "media")),
             "params": _container_fields(post),
             "then": {
                 "method": "POST",
-                "url": self.client.url(f"{self.account_id}/media_publish"),
+                "url": self.client.url(path(self.account_id, "media_publish")),
                 "params": {"creation_id": "<container id>"},
             },
         }
@@ -94,8 +95,9 @@ class InstagramConnector:
         if dry_run:
             return {"dry_run": True, "request": self.describe(action, marker=marker)}
         if post.kind == "reply":
+            replies = path(post.in_reply_to, "replies")  # refused before anything is recorded
             self.memory.remember(marker, "reply_sent", True)
-            answer = self.client.write(f"{post.in_reply_to}/replies", {"message": post.text})
+            answer = self.client.write(replies, {"message": post.text})
             reply_id = str(answer.get("id") or "")
             self.memory.remember(marker, "id", reply_id)
             return {"id": reply_id, "kind": "reply"}
@@ -103,7 +105,7 @@ class InstagramConnector:
         fields = _container_fields(post)
         container = self._reusable_container(marker, fields)
         if container is None:
-            answer = self.client.write(f"{self.account_id}/media", fields, publishes=False)
+            answer = self.client.write(path(self.account_id, "media"), fields, publishes=False)
             container = str(answer.get("id") or "")
             if not container:
                 raise PermanentError(f"instagram: no container id in {answer!r}")
@@ -112,7 +114,7 @@ class InstagramConnector:
         self._wait_until_finished(container)
         self._check_quota()
         published = self.client.write(
-            f"{self.account_id}/media_publish", {"creation_id": container}
+            path(self.account_id, "media_publish"), {"creation_id": container}
         )
         media_id = str(published.get("id") or "")
         self.memory.remember(marker, "media_id", media_id)
@@ -133,7 +135,7 @@ class InstagramConnector:
         return None
 
     def _status(self, container: str) -> dict[str, Any]:
-        return self.client.read(container, fields="status_code,status")
+        return self.client.read(path(container), fields="status_code,status")
 
     def _wait_until_finished(self, container: str) -> None:
         for attempt in range(len(self.poll_delays) + 1):
@@ -155,7 +157,7 @@ class InstagramConnector:
 
     def _check_quota(self) -> None:
         answer = self.client.read(
-            f"{self.account_id}/content_publishing_limit", fields="quota_usage,config"
+            path(self.account_id, "content_publishing_limit"), fields="quota_usage,config"
         )
         rows = answer.get("data") or [{}]
         usage = rows[0].get("quota_usage")
@@ -195,7 +197,7 @@ class InstagramConnector:
         """Best effort: the id of the account's recent media with this caption."""
         try:
             answer = self.client.read(
-                f"{self.account_id}/media", fields="id,caption,timestamp", limit=25
+                path(self.account_id, "media"), fields="id,caption,timestamp", limit=25
             )
         except ConnectorError:
             return None
@@ -206,9 +208,9 @@ class InstagramConnector:
 
     def check(self) -> Health:
         try:
-            account = self.client.read(self.account_id, fields="id,username")
+            account = self.client.read(path(self.account_id), fields="id,username")
             limit = self.client.read(
-                f"{self.account_id}/content_publishing_limit", fields="quota_usage,config"
+                path(self.account_id, "content_publishing_limit"), fields="quota_usage,config"
             )
         except ConnectorError as error:
             return Health(False, str(error))

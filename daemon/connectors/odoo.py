@@ -1,7 +1,8 @@
 """The Odoo calls an invoice or a payment becomes (XML-RPC `execute_kw` form).
 
 The vaultd marker goes into the invoice's `ref` and the payment's memo, so a call whose
-answer was lost can be found again (design §3).
+answer was lost can be found again (design §3). A name is searched for as that very name
+(`odoo_names.name_is`: `=ilike` with `%`, `_` and `\\` escaped), never as a pattern.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from daemon.connectors.odoo_names import name_is
 from daemon.models import Action, OdooInvoice, OdooPayment
 
 
@@ -16,7 +18,7 @@ def odoo_request(action: Action, marker: str) -> dict[str, Any]:
     database = os.environ.get("ODOO_DB") or "<ODOO_DB>"
     url = os.environ.get("ODOO_URL") or "<ODOO_URL>"
     if isinstance(action, OdooInvoice):
-        partner: Any = action.partner_id or {"search": ["name", "=ilike", action.partner]}
+        partner: Any = action.partner_id or {"search": name_is("name", action.partner or "")}
         values: dict[str, Any] = {
             "move_type": "out_invoice",
             "partner_id": partner,
@@ -58,7 +60,7 @@ def odoo_request(action: Action, marker: str) -> dict[str, Any]:
         if action.date:
             wizard["payment_date"] = action.date.isoformat()
         if action.journal:
-            wizard["journal_id"] = {"search": ["name", "=", action.journal]}
+            wizard["journal_id"] = {"search": name_is("name", action.journal)}
         context = {"active_model": "account.move", "active_ids": [invoice]}
         return {
             "url": url,

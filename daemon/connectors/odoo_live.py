@@ -18,6 +18,15 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined
 from daemon.connectors.odoo import odoo_request
+from daemon.connectors.odoo_names import (
+    candidates,
+    find_partners,
+    journal_id,
+    listed,
+    one_partner,
+    product_id,
+    same_name,
+)
 from daemon.connectors.odoo_transport import Transport, transport_for
 from daemon.errors import (
     ConnectorError,
@@ -133,9 +142,11 @@ class OdooConnector:
     def facts(self, action: Action) -> Facts:
         try:
             if isinstance(action, OdooInvoice):
-                return Facts(partner_known=bool(self._find_partners(action)))
+                partners = find_partners(self.search_read, action.partner, action.partner_id)
+                several = candidates(partners) if len(partners) > 1 else ()
+                return Facts(partner_known=bool(partners), partner_candidates=several)
             if isinstance(action, OdooPayment):
-                return Facts(invoice_known=self._find_invoice(action.invoice) is not None)
+                return Facts(invoice_known=bool(self._find_invoices(action.invoice)))
         except ConnectorError:
             pass  # None: "could not be checked", so the policy asks a human
         return Facts()
@@ -172,14 +183,9 @@ class OdooConnector:
         return result
 
     def _invoice_values(self, action: OdooInvoice, marker: str) -> dict[str, Any]:
-        partners = self._find_partners(action)
-        if len(partners) > 1:
-            ids = ", ".join(str(p["id"]) for p in partners)
-            raise PermanentError(
-                f"Odoo has {len(partners)} partners named {action.partner!r} (ids {ids}); "
-                "give partner_id instead"
-            )
-        if not partners and action.partner_id:
+        partners = find_partners(self.search_read, action.partner, action.partner_id)
+        partner_id = one_partner(partners, action.partner)  # several: refused, never picked
+        if partner_id is None and action.partner_id:
             raise PermanentError(f"Odoo has no partner with id {action.partner_id}")
         currency = self.search_read("res.currency", [["name", "=", action.currency]], ["name"])
         if not currency:
@@ -187,7 +193,7 @@ class OdooConnector:
         lines = []
         for line in action.lines:
             values: dict[str, Any] = {
-                "product_id": self._product_id(line.product),
+                "product_id": product_id(self.search_read, line.product),
                 "quantity": float(line.quantity),
                 "price_unit": float(line.price_unit),
             }
@@ -196,7 +202,7 @@ class OdooConnector:
             lines.append([0, 0, values])
         move: dict[str, Any] = {
             "move_type": "out_invoice",
-            "partner_id": partners[0]["id"] if partners else None,
+            "partner_id": partner_id,
             "currency_id": currency[0]["id"],
             "ref": marker,
             "invoice_line_ids": lines,
@@ -206,24 +212,6 @@ class OdooConnector:
         if action.due_date:
             move["invoice_date_due"] = action.due_date.isoformat()
         return move
-
-    def _find_partners(self, action: OdooInvoice) -> list[dict[str, Any]]:
-        if action.partner_id:
-            return self.search_read("res.partner", [["id", "=", action.partner_id]], ["name"])
-        return self.search_read("res.partner", [["name", "=ilike", action.partner]], ["name"])
-
-    def _product_id(self, product: str) -> int:
-        domain = ["|", ["default_code", "=", product], ["name", "=ilike", product]]
-        found = self.search_read("product.product", domain, ["name", "default_code"])
-        by_code = [p for p in found if p.get("default_code") == product]
-        found = by_code or found
-        if not found:
-            raise PermanentError(f"Odoo has no product named or coded {product!r}")
-        if len(found) > 1:
-            raise PermanentError(
-                f"Odoo has {len(found)} products named {product!r}; use its internal reference"
-            )
-        return int(found[0]["id"])
 
     def _find_invoices_by_marker(self, marker: str) -> list[dict[str, Any]]:
         domain = [["ref", "=", marker], ["move_type", "=", "out_invoice"]]
@@ -254,10 +242,16 @@ class OdooConnector:
         existing = self._find_payments_by_marker(marker)
         if existing:  # an earlier attempt paid: never pay twice
             return self._payment_result(existing, marker)
-        invoice = self._find_invoice(action.invoice)
-        if invoice is None:
+        invoices = self._find_invoices(action.invoice)
+        if not invoices:
             raise PermanentError(f"Odoo has no posted customer invoice {action.invoice}")
-        if action.partner and _name(invoice.get("partner_id")).lower() != action.partner.lower():
+        if len(invoices) > 1:  # never pay one of them silently
+            raise PermanentError(
+                f"Odoo has {len(invoices)} posted customer invoices {action.invoice} "
+                f"({listed(invoices)}); give the invoice's id instead"
+            )
+        invoice = invoices[0]
+        if action.partner and not same_name(_name(invoice.get("partner_id")), action.partner):
             raise PermanentError(
                 f"invoice {invoice['name']} is to {_name(invoice.get('partner_id'))!r}, "
                 f"not {action.partner!r}"
@@ -266,14 +260,7 @@ class OdooConnector:
         if action.date:
             wizard["payment_date"] = action.date.isoformat()
         if action.journal:
-            journals = self.search_read(
-                "account.journal",
-                [["name", "=ilike", action.journal], ["type", "in", ["bank", "cash"]]],
-                ["name"],
-            )
-            if len(journals) != 1:
-                raise PermanentError(f"Odoo has no single bank or cash journal {action.journal!r}")
-            wizard["journal_id"] = journals[0]["id"]
+            wizard["journal_id"] = journal_id(self.search_read, action.journal)
         context = {"active_model": "account.move", "active_ids": [invoice["id"]]}
         wizard_id = self._create("account.payment.register", wizard, context=context)
         self._write(
@@ -286,11 +273,12 @@ class OdooConnector:
             raise OutcomeUnknown(f"Odoo registered the payment but no payment carries {marker}")
         return self._payment_result(payments, marker)
 
-    def _find_invoice(self, invoice: str | int) -> dict[str, Any] | None:
+    def _find_invoices(self, invoice: str | int) -> list[dict[str, Any]]:
+        """Given an invoice's id or number (exact: `=`), return the posted customer invoices
+        carrying it. Raise ConnectorError if Odoo cannot be read."""
         key = ["id", "=", invoice] if isinstance(invoice, int) else ["name", "=", invoice]
         domain = [key, ["move_type", "=", "out_invoice"], ["state", "=", "posted"]]
-        found = self.search_read("account.move", domain, INVOICE_FIELDS)
-        return found[0] if found else None
+        return self.search_read("account.move", domain, INVOICE_FIELDS)
 
     def _memo(self) -> str:
         """The payment field the wizard's `communication` lands in: `memo` (Odoo 18+) or `ref`."""

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from daemon.connectors.paths import path as url_path
 from daemon.errors import AuthError, ConnectorError, OutcomeUnknown, PermanentError, TransientError
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
@@ -314,7 +315,7 @@ class Json2Transport:
         if context:
             body["context"] = context
         return self._send(
-            f"{model}.{method}", "POST", f"/json/2/{model}/{method}", body, write=write
+            f"{model}.{method}", "POST", f"/json/2/{url_path(model, method)}", body, write=write
         )
 
 

@@ -1,7 +1,8 @@
 """The requests a social post becomes, one per platform, shaped as the real APIs take them.
 
 Graph API (Facebook page, Instagram business account) and X API v2. Ids that come from the
-environment are shown as placeholders when they are not set.
+environment are shown as placeholders when they are not set. Every id in a URL path is
+percent-quoted into its one segment, as the live connectors send it (see `paths`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from daemon.connectors.paths import segment
 from daemon.models import Action, SocialPost
 
 # The services' public addresses; every one can be changed in the settings.
@@ -18,7 +20,9 @@ DEFAULT_X_API_URL = "https://api.twitter.com"
 
 
 def _env(name: str) -> str:
-    return os.environ.get(name) or f"<{name}>"
+    """Given a setting's name, return its value quoted for a URL path, or "<NAME>" if unset."""
+    value = os.environ.get(name)
+    return segment(value) if value else f"<{name}>"
 
 
 def _graph(path: str) -> str:
@@ -38,7 +42,7 @@ def facebook_request(action: Action, marker: str) -> dict[str, Any]:
     if post.kind == "reply":
         return {
             "method": "POST",
-            "url": _graph(f"{post.in_reply_to}/comments"),
+            "url": _graph(f"{segment(post.in_reply_to)}/comments"),
             "params": {"message": post.text},
         }
     if post.kind == "dm":
@@ -63,7 +67,7 @@ def instagram_request(action: Action, marker: str) -> dict[str, Any]:
     if post.kind == "reply":
         return {
             "method": "POST",
-            "url": _graph(f"{post.in_reply_to}/replies"),
+            "url": _graph(f"{segment(post.in_reply_to)}/replies"),
             "params": {"message": post.text},
         }
     if post.kind == "dm":
@@ -91,7 +95,7 @@ def twitter_request(action: Action, marker: str) -> dict[str, Any]:
     if post.kind == "dm":
         return {
             "method": "POST",
-            "url": f"{base}/2/dm_conversations/with/{post.recipient}/messages",
+            "url": f"{base}/2/dm_conversations/with/{segment(post.recipient)}/messages",
             "json": {"text": post.text},
         }
     body: dict[str, Any] = {"text": post.text if not post.link else f"{post.text} {post.link}"}

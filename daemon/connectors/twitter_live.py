@@ -27,6 +27,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_random_exponential
 
 from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined
+from daemon.connectors.paths import segment
 from daemon.connectors.social import DEFAULT_X_API_URL, twitter_request
 from daemon.errors import (
     AuthError,
@@ -63,6 +64,11 @@ _URL = re.compile(r"https?://\S+")
 _LEADING_MENTIONS = re.compile(r"^(?:@\w+\s+)+")
 
 T = TypeVar("T")
+
+
+def tweet_url(tweet_id: str) -> str:
+    """Given a tweet id, return the tweet's public link (the id quoted into its path)."""
+    return TWEET_URL.format(id=segment(tweet_id))
 
 
 def comparable(text: str) -> str:
@@ -191,6 +197,8 @@ class TwitterLive:
         if dry_run:
             return {"dry_run": True, "request": request}
         text = request["json"]["text"]
+        # tweepy puts the participant into the URL path as it is: quoted, it stays one id.
+        participant = segment(post.recipient) if post.kind == "dm" else None
         # Recorded before sending, so that lookup knows what to look for (and that nothing
         # was sent when it finds no record).
         self.memory.remember(
@@ -201,7 +209,7 @@ class TwitterLive:
         try:
             if post.kind == "dm":
                 response = self.client.create_direct_message(
-                    participant_id=post.recipient, text=text, user_auth=True
+                    participant_id=participant, text=text, user_auth=True
                 )
             else:
                 response = self.client.create_tweet(
@@ -232,7 +240,7 @@ class TwitterLive:
             tweet_id = str(data.get("id", ""))
             if not tweet_id:
                 raise OutcomeUnknown(f"X answered without a tweet id: {data!r}")
-            result = {"kind": post.kind, "tweet_id": tweet_id, "url": TWEET_URL.format(id=tweet_id)}
+            result = {"kind": post.kind, "tweet_id": tweet_id, "url": tweet_url(tweet_id)}
             if post.kind == "reply":
                 result["in_reply_to"] = post.in_reply_to
         self.memory.remember(marker, "result", result)
@@ -273,14 +281,15 @@ class TwitterLive:
             }
             if token:
                 params["pagination_token"] = token
-            page = self._call_read(partial(self.client.get_users_tweets, user_id, **params))
+            tweets = partial(self.client.get_users_tweets, segment(user_id), **params)
+            page = self._call_read(tweets)
             for tweet in page.data or []:
                 if comparable(tweet.text) == wanted:
                     tweet_id = str(tweet.id)
                     result = {
                         "kind": kind,
                         "tweet_id": tweet_id,
-                        "url": TWEET_URL.format(id=tweet_id),
+                        "url": tweet_url(tweet_id),
                         "found_by": "lookup",
                     }
                     self.memory.remember(marker, "result", result)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 TOKEN = "EAAGstandInPageToken0123456789"  # noqa: S105 - a test token
 PAGE_ID = "104000000000001"
@@ -138,7 +138,7 @@ class GraphStandIn:
     ) -> tuple[int, dict[str, Any], dict[str, str]] | Stall | None:
         with self._lock:
             self.requests.append((method, path))
-            parts = [p for p in path.split("/") if p]
+            parts = [unquote(p) for p in path.split("/") if p]  # "a%2Fb" is one object
             if not parts or parts[0] != self.version:
                 return _error(400, "Unknown path components", "OAuthException", 2500)
             if params.get("access_token") != self.token:

@@ -1,21 +1,21 @@
 """A loopback Odoo: XML-RPC (`/xmlrpc/2/common`, `/xmlrpc/2/object`) and JSON-2 (`/json/2/...`).
 
-It behaves like Odoo for what vaultd uses: partners, products, currencies, journals,
-customer invoices (draft → posted, numbered INV/2026/00001 on posting, `amount_total` from the
-lines), the payment wizard (`account.payment.register` → `account.payment`), and errors as
-Odoo raises them (faults 1-4 over XML-RPC; JSON error objects with 401/403/404/422/500 over
-JSON-2). Switches make it fail: `http_errors` (answer the next calls with these statuses,
-doing nothing), `faults` (raise an Odoo exception on a given `model.method`), `drop_after`
-(do the call, commit, then drop the connection without answering), `drop_after_calls` (the
-same for several `model.method`s, each as many times as counted) and `stall_after` (do the
-call, commit, then answer nothing for that many seconds, past the client's timeout, and
-drop the connection).
+It behaves like Odoo for what vaultd uses: partners, products, currencies, journals, customer
+invoices (draft → posted, numbered INV/2026/00001 on posting, `amount_total` from the lines),
+search domains with Odoo's operators (`=` exact; `=like`/`=ilike` as SQL LIKE, with `%`, `_`
+and `\\` escapes; `like`/`ilike` the same inside `%...%`, unescaped), the payment wizard
+(`account.payment.register` → `account.payment`), and errors as Odoo raises them (faults 1-4
+over XML-RPC; JSON error objects with 401/403/404/422/500 over JSON-2). Switches make it fail:
+`http_errors` (answer the next calls with these statuses, doing nothing), `faults` (raise an
+Odoo exception on a given `model.method`), `drop_after` (do the call, commit, then drop the
+connection without answering), `drop_after_calls` (the same for several `model.method`s, each
+as many times as counted) and `stall_after` (do the call, commit, then answer nothing for that
+many seconds, past the client's timeout, and drop the connection).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import socket
 import sys
 import threading
@@ -24,7 +24,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+if __name__ == "__main__":  # run as a script: make `standins` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from standins.odoo_like import LIKE_OPERATORS, LikeError, like
 
 FAULT_CODES = {
     "UserError": 2,
@@ -289,10 +296,11 @@ class FakeOdoo:
                 if actual is False:
                     return False
                 return bool(actual >= value if op == ">=" else actual <= value)
-            if op in ("=ilike", "ilike"):
-                pattern = re.escape(str(value).lower()).replace("%", ".*").replace("_", ".")
-                pattern = pattern if op == "=ilike" else f".*{pattern}.*"
-                return isinstance(actual, str) and re.fullmatch(pattern, actual.lower()) is not None
+            if op in LIKE_OPERATORS:
+                try:
+                    return like(op, value, actual)
+                except LikeError as error:
+                    raise OdooException("AppError", str(error)) from None
             raise OdooException("AppError", f"ValueError: Invalid leaf {tuple(leaf)}")
 
         def evaluate(items: Iterator[Any]) -> bool:
@@ -474,9 +482,14 @@ class Handler(BaseHTTPRequestHandler):
     def _call_name(self, body: bytes) -> str:
         """Return "model.method" of an object call, without doing it."""
         if self.path.startswith("/json/2/"):
-            return ".".join(self.path.split("/")[3:5])
+            return ".".join(self._json2_parts()[3:5])
         params, _ = xmlrpc.client.loads(body)
         return f"{params[3]}.{params[4]}" if len(params) > 4 else ""
+
+    def _json2_parts(self) -> list[str]:
+        """Return the JSON-2 path's segments as Odoo routes them: WSGI decodes the path (PEP
+        3333) before werkzeug splits it, so "res.partner%2Fcreate" is two segments."""
+        return unquote(urlsplit(self.path).path).split("/")
 
     def _version(self) -> dict[str, Any]:
         major, minor = self.server.odoo.version.split(".")
@@ -523,7 +536,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _json2(self, body: bytes) -> None:
         odoo = self.server.odoo
-        parts = self.path.split("/")  # "", "json", "2", model, method
+        parts = self._json2_parts()  # "", "json", "2", model, method
         if len(parts) != 5:
             self._json(404, {"name": "werkzeug.exceptions.NotFound", "message": "Not Found"})
             return
