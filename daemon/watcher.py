@@ -176,34 +176,39 @@ class Watcher:
         self.queue = queue
         self.overflowed = threading.Event()
         self.polling = polling
-        self._observer: BaseObserver = self._new_observer()
+        # Made at start: an inotify observer holds a kernel instance (128 per user by
+        # default) from the moment it exists.
+        self._observer: BaseObserver | None = None
         self._alarm = _OverflowAlarm(self.overflowed)
 
     def _new_observer(self) -> BaseObserver:
         return PollingObserver(timeout=1) if self.polling else Observer()
 
     def healthy(self) -> bool:
-        return self._observer.is_alive()
+        return self._observer is not None and self._observer.is_alive()
 
     def restart(self) -> None:
         """Start a fresh observer (a stopped one cannot start again), then rescan."""
         self.stop()
         self.vault.ensure_folders()
-        self._observer = self._new_observer()
         self.start()
         self.scan()  # events may have been missed meanwhile
 
     def start(self) -> None:
+        """Watch the vault root, recursively: one kernel watcher for the whole vault, and a
+        pipeline folder that a sync tool deletes and recreates is watched again at once.
+        Events outside the active folders are dropped by `_Hints`."""
         handler = _Hints(self.vault, self.queue)
-        for folder in ACTIVE_FOLDERS:
-            self._observer.schedule(handler, str(self.vault.folder(folder)), recursive=False)
+        self._observer = self._new_observer()
+        self._observer.schedule(handler, str(self.vault.root), recursive=True)
         logging.getLogger("watchdog.observers").addHandler(self._alarm)
         self._observer.start()
 
     def stop(self) -> None:
         logging.getLogger("watchdog.observers").removeHandler(self._alarm)
-        self._observer.stop()
-        self._observer.join(timeout=5)
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
 
     def scan(self) -> int:
         """Hint every file in the active folders, oldest first; return how many.

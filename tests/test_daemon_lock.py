@@ -81,9 +81,11 @@ def test_the_lock_of_a_daemon_killed_with_sigkill_is_gone_with_it(
     vault_root: Path, state_dir: Path
 ):
     first = start(vault_root, state_dir)
-    wait_for_holder(state_dir, first)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
+    try:
+        wait_for_holder(state_dir, first)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
     assert holder_of(state_dir) is None
     again = subprocess.run(
         [*VAULTD, "run", "--once", "--vault", str(vault_root), "--state-dir", str(state_dir)],

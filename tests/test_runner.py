@@ -128,15 +128,18 @@ def test_a_file_written_slowly_is_read_only_once_complete(app: App, vault_root: 
     assert text.endswith("---\nBody line one.\nBody line two.\n")
 
 
+def unwatch(runner: Runner) -> None:
+    """Drop the runner's watch, so that events are lost as in a kernel overflow."""
+    assert runner.watcher._observer is not None
+    runner.watcher._observer.unschedule_all()
+
+
 def test_an_inotify_overflow_triggers_a_rescan_that_finds_what_the_events_missed(
     app: App, vault_root: Path
 ):
     with running(app) as runner:
-        # A sync tool swaps the whole folder: the watch stays on the old one, so the events
-        # for what lands in the new one are lost, as they would be in a kernel overflow.
-        needs_action = vault_root / "Needs_Action"
-        needs_action.rename(vault_root / "Needs_Action.old")
-        needs_action.mkdir()
+        # Events are lost, as they are in a kernel overflow: the watch is gone meanwhile.
+        unwatch(runner)
         make_files(vault_root, {"Needs_Action/missed.md": note(POST)})
         time.sleep(0.5)  # ten stability windows: long enough for an event, had there been one
         assert files_in(vault_root, "Needs_Action") == ["missed.md"], "test needs a lost event"
@@ -151,12 +154,22 @@ def test_an_inotify_overflow_triggers_a_rescan_that_finds_what_the_events_missed
 
 
 def test_the_periodic_rescan_finds_what_the_events_missed(app: App, vault_root: Path):
-    with running(app, rescan_seconds=0.3):
-        needs_action = vault_root / "Needs_Action"
-        needs_action.rename(vault_root / "Needs_Action.old")
-        needs_action.mkdir()
+    with running(app, rescan_seconds=0.3) as runner:
+        unwatch(runner)
         make_files(vault_root, {"Needs_Action/missed.md": note(POST)})
         wait_for(lambda: done_without_probe(vault_root) == ["missed.md"], timeout=5)
+
+
+def test_a_pipeline_folder_a_sync_tool_deletes_and_recreates_is_watched_again_at_once(
+    app: App, vault_root: Path
+):
+    with running(app, rescan_seconds=3600):
+        approved = vault_root / "Approved"
+        approved.rename(vault_root / "Approved.old")
+        approved.mkdir()
+        make_files(vault_root, {"Approved/forged.md": note(POST)})
+        # Not by a rescan (an hour away): by the events of the new folder.
+        wait_for(lambda: "forged.md" in files_in(vault_root, "Pending_Approval"), timeout=2)
 
 
 IGNORED = [
