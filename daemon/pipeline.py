@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon import failpoints, ledger, notes
+from daemon import failpoints, ledger, ledger_counts, notes
 from daemon.approval import render_request
 from daemon.audit import AuditLog
 from daemon.connectors import targets
@@ -558,7 +558,10 @@ class Pipeline:
             error = "outcome unknown, not retried: " + "; ".join(
                 f"{t}: {e}" for t, e in unknown.items()
             )
-            error += ". Check the service; vaultd will not call it again by itself."
+            error += (
+                ". Check the service; vaultd will not call it again by itself, and a new copy"
+                " of this task asks a person first."
+            )
         elif failures:
             state, folder, status = ledger.FAILED, FAILED, "failed"
             error = "; ".join(f"{t}: {e}" for t, e in failures.items())
@@ -624,10 +627,20 @@ class Pipeline:
     # -- shared steps --------------------------------------------------------------------
 
     def _facts(self, action: Action) -> Facts:
+        """Given an action about to be decided, return the facts (and record its keys, so
+        that the next decision counts it: daemon/ledger_counts.py)."""
         connector = self.connectors.get(targets(action)[0])
         facts = connector.facts(action) if connector else Facts()
-        before = self.ledger.executed_hashes(action.payload_hash())
-        return replace(facts, executed_before=before[0].id if before else None)
+        ledger_counts.remember(self.ledger, action)
+        before = ledger_counts.repeat_of(self.ledger, action)
+        return replace(
+            facts,
+            executed_before=before.task_id if before else None,
+            executed_before_unsure=before.unsure if before else False,
+            auto_approved=ledger_counts.auto_approved_since(
+                self.ledger, self.clock() - ledger_counts.WINDOW
+            ),
+        )
 
     def _owned_task(self, loaded: Loaded) -> Task | None:
         """Return the ledger task this file is, or None if it is none (or only a copy of one).

@@ -3,16 +3,26 @@
 `decide(action, policy, facts)` never does I/O: everything it needs to know about the
 outside world (is this partner known to Odoo?) is gathered beforehand into `Facts`, so the
 whole matrix is tested without a vault, a ledger or a network.
+
+Auto-approval has budgets (README "The rules"): over a rolling 24 hours, money per payee,
+money overall (each per currency) and posts per platform. What auto-approval already let
+through in that window comes in as `Facts.auto_approved`, counted from the ledger
+(daemon/ledger_counts.py); a request a person approved does not count.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from daemon.models import Action, OdooInvoice, OdooPayment, SocialPost
+from daemon.repeat_keys import payees
+
+NonNegativeDecimal = Annotated[Decimal, Field(ge=0)]
 
 
 class Policy(BaseModel):
@@ -32,6 +42,30 @@ class Policy(BaseModel):
     auto_approve_small_payments: bool = True
     # A request nobody decided on is rejected after this many hours.
     approval_expiry_hours: float = Field(default=48, gt=0)
+    # Budgets of auto-approval over a rolling 24 hours; past one, a person approves. Money is
+    # per currency (a currency without a budget here always needs approval): per payee (an
+    # invoice's partner; a payment's invoice, and its partner if it names one), and overall.
+    daily_partner_budget: dict[str, NonNegativeDecimal] = Field(
+        default_factory=lambda: {"USD": Decimal(300)}
+    )
+    daily_budget: dict[str, NonNegativeDecimal] = Field(
+        default_factory=lambda: {"USD": Decimal(1000)}
+    )
+    # Posts (any social kind the policy auto-approves) to each platform.
+    daily_posts_per_platform: int = Field(default=10, ge=0)
+
+
+@dataclass(frozen=True)
+class AutoApproved:
+    """What auto-approval let through in the budget window (approved, running or run).
+
+    `money` is by currency, `by_payee` by (currency, payee key of `repeat_keys.payees`),
+    `posts` by platform.
+    """
+
+    money: Mapping[str, Decimal] = field(default_factory=dict)
+    by_payee: Mapping[tuple[str, str], Decimal] = field(default_factory=dict)
+    posts: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,8 +80,13 @@ class Facts:
     invoice_known: bool | None = None
     # The partners an invoice's partner name matches, as (id, name), when it matches several.
     partner_candidates: tuple[tuple[int, str], ...] = ()
-    # Id of an executed task with the very same payload, if there is one.
+    # Id of an executed task with the very same payload (compared normalised, see
+    # daemon/repeat_keys.py), if there is one.
     executed_before: str | None = None
+    # That task's outcome is unknown, or it is still running (or ran only in part).
+    executed_before_unsure: bool = False
+    # Counted for the budgets; empty: nothing was auto-approved in the window.
+    auto_approved: AutoApproved = field(default_factory=AutoApproved)
 
 
 @dataclass(frozen=True)
@@ -67,19 +106,67 @@ def decide(action: Action, policy: Policy, facts: Facts) -> Decision:
     """Given an action, the policy and the facts, return the decision and the rule that fired."""
     if facts.executed_before:
         amount = action.total()
+        ran = (
+            f"may already have run as task {facts.executed_before} (its outcome is unknown, "
+            "or it is still running)"
+            if facts.executed_before_unsure
+            else f"already ran as task {facts.executed_before}"
+        )
         return Decision(
             True,
             "repeat",
-            f"the very same action already ran as task {facts.executed_before}; "
-            "approve only if it should happen again",
+            f"the very same action {ran}; approve only if it should happen again",
             amount,
             getattr(action, "currency", policy.default_currency) if amount is not None else None,
         )
     if isinstance(action, SocialPost):
-        return _decide_social(action, policy)
-    if isinstance(action, OdooInvoice | OdooPayment):
-        return _decide_odoo(action, policy, facts)
-    return Decision(True, "unknown_action", f"no rule covers {type(action).__name__}")
+        decision = _decide_social(action, policy)
+    elif isinstance(action, OdooInvoice | OdooPayment):
+        decision = _decide_odoo(action, policy, facts)
+    else:
+        return Decision(True, "unknown_action", f"no rule covers {type(action).__name__}")
+    return decision if decision.needs_approval else _within_budget(action, policy, facts, decision)
+
+
+def _within_budget(action: Action, policy: Policy, facts: Facts, decision: Decision) -> Decision:
+    """Given an auto-approval, return it, or a request naming the budget it would pass."""
+    counted = facts.auto_approved
+    for platform in action.platforms if isinstance(action, SocialPost) else []:
+        posts, limit = counted.posts.get(platform, 0), policy.daily_posts_per_platform
+        if posts + 1 > limit:
+            return Decision(
+                True,
+                "daily_platform_budget",
+                f"{posts} of {limit} posts a day on {platform} already auto-approved "
+                "in the last 24 hours",
+            )
+    amount, currency = decision.amount, decision.currency
+    if amount is None or currency is None:
+        return decision
+
+    def ask(rule: str, reason: str) -> Decision:
+        return Decision(True, rule, reason, amount, currency)
+
+    partner_limit = policy.daily_partner_budget.get(currency)
+    overall_limit = policy.daily_budget.get(currency)
+    if partner_limit is None or overall_limit is None:
+        return ask("no_budget", f"no daily auto-approval budget is configured for {currency}")
+    for key, label in payees(action):
+        spent = counted.by_payee.get((currency, key), Decimal(0))
+        if spent + amount > partner_limit:
+            return ask(
+                "daily_partner_budget",
+                f"{spent:,.2f} of {_money(partner_limit, currency)} already auto-approved for "
+                f"{label} in the last 24 hours; {_money(amount, currency)} more is over it",
+            )
+    spent = counted.money.get(currency, Decimal(0))
+    if spent + amount > overall_limit:
+        return ask(
+            "daily_budget",
+            f"{spent:,.2f} of {_money(overall_limit, currency)} already auto-approved in the "
+            f"last 24 hours, all partners together; {_money(amount, currency)} more is over it",
+        )
+    return decision
 
 
 def _decide_social(post: SocialPost, policy: Policy) -> Decision:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from daemon.models import OdooInvoice, OdooPayment, SocialPost, parse_action
-from daemon.policy import Decision, Facts, Policy, decide
+from daemon.policy import AutoApproved, Decision, Facts, Policy, decide
 
 KNOWN = Facts(partner_known=True, invoice_known=True)
 UNVERIFIED = Facts()  # what a dry run knows: nothing could be checked
@@ -197,7 +197,11 @@ def test_an_invoice_in_a_currency_without_a_threshold_needs_approval():
 
 
 def test_each_currency_is_held_to_its_own_threshold():
-    policy = Policy(amount_thresholds={"USD": Decimal(100), "JPY": Decimal(15000)})
+    policy = Policy(
+        amount_thresholds={"USD": Decimal(100), "JPY": Decimal(15000)},
+        daily_partner_budget={"JPY": Decimal(45000)},
+        daily_budget={"JPY": Decimal(150000)},
+    )
 
     assert decide(invoice(("1", "14999"), currency="JPY"), policy, KNOWN).rule == "small_recurring"
     assert decide(invoice(("1", "15000"), currency="JPY"), policy, KNOWN).rule == (
@@ -254,7 +258,12 @@ def test_payments_need_approval_when_the_policy_says_so():
 
 
 def test_payments_use_the_policy_default_currency():
-    policy = Policy(default_currency="EUR", amount_thresholds={"EUR": Decimal(200)})
+    policy = Policy(
+        default_currency="EUR",
+        amount_thresholds={"EUR": Decimal(200)},
+        daily_partner_budget={"EUR": Decimal(600)},
+        daily_budget={"EUR": Decimal(2000)},
+    )
 
     decision = decide(payment("150"), policy, KNOWN)
 
@@ -298,6 +307,114 @@ def test_a_repeated_post_has_no_amount():
     assert (decision.amount, decision.currency) == (None, None)
 
 
+# -- budgets ----------------------------------------------------------------------------------
+
+
+def spent(
+    money: str = "0", by_payee: dict[str, str] | None = None, posts: dict[str, int] | None = None
+) -> Facts:
+    """Known facts, with this much (USD) already auto-approved in the last 24 hours."""
+    counted = AutoApproved(
+        {"USD": Decimal(money)},
+        {("USD", key): Decimal(value) for key, value in (by_payee or {}).items()},
+        posts or {},
+    )
+    return Facts(partner_known=True, invoice_known=True, auto_approved=counted)
+
+
+def test_a_payment_over_its_invoices_daily_budget_needs_a_person():
+    facts = spent("299.97", {"invoice:inv/2026/0042": "299.97"})
+
+    decision = decide(payment("99.99"), DEFAULT, facts)
+
+    assert (decision.needs_approval, decision.rule) == (True, "daily_partner_budget")
+    assert decision.reason == (
+        "299.97 of 300.00 USD already auto-approved for invoice INV/2026/0042 in the last "
+        "24 hours; 99.99 USD more is over it"
+    )
+    assert (decision.amount, decision.currency) == (Decimal("99.99"), "USD")
+
+
+def test_a_payment_naming_its_partner_draws_on_the_partners_budget_too():
+    facts = spent("250", {"partner:acme": "250"})
+
+    decision = decide(payment("60", partner="ACME"), DEFAULT, facts)
+
+    assert decision.rule == "daily_partner_budget"
+    assert "already auto-approved for ACME" in decision.reason
+
+
+def test_an_invoice_over_its_partners_daily_budget_needs_a_person():
+    facts = spent("240", {"partner:acme": "240"})
+
+    assert decide(invoice(("1", "60")), DEFAULT, facts).rule == "small_recurring"
+    assert decide(invoice(("1", "60.01")), DEFAULT, facts).rule == "daily_partner_budget"
+
+
+def test_the_daily_budget_counts_every_partner_together():
+    decision = decide(payment("99.99"), DEFAULT, spent("950"))
+
+    assert (decision.needs_approval, decision.rule) == (True, "daily_budget")
+    assert decision.reason.startswith("950.00 of 1,000.00 USD already auto-approved")
+
+
+def test_budgets_are_counted_per_currency():
+    policy = Policy(
+        amount_thresholds={"USD": Decimal(100), "EUR": Decimal(100)},
+        daily_partner_budget={"USD": Decimal(300), "EUR": Decimal(300)},
+        daily_budget={"USD": Decimal(1000), "EUR": Decimal(1000)},
+    )
+    facts = spent("1000", {"partner:acme": "300"})
+
+    assert decide(invoice(("1", "50"), currency="EUR"), policy, facts).rule == "small_recurring"
+    assert decide(invoice(("1", "50")), policy, facts).rule == "daily_partner_budget"
+
+
+def test_an_invoice_in_a_currency_without_a_budget_needs_a_person():
+    policy = Policy(amount_thresholds={"USD": Decimal(100), "EUR": Decimal(100)})
+
+    decision = decide(invoice(("1", "5"), currency="EUR"), policy, spent())
+
+    assert (decision.needs_approval, decision.rule) == (True, "no_budget")
+    assert decision.reason == "no daily auto-approval budget is configured for EUR"
+
+
+def test_the_eleventh_post_to_a_platform_in_a_day_needs_a_person():
+    assert decide(post(), DEFAULT, spent(posts={"facebook": 9})).rule == "scheduled_post"
+
+    decision = decide(
+        post(platforms=["twitter", "facebook"]), DEFAULT, spent(posts={"facebook": 10})
+    )
+
+    assert (decision.needs_approval, decision.rule) == (True, "daily_platform_budget")
+    assert decision.reason == (
+        "10 of 10 posts a day on facebook already auto-approved in the last 24 hours"
+    )
+
+
+def test_a_budget_does_not_turn_a_request_into_an_auto_approval():
+    decision = decide(payment("150"), DEFAULT, spent())
+
+    assert decision.rule == "amount_threshold"
+
+
+def test_a_budget_of_zero_asks_a_person_for_everything_it_covers():
+    policy = Policy(daily_posts_per_platform=0, daily_budget={"USD": Decimal(0)})
+
+    assert decide(post(), policy, spent()).rule == "daily_platform_budget"
+    assert decide(payment("1"), policy, spent()).rule == "daily_budget"
+
+
+def test_the_repeat_of_a_task_whose_outcome_is_unknown_says_it_may_have_run():
+    facts = Facts(executed_before="20261122-abcdef", executed_before_unsure=True)
+
+    decision = decide(post(), DEFAULT, facts)
+
+    assert decision.rule == "repeat"
+    assert "may already have run as task 20261122-abcdef" in decision.reason
+    assert "outcome is unknown" in decision.reason
+
+
 # -- purity -----------------------------------------------------------------------------------
 
 
@@ -311,3 +428,6 @@ def test_the_default_policy_is_the_design_matrix():
     assert DEFAULT.amount_thresholds == {"USD": Decimal(100)}
     assert DEFAULT.approval_required_kinds == ["reply", "dm"]
     assert DEFAULT.approval_expiry_hours == 48
+    assert DEFAULT.daily_partner_budget == {"USD": Decimal(300)}
+    assert DEFAULT.daily_budget == {"USD": Decimal(1000)}
+    assert DEFAULT.daily_posts_per_platform == 10
