@@ -1,7 +1,10 @@
 """Approval requests: the block at the top of a pending note that tells a human what to decide.
 
 Rendered from `templates/approval_request.md.j2`, so the wording can be changed without
-touching code.
+touching code. Every value from the task (and every text that names one, such as the
+policy's reason) goes into the template through `daemon/quoting.py` (the filters `code` and
+`cell`, and `text_block`): what the approver reads is all of what runs, and nothing in a
+value can restyle the request or end vaultd's block.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from daemon.connectors import targets
 from daemon.connectors.odoo import odoo_location
 from daemon.hints import Hints
 from daemon.models import Action, OdooInvoice, OdooPayment, SocialPost
+from daemon.notes import BLOCK_BEGIN
 from daemon.policy import Decision
+from daemon.quoting import block, cell, code
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -40,6 +45,11 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
     autoescape=False,  # noqa: S701 - Markdown, not HTML
 )
+_env.filters["code"] = code
+_env.filters["cell"] = cell
+_env.filters["text_block"] = block
+# How vaultd's block markers start ("<!-- vaultd:"): no line of a request may start so.
+_MARKER = BLOCK_BEGIN.partition(":")[0] + ":"
 
 
 def render_template(name: str, **values: Any) -> str:
@@ -53,7 +63,8 @@ class Destination:
 
 
 def destinations(action: Action) -> list[Destination]:
-    """Return, per connector call, where the action goes and what it does there."""
+    """Given an action, return, per connector call, where it goes and what it does there
+    (Markdown: the values in it are quoted)."""
     found = []
     for target in targets(action):
         if isinstance(action, SocialPost):
@@ -63,13 +74,15 @@ def destinations(action: Action) -> list[Destination]:
             found.append(
                 Destination(
                     odoo_location(),
-                    f"create and post a customer invoice to {partner} "
+                    f"create and post a customer invoice to {code(partner)} "
                     f"({len(action.lines)} line{'s' if len(action.lines) != 1 else ''})",
                 )
             )
         elif isinstance(action, OdooPayment):
             found.append(
-                Destination(odoo_location(), f"register a payment against invoice {action.invoice}")
+                Destination(
+                    odoo_location(), f"register a payment against invoice {code(action.invoice)}"
+                )
             )
     return found
 
@@ -84,14 +97,14 @@ def _platform_where(platform: str) -> str:
     if platform == "twitter":
         return label if os.environ.get(variable) else f"{label} (not configured)"
     account = os.environ.get(variable)
-    return f"{label} {account}" if account else f"{label} (not configured: {variable} unset)"
+    return f"{label} {code(account)}" if account else f"{label} (not configured: {variable} unset)"
 
 
 def _social_what(post: SocialPost) -> str:
     if post.kind == "reply":
-        return f"publish a public reply to {post.in_reply_to}"
+        return f"publish a public reply to {code(post.in_reply_to)}"
     if post.kind == "dm":
-        return f"send a direct message to {post.recipient}"
+        return f"send a direct message to {code(post.recipient)}"
     when = f" at {post.scheduled_for.isoformat()}" if post.scheduled_for else " now"
     return f"publish a post{when}"
 
@@ -110,10 +123,12 @@ def render_request(
     """Return the Markdown of an approval request for one action.
 
     `hints` names vaultd, the vault and the state directory in the commands it suggests.
+    The same arguments always give the same text. Raise ValueError if a line of it would
+    read as one of vaultd's block markers (a template that puts a value at a line's start).
     """
     amount = action.total()
     hints = hints or Hints("vaultd", "VAULT")
-    return render_template(
+    text = render_template(
         "approval_request.md.j2",
         task_id=task_id,
         action=action,
@@ -128,3 +143,6 @@ def render_request(
         approve_command=hints.command("approve", task_id),
         reject_command=hints.command("reject", f'{task_id} --reason "..."'),
     )
+    if any(line.startswith(_MARKER) for line in text.splitlines()):
+        raise ValueError("the approval request would contain a line read as a vaultd marker")
+    return text

@@ -34,6 +34,8 @@ RESERVED_KEYS = (
 
 BLOCK_BEGIN = "<!-- vaultd:begin (written by vaultd; edits here are replaced) -->\n"
 BLOCK_END = "<!-- vaultd:end -->\n"
+# The end marker as a whole line (trailing blanks allowed), with either line ending or none.
+_BLOCK_END_LINE = re.compile(r"(?<=\n)" + re.escape(BLOCK_END.rstrip("\n")) + r"[ \t]*(?:\r?\n|\Z)")
 
 MAX_DEPTH = 32
 # Values (keys, scalars, lists, mappings) a frontmatter may hold. A real task has a few dozen;
@@ -250,16 +252,17 @@ def _load_cached(raw: str) -> dict[str, Any]:
 def _split_block(body: str) -> tuple[str, str]:
     """Split vaultd's rendered block off the top of a body: return (body, block).
 
-    The markers are found with either line ending: an editor may have saved the whole
-    note with CRLF, and the block must still not become part of the user's body.
+    The block ends at the first line that is the end marker and nothing else, found with
+    either line ending: an editor may have saved the whole note with CRLF, and the block
+    must still not become part of the user's body. The marker's text elsewhere on a line
+    (inside a value the block quotes) does not end it: vaultd never writes a value at the
+    start of a line of its block (see daemon/quoting.py).
     """
-    begin, end_marker = BLOCK_BEGIN.rstrip("\n"), BLOCK_END.rstrip("\n")
+    begin = BLOCK_BEGIN.rstrip("\n")
     if body.startswith((begin + "\n", begin + "\r\n")):
-        end = body.find(end_marker)
-        if end != -1:
-            cut = end + len(end_marker)
-            cut += 2 if body.startswith("\r\n", cut) else 1 if body.startswith("\n", cut) else 0
-            return body[cut:], body[:cut]
+        end = _BLOCK_END_LINE.search(body, len(begin))
+        if end is not None:
+            return body[end.end() :], body[: end.end()]
     return body, ""
 
 
