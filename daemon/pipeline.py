@@ -18,6 +18,7 @@ exactly one terminal folder with its body intact.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
     from daemon.skills.runs import Runs
 
 Clock = Callable[[], datetime]
+# How long an empty note must be untouched before vaultd refuses it (see _being_written).
+EMPTY_QUIET_S = 60.0
 
 
 def utc_now() -> datetime:
@@ -125,6 +128,8 @@ class Pipeline:
             return self._reject_unreadable(
                 path, "has a file name that is not UTF-8; renamed to this safe form", name=safe
             )
+        if folder in (NEEDS_ACTION, APPROVED) and (wait := self._being_written(path)):
+            return wait
         self._step.began = time.monotonic()
         try:
             return handler(path)
@@ -132,6 +137,25 @@ class Pipeline:
             return self._vanished(path, str(error))
         finally:
             self._step.began = None
+
+    def _being_written(self, path: Path) -> Outcome | None:
+        """Given a file, return a wait if it is an empty note a writer may still be filling.
+
+        Editors create a note first and fill it after, and a writer may truncate a note and
+        pause: an empty file is left alone until it has been untouched for EMPTY_QUIET_S.
+        Then it is refused by moving it as it is (the same inode: a writer that still holds
+        it open writes into the note in Rejected/), never by rewriting it.
+        """
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(info.st_mode) or info.st_size:
+            return None
+        quiet_until = info.st_mtime + EMPTY_QUIET_S
+        if time.time() < quiet_until:
+            return Outcome("waiting", path, retry_at=datetime.fromtimestamp(quiet_until, UTC))
+        return self._reject_unreadable(path, f"is empty (untouched for {EMPTY_QUIET_S:.0f} s)")
 
     def _vanished(self, path: Path, reason: str) -> Outcome:
         """A file deleted while it was being handled: nothing to move, nothing lost by vaultd.

@@ -10,19 +10,23 @@ SIGTERM and SIGINT set a flag; the file being processed is finished first.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from daemon.config import Config
 from daemon.pipeline import Outcome, Pipeline
-from daemon.vault import Signature
+from daemon.vault import ACTIVE_FOLDERS, Signature
 from daemon.watcher import StableQueue, Watcher
 
 log = logging.getLogger(__name__)
+# The longest wait between two tries of a file whose processing keeps failing.
+RETRY_MAX_S = 600.0
 
 
 class Runner:
@@ -47,6 +51,11 @@ class Runner:
         self._expire_now = threading.Event()
         # Files whose last processing changed nothing, by the signature they had then.
         self._settled: dict[Path, Signature | None] = {}
+        # Folders named like notes (`x.md/`), each reported once.
+        self._reported_folders: set[Path] = set()
+        # Files whose processing failed: how many times in a row, and when to try again.
+        self._failures: dict[Path, int] = {}
+        self._retry_due: dict[Path, float] = {}
 
     def request_expiry(self) -> None:
         """Ask the worker to move expired approval requests to Rejected/ (thread-safe)."""
@@ -71,7 +80,7 @@ class Runner:
         """Process every file already in the vault, and what that leads to; then return."""
         self.start()
         self.queue.window = 0
-        self.watcher.scan()
+        self._scan()
         while not self.stop_event.is_set():
             path = self.queue.next_ready(timeout=0)
             if path is None:
@@ -102,7 +111,7 @@ class Runner:
                         "rescan_after_overflow", action=None, task_id=None, file=None
                     )
                     self.watcher.overflowed.clear()
-                self.watcher.scan()
+                self._scan()
                 for outcome in self.pipeline.expire_due():
                     self._after(outcome)
                 next_scan = now + rescan_every
@@ -115,27 +124,71 @@ class Runner:
                 self._handle(path)
 
     def _handle(self, path: Path) -> None:
-        if path in self._settled and self._settled[path] == Signature.of(path):
+        due = self._retry_due.get(path)
+        if due is not None and time.monotonic() < due:
+            return  # failed before: only its backoff brings it back, not every event
+        if due is None and path in self._settled and self._settled[path] == Signature.of(path):
             return
         try:
             outcome = self.pipeline.process(path)
-        except Exception:
-            # One file's failure must not stop the daemon; it stays where it is and is
-            # tried again at the next rescan.
-            log.exception("%s: unexpected error; will retry at the next rescan", path.name)
-            self.pipeline.audit.write(
-                "internal_error",
-                action=None,
-                task_id=None,
-                file=str(path.name),
-                error="unexpected error while processing; see the daemon's output",
-            )
+        except Exception:  # noqa: BLE001 - logged with its traceback by _failed
+            self._failed(path)
             return
+        self._failures.pop(path, None)
+        self._retry_due.pop(path, None)
         if outcome.status not in ("unchanged", "ignored"):
             vault = self.pipeline.vault
             where = vault.relative(outcome.path) if outcome.path else "-"
             log.info("%s: %s → %s", vault.relative(path), outcome.status, where)
         self._after(outcome)
+
+    def _scan(self) -> None:
+        """Queue everything in the active folders; report each folder named like a note."""
+        self.watcher.scan()
+        vault = self.pipeline.vault
+        for folder in ACTIVE_FOLDERS:
+            try:
+                entries = list(os.scandir(vault.folder(folder)))
+            except OSError:
+                continue
+            for entry in entries:
+                path = Path(entry.path)
+                odd = entry.name.lower().endswith(".md") and entry.is_dir(follow_symlinks=False)
+                if not odd or path in self._reported_folders:
+                    continue
+                self._reported_folders.add(path)
+                log.warning("%s is a folder, not a note: vaultd leaves it alone", entry.name)
+                self.pipeline.audit.write(
+                    "not_a_note",
+                    action=None,
+                    task_id=None,
+                    file=vault.relative(path),
+                    error="a folder named like a note; vaultd leaves it alone",
+                )
+
+    def _failed(self, path: Path) -> None:
+        """One file's failure (a folder vaultd cannot write, say) must not stop the daemon,
+        nor flood the log: it is reported once, then again at each retry, 1 s, 2 s, 4 s …
+        up to RETRY_MAX_S apart, while it stays where it is."""
+        failures = self._failures.get(path, 0) + 1
+        self._failures[path] = failures
+        delay = min(RETRY_MAX_S, 2.0 ** (failures - 1))
+        self._retry_due[path] = time.monotonic() + delay
+        self.queue.defer(path, datetime.now(UTC) + timedelta(seconds=delay))
+        log.exception(
+            "%s: unexpected error (failure %d in a row); next try in %.0f s",
+            path.name,
+            failures,
+            delay,
+        )
+        self.pipeline.audit.write(
+            "internal_error",
+            action=None,
+            task_id=None,
+            file=self.pipeline.vault.relative(path),
+            result={"failures": failures, "retry_in_s": delay},
+            error="unexpected error while processing; see the daemon's output",
+        )
 
     def _after(self, outcome: Outcome) -> None:
         self.processed += 1

@@ -103,12 +103,25 @@ def test_a_file_without_frontmatter_is_rejected_with_the_reason_stamped_in(
     assert_others_untouched(vault_root, bystanders, "Rejected/plain.md")
 
 
-def test_an_empty_file_is_rejected_as_empty(app: App, vault_root: Path, bystanders: dict[str, str]):
-    rejected = reject_stamped(app, vault_root, "empty.md", "")
+def test_an_empty_file_waits_then_is_rejected_as_it_is(
+    app: App, vault_root: Path, bystanders: dict[str, str]
+):
+    # Editors create a note first and fill it after: an empty one waits untouched for a
+    # minute, then moves to Rejected/ exactly as it is, with the reason in a note beside it.
+    path = vault_root / "Needs_Action/empty.md"
+    path.touch()
+    assert app.pipeline.process(path).status == "waiting"
+    an_hour_ago = path.stat().st_mtime - 3600
+    os.utime(path, (an_hour_ago, an_hour_ago))
 
-    assert rejected.meta["error"] == "(file): the file is empty"
-    assert rejected.body == ""
-    assert_others_untouched(vault_root, bystanders, "Rejected/empty.md")
+    assert app.pipeline.process(path).status == "rejected"
+
+    assert (vault_root / "Rejected/empty.md").read_bytes() == b""
+    beside = notes.parse((vault_root / "Rejected/empty.md.rejected.md").read_text())
+    assert beside.meta["error"] == "empty.md is empty (untouched for 60 s)"
+    assert_others_untouched(
+        vault_root, bystanders, "Rejected/empty.md", "Rejected/empty.md.rejected.md"
+    )
 
 
 def test_a_file_with_only_whitespace_is_rejected_as_empty(app: App, vault_root: Path):

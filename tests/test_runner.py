@@ -296,3 +296,34 @@ def test_start_up_records_a_last_move_that_a_crash_kept_from_the_ledger(app: App
     assert failed is not None and (failed.state, failed.file) == (states.FAILED, "Failed/failed.md")
     assert files_in(vault_root, "Done") == ["done.md"]
     assert files_in(vault_root, "Failed") == ["failed.md"]
+
+
+def test_a_folder_vaultd_cannot_write_is_reported_once_then_with_backoff_not_flooded(
+    app: App, vault_root: Path
+):
+    with running(app, stability_ms=20):
+        done = vault_root / "Done"
+        done.rename(vault_root / "Done.old")
+        done.write_text("a file where the folder should be\n")  # even root cannot move into it
+        make_files(vault_root, {"Needs_Action/post.md": note(POST)})
+        time.sleep(3.5)
+    failures: dict[str, list[int]] = {}
+    for line in audit_events(vault_root):
+        entry = json.loads(line)
+        if entry["event"] == "internal_error":
+            failures.setdefault(entry["file"], []).append(entry["result"]["failures"])
+    # Per file, failures at 0 s, then 1 s and 2 s apart: at most three in 3.5 s, not one
+    # per event or stability window (over a hundred before).
+    assert "Approved/post.md" in failures, failures
+    for counts in failures.values():
+        assert counts == list(range(1, len(counts) + 1)) and len(counts) <= 3, failures
+    assert files_in(vault_root, "Approved") == ["post.md"]  # still there, for the next try
+
+
+def test_a_folder_named_like_a_note_is_reported_once_and_left_alone(app: App, vault_root: Path):
+    (vault_root / "Needs_Action/odd.md").mkdir()
+    with running(app, rescan_seconds=0.2):
+        time.sleep(1.2)  # several rescans
+    reports = [json.loads(e) for e in audit_events(vault_root) if '"not_a_note"' in e]
+    assert [r["file"] for r in reports] == ["Needs_Action/odd.md"]
+    assert (vault_root / "Needs_Action/odd.md").is_dir()

@@ -239,6 +239,15 @@ def live_tasks(count: int, tag: str, invoice_number: str, *, start: int = 0) -> 
     return tasks
 
 
+# The live tests drop hundreds of auto-approved actions a run: far over the daily budgets.
+UNLIMITED_BUDGETS = (
+    "[policy]\n"
+    "daily_partner_budget = { USD = 100000000 }\n"
+    "daily_budget = { USD = 100000000 }\n"
+    "daily_posts_per_platform = 100000000\n"
+)
+
+
 def write_live_config(path: Path, *, stability_ms: int = 0, fail_max: int = 1000) -> Path:
     """Write a vaultd config for the live tests: no stability wait, a tolerant breaker."""
     path.write_text(
@@ -247,7 +256,7 @@ def write_live_config(path: Path, *, stability_ms: int = 0, fail_max: int = 1000
         "rescan_seconds = 1\n"
         "dashboard_seconds = 5\n"
         "[breaker]\n"
-        f"fail_max = {fail_max}\n",
+        f"fail_max = {fail_max}\n" + UNLIMITED_BUDGETS,
         encoding="utf-8",
     )
     return path

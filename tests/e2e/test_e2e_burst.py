@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import outbox
-from e2e_support import Daemon, audit_events, integrity, nightly
+from e2e_support import UNLIMITED_BUDGETS, Daemon, audit_events, integrity, nightly
 
 pytestmark = pytest.mark.e2e
 
@@ -128,7 +128,9 @@ def test_a_burst_that_overflows_inotify_is_processed_by_the_overflow_rescan_each
 ):
     vault, state, count = vault_root, state_dir, burst_size()
     config = tmp_path / "vaultd.toml"
-    config.write_text(f"[daemon]\nrescan_seconds = {RESCAN_SECONDS}\nstability_ms = 300\n")
+    config.write_text(
+        f"[daemon]\nrescan_seconds = {RESCAN_SECONDS}\nstability_ms = 300\n" + UNLIMITED_BUDGETS
+    )
     with lowered_queue_limit():
         daemon = Daemon(vault, state, "--config", str(config))
         wait_for_log(daemon, "watching for file events")
