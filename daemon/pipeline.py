@@ -601,7 +601,7 @@ class Pipeline:
             "note": None,
         }
         # The approval request was for the decision, which is made: drop it from the note.
-        path = self._write_and_move(loaded, stamps, folder, block="")
+        path = self._write_and_move(loaded, stamps, folder, block="", sent=action.payload())
         final = ledger.DONE if state == ledger.EXECUTED else state
         self.ledger.put_task(task.id, state=final, file=self.vault.relative(path))
         self._log(
@@ -860,17 +860,49 @@ class Pipeline:
         self._log(event, action, task_id, path, **fields)
 
     def _write_and_move(
-        self, loaded: Loaded, stamps: dict[str, Any], folder: str, *, block: str | None = None
+        self,
+        loaded: Loaded,
+        stamps: dict[str, Any],
+        folder: str,
+        *,
+        block: str | None = None,
+        sent: dict[str, Any] | None = None,
     ) -> Path:
         """Write vaultd's keys into the note, then move it. Return where it is now.
 
         If a person changed the file since it was read, the move still happens but the
-        rewrite does not: their edit wins, and the next look at the file sees it.
+        rewrite does not: their edit wins, and the next look at the file sees it. A note
+        that was executed (`sent`: the payload that went out) is final, so its stamps go
+        onto the edited note instead, with what was sent and a notice that the edit was not.
         """
+        arrived = self.vault.settle_interrupted_move(loaded.path, folder)
+        here = arrived or loaded.path
         text = notes.render(loaded.note, self.audit.redact(stamps), block)
-        self.vault.write(loaded.path, text, loaded.signature)
+        if not self.vault.write(here, text, loaded.signature) and sent is not None:
+            self._stamp_edited(here, stamps, sent, block)
+        if arrived is not None:
+            return arrived
         failpoints.hit("mid-move", loaded.path.name)
         return self.vault.move(loaded.path, folder)
+
+    def _stamp_edited(
+        self, path: Path, stamps: dict[str, Any], sent: dict[str, Any], block: str | None
+    ) -> None:
+        """Put an execution's final stamps on a note edited while its calls were in flight."""
+        stamps = {
+            **stamps,
+            "result": {**(stamps.get("result") or {}), "sent": sent},
+            "note": "This note was edited while it was being executed: `result.sent` is "
+            "what was sent. The edit is kept here, but it was not sent.",
+        }
+        for _ in range(3):  # a writer still at work: try again on its newer version
+            try:
+                current = read_task_file(path)
+            except Unreadable:
+                return  # half-written: the person's bytes win; the ledger knows the result
+            text = notes.render(current.note, self.audit.redact(stamps), block)
+            if self.vault.write(path, text, current.signature):
+                return
 
     def _log(
         self,

@@ -158,6 +158,31 @@ class Vault:
                 return target
         raise VaultError(f"{path.name}: no free name in {folder}/")
 
+    def settle_interrupted_move(self, path: Path, folder: str) -> Path | None:
+        """Given a file on its way into `folder`, finish the move if a crash cut it between
+        its link and its unlink (both names are the same file); return where the file is
+        now, or None if it is not half-moved.
+
+        Rewriting the old name first would split the two names into two notes, and the
+        move would then land a second copy as "name (2).md".
+        """
+        try:
+            links = path.lstat().st_nlink
+        except FileNotFoundError:
+            return None
+        if links < 2:
+            return None
+        wanted = Path(path.name)
+        for attempt in range(1, 10_000):
+            suffix = "" if attempt == 1 else f" ({attempt})"
+            target = self.folder(folder) / fit_name(wanted.stem, f"{suffix}{wanted.suffix}")
+            if target == path or not os.path.lexists(target):
+                return None  # names are taken in turn: the first free one ends the search
+            if _same_file(path, target):
+                _unlink_moved(path)
+                return target
+        return None
+
     def write(self, path: Path, text: str, expected: Signature | None = None) -> bool:
         """Atomically replace a file's text.
 
