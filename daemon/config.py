@@ -24,6 +24,20 @@ from daemon.schedule_config import Briefing, Logs, Schedule
 from daemon.settings import Settings
 from daemon.vault import inside
 
+# The doors through which agents write task files themselves (daemon/origin.py): "mcp" is
+# the MCP server's create_task_file; "api" a REST API that writes task files (it has no
+# such endpoint today: its agents start skill runs, which their skill guards).
+Door = Literal["mcp", "api"]
+DOORS: tuple[Door, ...] = ("mcp", "api")
+
+
+class PolicyConfig(Policy):
+    """`[policy]`: the decision matrix (daemon/policy.py), and the doors whose tasks always
+    need a person (applied by origin, daemon/origin.py)."""
+
+    # A task an agent writes directly through one of these doors is never auto-approved.
+    require_approval_from: list[Door] = Field(default_factory=lambda: list(DOORS))
+
 
 class Timing(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -79,7 +93,7 @@ class ApiConfig(BaseModel):
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    policy: Policy = Field(default_factory=Policy)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     daemon: Timing = Field(default_factory=Timing)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     rate_limits: RateLimits = Field(default_factory=RateLimits)

@@ -238,14 +238,16 @@ async def test_create_task_file_never_overwrites_and_makes_a_unique_name(
     ],
 )
 async def test_create_task_file_refuses_an_invalid_task_with_its_field_errors(
-    vault_server: MCPServer,
+    app: App,
     vault_root: Path,
     task_type: str,
     fields: dict[str, Any],
     expected: str,
 ):
     before = read_tree(vault_root)
-    async with connected(vault_server) as client:
+    # In the finance group, which the Odoo skills require: what is refused is the fields.
+    finance = build_vault_server(app, open_runs(app), groups={"finance"})
+    async with connected(finance) as client:
         result = await client.call_tool("create_task_file", {"type": task_type, "fields": fields})
 
     assert expected in refusal(result)

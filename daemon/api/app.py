@@ -12,6 +12,7 @@ from daemon.api.auth import Authenticator
 from daemon.api.keys import ApiKeyStore
 from daemon.api.limits import BodyLimit
 from daemon.api.routes import ApiState, router
+from daemon.api.run_access import RunAccess
 from daemon.app import App
 from daemon.settings import Settings
 from daemon.skills.runs import Runs
@@ -36,7 +37,7 @@ def create_api(app: App, runs: Runs, *, settings: Settings | None = None) -> Fas
         ApiKeyStore(app.ledger), app.config.api, settings or Settings(dict(os.environ))
     )
     api = FastAPI(title="vaultd", version=__version__, description=DESCRIPTION)
-    api.state.vaultd = ApiState(runs=runs, auth=auth)
+    api.state.vaultd = ApiState(runs=runs, auth=auth, access=RunAccess(runs))
     api.include_router(router)
     api.add_middleware(BodyLimit)
     errors.install(api)

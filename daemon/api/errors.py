@@ -3,6 +3,9 @@
 401 Unauthorized (with WWW-Authenticate)     403 a group the skill requires is missing
 404 no such skill, run or path               409 the run is not in a state that runs
 422 bad inputs, with every problem listed    429 rate limit or cooldown (Retry-After)
+
+A run of a caller that shares none of this caller's groups is a 404, worded exactly as a run
+that does not exist (run_access.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The endpoints of /api/v1, each a thin layer over the run service.
 
 The endpoints are plain (sync) functions: FastAPI runs them in its thread pool, so a skill
-that runs for a while never blocks the event loop. None of them can approve anything.
+that runs for a while never blocks the event loop. None of them can approve anything. A
+caller reads and executes only the runs of callers that share one of its groups
+(run_access.py); any other run is a 404, as if it did not exist.
 """
 
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from daemon.api.auth import Authenticator, Caller
+from daemon.api.run_access import RunAccess
 from daemon.api.schemas import CreateRun, ErrorOut, RunOut, SkillList, SkillOut
 from daemon.api.views import run_json
 from daemon.skills.runs import Runs, SkillNotFound
@@ -24,6 +27,7 @@ class ApiState:
 
     runs: Runs
     auth: Authenticator
+    access: RunAccess
 
 
 # Declared for the OpenAPI document (and /docs' "Authorize"); the headers are read raw, so
@@ -89,21 +93,16 @@ def create_run(request: Request, response: Response, body: CreateRun, caller: Ca
     A run whose requests need a person answers `awaiting_approval`; poll its URL (the
     Location header) to see it finish once the request is approved and done.
     """
-    view = _state(request).runs.create(
-        body.skill_key,
-        body.inputs,
-        requested_by=caller.requested_by,
-        groups=set(caller.groups),
-        execute=body.execute,
-    )
+    view = _state(request).access.create(caller, body.skill_key, body.inputs, execute=body.execute)
     response.headers["Location"] = f"{PREFIX}/runs/{view.run.id}"
     return run_json(view)
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=_errors(404), tags=["runs"])
-def get_run(request: Request, run_id: str) -> Any:
-    """A run's `state`, `output` and `trace` (one step per tool call)."""
-    return run_json(_state(request).runs.view(run_id))
+def get_run(request: Request, run_id: str, caller: CallerDep) -> Any:
+    """A run's `state`, `output` and `trace` (one step per tool call). 404 also for a run of
+    a caller that shares none of this caller's groups."""
+    return run_json(_state(request).access.view(caller, run_id))
 
 
 @router.post(
@@ -113,5 +112,6 @@ def get_run(request: Request, run_id: str) -> Any:
     tags=["runs"],
 )
 def execute_run(request: Request, run_id: str, caller: CallerDep) -> Any:
-    """Execute a draft run, or a failed one again (as a new attempt)."""
-    return run_json(_state(request).runs.execute(run_id, groups=set(caller.groups)))
+    """Execute a draft run, or a failed one again (as a new attempt). 404 for a run this
+    caller may not see."""
+    return run_json(_state(request).access.execute(caller, run_id))

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daemon.api.run_access import mcp_caller
 from daemon.app import open_app
 from daemon.errors import ConfigError, VaultdError
 from daemon.mcp.config_file import check_output, write_output
@@ -68,8 +69,9 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
         action="append",
         default=[],
         metavar="GROUP",
-        help="a group the agent's skill runs count as in (repeatable); skills with "
-        "required_groups refuse runs otherwise",
+        help="a group the agent counts as in (repeatable): skills with required_groups "
+        "refuse its runs and task files otherwise, and it reads only runs of callers "
+        "sharing one of its groups",
     )
     mcp.add_argument(
         "--output",
@@ -148,6 +150,7 @@ def _mcp_config(args: argparse.Namespace) -> int:
         target = check_output(args.output, vault=vault.root, force=args.force, keep=keep)
     if args.env_file is not None:
         _check_env_file(args.env_file, vault, output=args.output)
+    mcp_caller(args.group)  # a bad --group fails here, not when Claude Code starts it
     block = mcp_config(
         vault.root,
         env_file=args.env_file,

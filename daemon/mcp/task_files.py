@@ -1,9 +1,13 @@
-"""Task files written for an agent: validated first, into Needs_Action/ only, under a safe name.
+"""Task files written for an agent: guarded and validated first, into Needs_Action/ only,
+under a safe name.
 
-The file is checked exactly as the pipeline will read it (`taskfile.task_note`: rendered,
-parsed back, validated), so what lands in Needs_Action/ is what was checked. From there it
-follows the lifecycle: the policy approves it or a person must. An invalid task is refused
-with every field problem and nothing is written.
+The task obeys the skill behind its action type (daemon/mcp/task_guard.py): the caller's
+groups, the skill's guardrails, and a person's approval where the skill or the door
+demands it, recorded with the task's origin in the ledger before the file exists
+(daemon/origin.py). The file is checked exactly as the pipeline will read it
+(`taskfile.task_note`: rendered, parsed back, validated), so what lands in Needs_Action/
+is what was checked. From there it follows the lifecycle: the policy approves it or a
+person must. A refused task is refused with every problem, and nothing is written.
 """
 
 from __future__ import annotations
@@ -13,12 +17,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from daemon import origin
 from daemon.errors import ValidationFailed, VaultdError
 from daemon.models import Action
 from daemon.taskfile import task_note
 from daemon.vault import MAX_NOTE_BYTES, NEEDS_ACTION, Vault, is_ignored, is_sync_conflict
+
+if TYPE_CHECKING:
+    from daemon.mcp.task_guard import TaskGuard
 
 # Letters, digits, spaces, "-", "_" and "."; no folders, no leading dot.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.\-]*")
@@ -33,6 +41,7 @@ class TaskRefused(VaultdError):
 class Written:
     path: Path
     action: Action
+    approval_required: bool  # a person approves it, whatever the policy says
 
 
 def safe_name(wanted: str | None, kind: str, now: datetime) -> str:
@@ -66,27 +75,43 @@ def write_task_file(
     kind: str,
     fields: dict[str, Any],
     *,
+    guard: TaskGuard,
     body: str = "",
     name: str | None = None,
     now: datetime | None = None,
 ) -> Written:
-    """Validate a task and write it into Needs_Action/; return where it landed and its action.
+    """Given a task's type and fields and the guard of the caller's door, write it into
+    Needs_Action/ with its origin; return where it landed, its action and whether a person
+    must approve it.
 
-    Raise TaskRefused listing every problem if the task is not valid (nothing is written).
+    Raise TaskRefused saying why if the caller lacks the skill's group, the task is not
+    valid (listing every problem) or a guardrail forbids it; nothing is written then.
     """
     now = now or datetime.now(UTC)
     if fields.get("type", kind) != kind:
         raise TaskRefused(f"type: given twice, as {kind!r} and as {fields['type']!r}")
+    admitted = guard.admit(kind)
     data = {"type": kind, **{key: value for key, value in fields.items() if key != "type"}}
-    intro = f"Written by an agent through vaultd's MCP server on {now:%Y-%m-%d %H:%M} UTC.\n"
+    intro = (
+        f"Written by an agent ({guard.door.caller}) through vaultd's MCP server on "
+        f"{now:%Y-%m-%d %H:%M} UTC.\n"
+    )
+    stamp = admitted.stamp(guard.door)
     try:
         text, checked = task_note(
-            data, intro=intro + (f"\n{body.rstrip()}\n" if body.strip() else "")
+            data,
+            intro=intro + (f"\n{body.rstrip()}\n" if body.strip() else ""),
+            stamps={"origin": stamp},
         )
     except ValidationFailed as error:
         raise TaskRefused(f"task refused, nothing written: {error}") from None
+    guard.check(admitted, checked)
     file_name = safe_name(name, kind, now)
     if len(text.encode("utf-8")) > MAX_NOTE_BYTES:
         raise TaskRefused(f"task refused: the note would pass {MAX_NOTE_BYTES:,} bytes")
+    # Recorded (durably) before the file exists, so the file never goes without it.
+    origin.issue(guard.ledger, stamp, admitted.demand, file_name)
     path = vault.create(NEEDS_ACTION, file_name, text)
-    return Written(path, checked)
+    if path.name != file_name:
+        origin.written_as(guard.ledger, stamp, path.name)
+    return Written(path, checked, admitted.demand is not None)

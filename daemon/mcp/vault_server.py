@@ -3,6 +3,10 @@
 Tools: list_skills, describe_skill, create_task_file, start_skill_run, read_run, list_runs,
 list_pending_approvals, vault_status. Asking is all an agent can do here: a task file and a
 skill run's requests are decided by the policy or by a person, never by a tool.
+
+The server is one caller: `mcp`, or `mcp:<groups>` with `vaultd mcp --group`. A task file
+it writes obeys the skill behind its type (task_guard.py) and carries that origin; it reads
+only the runs of callers that share one of its groups (daemon/api/run_access.py).
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from daemon import __version__
+from daemon.api.run_access import RunAccess, mcp_caller
 from daemon.api.views import run_json, skill_json
 from daemon.app import App
 from daemon.errors import NotFound
 from daemon.mcp.answers import guarded
 from daemon.mcp.task_files import write_task_file
-from daemon.skills.runs import Runs, RunView
+from daemon.mcp.task_guard import Door, TaskGuard
+from daemon.skills.runs import Runs
 from daemon.status import build_snapshot
 
 INSTRUCTIONS = (
@@ -43,10 +49,17 @@ TaskType = Literal["social_post", "odoo_invoice", "odoo_payment"]
 
 
 def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) -> MCPServer:
-    """Return the vault server of an app. `groups`: those the agent's skill runs count as in."""
+    """Given an app, its run service and the groups the agent counts as in (for skill runs,
+    task files and which runs it sees), return the vault server. Raise ConfigError for a
+    group that is not a plain word."""
+    caller = mcp_caller(set(groups or ()))
     server = MCPServer("vaultd", instructions=INSTRUCTIONS, version=__version__)
     guard = guarded(app.audit.redact, lock=threading.Lock())
-    caller_groups = set(groups or ())
+    access = RunAccess(runs)
+    door = Door(
+        "mcp", caller.requested_by, caller.groups, tuple(app.config.policy.require_approval_from)
+    )
+    tasks = TaskGuard(runs.registry, app.ledger, door)
 
     @server.tool(annotations=READS)
     @guard
@@ -98,17 +111,25 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
             Field(description="file name (letters, digits, spaces, - _ .); default: generated"),
         ] = None,
     ) -> dict[str, Any]:
-        """Write a task file into Needs_Action/ after validating it as vaultd will. vaultd
-        then applies its approval policy: the task runs if the policy approves it, otherwise
-        it waits in Pending_Approval/ for a person. An invalid task is refused with every
-        field problem, and nothing is written."""
-        written = write_task_file(app.vault, type, fields, body=body, name=name)
+        """Write a task file into Needs_Action/ after validating it as vaultd will. It obeys
+        the skill for its type (social_post: post-social-media, odoo_invoice:
+        create-invoice, odoo_payment: register-payment): refused without one of the
+        skill's required_groups or past its guardrails, and waiting for a person where
+        the skill or vaultd's policy for tasks written here says so (approval_required in
+        the answer); otherwise the approval policy decides. An invalid task is refused
+        with every field problem, and nothing is written."""
+        written = write_task_file(app.vault, type, fields, guard=tasks, body=body, name=name)
         return {
             "task_file": app.vault.relative(written.path),
             "type": written.action.type,
             "payload": written.action.payload(),
-            "next": "vaultd validates it and applies the approval policy: approved by policy, "
-            "or waiting in Pending_Approval/ for a person (see list_pending_approvals)",
+            "approval_required": written.approval_required,
+            "next": (
+                "it will wait in Pending_Approval/ for a person (see list_pending_approvals)"
+                if written.approval_required
+                else "vaultd validates it and applies the approval policy: approved by "
+                "policy, or waiting in Pending_Approval/ for a person"
+            ),
         }
 
     @server.tool(annotations=ASKS)
@@ -124,10 +145,7 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
         state, output, trace). A run whose requests need a person answers
         `awaiting_approval`: its task files wait in Pending_Approval/ and read_run shows
         when it finished."""
-        view = runs.create(
-            skill_key, inputs or {}, requested_by="mcp", groups=caller_groups, execute=True
-        )
-        return run_json(view)
+        return run_json(access.create(caller, skill_key, inputs or {}, execute=True))
 
     @server.tool(annotations=READS)
     @guard
@@ -135,21 +153,18 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
         run_id: Annotated[str, Field(description="the run's run_id, as start_skill_run gave it")],
     ) -> dict[str, Any]:
         """Read a run: its run_id, state, output, error and trace (one step per tool call).
-        `id` is a deprecated copy of run_id."""
-        return run_json(runs.view(run_id))
+        `id` is a deprecated copy of run_id. Only runs of callers sharing one of this
+        server's groups (without groups: its own) can be read."""
+        return run_json(access.view(caller, run_id))
 
     @server.tool(annotations=READS)
     @guard
     def list_runs(
         limit: Annotated[int, Field(ge=1, le=200, description="how many, newest first")] = 20,
     ) -> dict[str, Any]:
-        """List the latest skill runs, newest first, each as read_run shows it: run_id,
-        skill, state, who asked, when, output, error and trace."""
-        return {
-            "runs": [
-                run_json(RunView(run, runs.store.steps(run.id))) for run in runs.listed(limit=limit)
-            ]
-        }
+        """List the latest skill runs this server may read, newest first, each as read_run
+        shows it: run_id, skill, state, who asked, when, output, error and trace."""
+        return {"runs": [run_json(view) for view in access.listed(caller, limit=limit)]}
 
     @server.tool(annotations=READS)
     @guard
@@ -168,7 +183,10 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
     @guard
     def vault_status() -> dict[str, Any]:
         """Show what is going on in the vault: notes per folder, requests waiting for
-        approval, failures, skill runs, open circuit breakers and the latest actions."""
-        return build_snapshot(app.vault, app.ledger, listed=LISTED).to_json()
+        approval, failures, the skill runs this server may read, open circuit breakers and
+        the latest actions."""
+        status = build_snapshot(app.vault, app.ledger, listed=LISTED).to_json()
+        status["runs"] = [run for run in status["runs"] if access.sees(caller, run["id"])]
+        return status
 
     return server

@@ -21,6 +21,14 @@ from daemon.vault import inside
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
+# The skill whose guards (required_groups, approval_required, guardrails) a task of each
+# action type obeys when an agent writes it itself, whichever door it comes through.
+ACTION_SKILLS = {
+    "social_post": "post-social-media",
+    "odoo_invoice": "create-invoice",
+    "odoo_payment": "register-payment",
+}
+
 
 @dataclass(frozen=True)
 class Skill:
@@ -58,6 +66,13 @@ class Registry:
 
     def listed(self) -> list[Skill]:
         return sorted(self.skills.values(), key=lambda skill: skill.key)
+
+    def for_action(self, action_type: str) -> tuple[str | None, Skill | None]:
+        """Given a task's action type, return the key of the skill that guards it
+        (ACTION_SKILLS) and that skill; the skill is None if it is missing or was skipped
+        as invalid, and both are None for a type no skill guards."""
+        key = ACTION_SKILLS.get(action_type)
+        return key, self.skills.get(key) if key is not None else None
 
 
 def load_registry(config: SkillsConfig, *, vault: Path | None = None) -> Registry:

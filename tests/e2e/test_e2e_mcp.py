@@ -11,10 +11,12 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from conftest import VAULTD, files_in
+from e2e_support import ok, vaultd
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.types import TextContent
@@ -112,3 +114,64 @@ def test_mcp_config_redirected_by_the_shell_says_to_use_output_which_leaves_no_f
     assert written.returncode == 0, written.stderr
     assert written.stdout == ""
     assert "vaultd-odoo" in json.loads(output.read_text(encoding="utf-8"))["mcpServers"]
+
+
+def test_vaultd_mcp_over_stdio_obeys_the_skills_and_reads_only_its_groups_runs(
+    vault_root: Path, state_dir: Path
+):
+    """Two servers as Claude Code would start them: one without --group, one with finance."""
+    command, *prefix = VAULTD
+    base = [*prefix, "mcp", "--vault", str(vault_root), "--state-dir", str(state_dir)]
+
+    def server(*groups: str) -> StdioServerParameters:
+        flags = [flag for group in groups for flag in ("--group", group)]
+        return StdioServerParameters(
+            command=command, args=[*base, *flags], env=dict(os.environ), cwd=REPO
+        )
+
+    invoice = {"partner": "Acme", "lines": [{"product": "X", "quantity": 1, "price_unit": 10}]}
+
+    def text(result: Any) -> str:
+        return "".join(b.text for b in result.content if isinstance(b, TextContent))
+
+    async def calls() -> dict[str, Any]:
+        async with Client(server(), mode="legacy", read_timeout_seconds=20) as client:
+            refused = await client.call_tool(
+                "create_task_file", {"type": "odoo_invoice", "fields": invoice}
+            )
+            post = await client.call_tool(
+                "create_task_file",
+                {"type": "social_post", "fields": {"platforms": ["facebook"], "text": "Hi"}},
+            )
+            run = await client.call_tool(
+                "start_skill_run", {"skill_key": "post-social-media", "inputs": {"text": "Yo"}}
+            )
+        assert run.structured_content is not None and post.structured_content is not None
+        run_id = run.structured_content["run_id"]
+        async with Client(server("finance"), mode="legacy", read_timeout_seconds=20) as client:
+            hidden = await client.call_tool("read_run", {"run_id": run_id})
+            listed = await client.call_tool("list_runs", {})
+        return {
+            "refused": (refused.is_error, text(refused)),
+            "post": post.structured_content,
+            "hidden": (hidden.is_error, text(hidden)),
+            "listed": listed.structured_content,
+            "run_id": run_id,
+        }
+
+    async def session() -> dict[str, Any]:
+        with anyio.fail_after(90):
+            return await calls()
+
+    found = anyio.run(session)
+    is_error, refusal = found["refused"]
+    assert is_error and "requires one of the groups finance" in refusal
+    assert found["post"]["approval_required"] is True
+    hidden_error, hidden = found["hidden"]  # worded as a run that does not exist
+    assert hidden_error and hidden.endswith(f"no run {found['run_id']!r}")
+    assert found["listed"] == {"runs": []}
+
+    ok(vaultd("run", "--vault", vault_root, "--state-dir", state_dir, "--once"))
+    pending = files_in(vault_root, "Pending_Approval")
+    assert len(pending) == 2  # the post written directly, and the run's: neither by policy
+    assert files_in(vault_root, "Done") == files_in(vault_root, "Approved") == []
