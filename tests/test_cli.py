@@ -531,7 +531,7 @@ def test_logs_with_a_bad_since_is_a_usage_error(demo: Demo):
 
 
 def test_logs_shows_the_error_of_an_entry(demo: Demo, capsys: pytest.CaptureFixture[str]):
-    make_files(demo.vault, {"Needs_Action/empty.md": ""})
+    make_files(demo.vault, {"Needs_Action/empty.md": "\n  \n"})  # blank, not still empty
     demo.run_once()
     capsys.readouterr()
     main(demo.args("logs", "--action", "rejected_invalid"))
