@@ -17,7 +17,7 @@ from daemon.api import cli as api_cli
 from daemon.app import App, open_app
 from daemon.approval import resource_dir
 from daemon.briefing import write_briefing
-from daemon.commands import briefing, check, decide, logs, status
+from daemon.commands import agents, briefing, check, decide, logs, status
 from daemon.commands.common import add_vault, open_vault
 from daemon.config import state_dir_for
 from daemon.connectors.unavailable import Unavailable
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    for module in (status, decide, check, logs, briefing):
+    for module in (status, decide, check, logs, briefing, agents):
         module.register(commands, add_vault)
     skills_cli.register(commands, add_vault)
     api_cli.register(commands, add_vault)
@@ -141,6 +141,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     vault = open_vault(args)
+    if args.live:
+        agents.refuse_unconfined(args, vault.root)  # [agents] user set: nothing lets it approve
     # The lock comes first: the ledger's schema and the job store are created under it, so
     # two daemons started at once never race to create them.
     lock = DaemonLock.acquire(

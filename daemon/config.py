@@ -90,6 +90,18 @@ class ApiConfig(BaseModel):
         return name
 
 
+class Agents(BaseModel):
+    """`[agents]`: the OS user the agents run as. When set, `vaultd check` lists every path
+    that user could write or read but must not, and `vaultd run --live` refuses to start
+    while there is one (`vaultd agents setup` sets them right)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(
+        default=None, min_length=1, max_length=32, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$"
+    )
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -103,6 +115,7 @@ class Config(BaseModel):
     logs: Logs = Field(default_factory=Logs)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    agents: Agents = Field(default_factory=Agents)
 
 
 def default_config_path() -> Path | None:

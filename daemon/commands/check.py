@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from daemon.audit import Redactor
+from daemon.commands.agents import confinement_report
 from daemon.commands.common import open_vault
-from daemon.config import default_config_path, load_config
+from daemon.config import Config, default_config_path, load_config
 from daemon.connectors import live_connectors
 from daemon.connectors.base import ScratchMemory
 from daemon.errors import ConfigError, ValidationFailed
@@ -35,7 +36,7 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
     check = commands.add_parser(
         "check", help="validate the config and every file in the pipeline folders"
     )
-    add_vault(check, config=True, env=True)
+    add_vault(check, config=True, env=True, state=True)
     check.set_defaults(func=cmd_check)
 
 
@@ -43,11 +44,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems: list[str] = []
     config_path = args.config or default_config_path()
     vault = open_vault(args)
+    loaded: Config | None = None
     try:
         config = load_config(config_path)
     except ConfigError as error:
         problems += str(error).splitlines()
     else:
+        loaded = config
         registry = load_registry(config.skills, vault=vault.root)
         problems += [f"skill {problem}" for problem in registry.problems]
     config_problems = bool(problems)
@@ -72,12 +75,19 @@ def cmd_check(args: argparse.Namespace) -> int:
                 problems += [f"{relative}: {field}: {message}" for field, message in found]
     for problem in problems:
         print(problem)
+    # Who can approve: what the agents' OS user could do (daemon/commands/agents.py).
+    confinement = [] if loaded is None else confinement_report(args, vault.root, loaded)
+    for problem in confinement:
+        print(problem)
+    problems += confinement
     _print_connectors(load_settings(args.env_file, vault=vault.root))
     config_text = f"config {config_path}" if config_path else "default config"
     if problems:
         where = [f"{bad_files} of {checked} file(s)"] if bad_files else []
         if config_problems:
             where.append(config_text)
+        if confinement:
+            where.append("the agents' confinement")
         print(f"{len(problems)} problem(s) in {' and '.join(where)}", file=sys.stderr)
         return 1
     print(f"all {checked} files valid ({config_text} ok)")

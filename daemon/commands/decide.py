@@ -198,6 +198,16 @@ def describe(action: Action) -> list[str]:
 @contextmanager
 def _ledger(vault: Vault, args: argparse.Namespace) -> Iterator[Ledger]:
     path = state_dir_for(vault.root, getattr(args, "state_dir", None)) / LEDGER_FILE
+    try:
+        path.stat()
+    except PermissionError:
+        # An agent confined by `vaultd agents setup` lands here: the ledger is the person's.
+        raise VaultdError(
+            f"{path}: permission denied: this user cannot read vaultd's ledger, so it cannot "
+            "decide on requests; nothing was decided"
+        ) from None
+    except OSError:
+        pass
     if not path.is_file():
         raise NotFound(
             f"no pending request with id {args.id!r}: vaultd has not issued any request for "
