@@ -25,6 +25,7 @@ from daemon.models import Action, OdooInvoice, OdooPayment, SocialPost
 from daemon.notes import BLOCK_BEGIN
 from daemon.policy import Decision
 from daemon.quoting import block, cell, code
+from daemon.request_versions import Changed
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -119,6 +120,7 @@ def render_request(
     notice: str | None = None,
     cost: Decimal | None = None,
     hints: Hints | None = None,
+    changed: Changed | None = None,
 ) -> str:
     """Return the Markdown of an approval request for one action.
 
@@ -139,6 +141,7 @@ def render_request(
         payload_hash=payload_hash,
         expires_at=expires_at.strftime("%Y-%m-%d %H:%M UTC"),
         notice=notice,
+        changed=changed,
         cost=f"{cost:,.2f} USD" if cost is not None else None,
         approve_command=hints.command("approve", task_id),
         reject_command=hints.command("reject", f'{task_id} --reason "..."'),

@@ -42,7 +42,7 @@ from daemon.models import Action, SocialPost
 from daemon.origin import read_origin, stricter
 from daemon.outcome import Outcome
 from daemon.policy import Decision, Facts, Policy, decide
-from daemon.request_versions import RequestVersions, banner, reference, version_of
+from daemon.request_versions import RequestVersions, changed, reference, version_of
 from daemon.skill_tasks import is_skill_task, skill_task, start_execution, withdrawn
 from daemon.taskfile import Loaded, Unreadable, read_task_file, validate_note
 from daemon.timestamps import iso, now_iso, parse_time
@@ -306,8 +306,14 @@ class Pipeline:
         return Outcome("restored", loaded.path)
 
     def _shown_block(self, loaded: Loaded, task: Task, action: Action) -> str:
-        """Return the request block vaultd wrote for a pending task: what the approver saw."""
-        notice = loaded.note.meta.get("note")
+        """Return the request block vaultd wrote for a pending task: what the approver saw.
+
+        Its notice and change banner come from the ledger, never from the note, whose
+        `note:` key an agent can rewrite.
+        """
+        versions = self.versions.of(task.id)
+        shown = next((v for v in versions if v.payload_hash == task.payload_hash), None)
+        notice = shown.notice if shown else loaded.note.meta.get("note")
         expires_at = parse_time(task.expires_at) if task.expires_at else self.clock()
         decision = Decision(True, task.rule or "", task.reason or "", None, task.currency)
         return render_request(
@@ -319,6 +325,7 @@ class Pipeline:
             payload_hash=task.payload_hash or "",
             expires_at=expires_at,
             notice=notice if isinstance(notice, str) else None,
+            changed=changed(versions, task.payload_hash or ""),
         )
 
     def _request_retry(self, loaded: Loaded, task: Task) -> Outcome:
@@ -709,11 +716,6 @@ class Pipeline:
         agent changed while the command moved it is refused, never run.
         """
         payload_hash = action.payload_hash()
-        issued = self.versions.of(task_id)
-        if issued and issued[0].payload_hash != payload_hash:
-            changed = banner(issued[0], payload_hash, action.payload(), now_iso())
-            notice = f"{changed} {notice}" if notice else changed
-        self.versions.issue(task_id, payload_hash, action.payload())
         stale = self._done_with_another_version(task_id, payload_hash, action)
         if stale:
             warning = (
@@ -722,6 +724,7 @@ class Pipeline:
                 "it sends nothing."
             )
             notice = f"{notice} {warning}" if notice else warning
+        self.versions.issue(task_id, payload_hash, action.payload(), notice)
         expires_at = (
             parse_time(expires)
             if expires
@@ -750,6 +753,7 @@ class Pipeline:
             payload_hash=payload_hash,
             expires_at=expires_at,
             notice=notice,
+            changed=changed(self.versions.of(task_id), payload_hash),
         )
         stamps = {
             "id": task_id,

@@ -1,10 +1,15 @@
 """The versions of an approval request: what a person is asked to approve, and what changed.
 
 A request's version is a short form of its payload hash, shown as `ID@version`. Every
-version vaultd issues for a task is kept in the ledger with its payload, so a request whose
-payload an agent (or a person) changed while it waited says so at the top: when, since
-which version, and each changed field as old → new. `vaultd approve ID` approves only a
-request that never changed; `vaultd approve ID@version` approves only that version.
+version vaultd issues for a task is kept in the ledger with its payload and the notice it
+showed, so that:
+- a request whose payload changed while it waited opens with a banner (when, since which
+  version, each changed field as old → new), computed from the ledger each time it is
+  rendered, never read back from the note an agent can edit;
+- `vaultd approve ID` approves only a request of which one version was ever issued, and
+  `vaultd approve ID@version` resolves the short version to the one full hash issued with
+  it, and approves only if that is the current payload (a short version two issued
+  payloads share, which an agent can grind for, is refused as ambiguous).
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ CREATE TABLE IF NOT EXISTS request_versions (
     payload_hash TEXT NOT NULL,
     payload      TEXT NOT NULL,
     requested_at TEXT NOT NULL,
+    notice       TEXT,
     PRIMARY KEY (task_id, payload_hash)
 );
 """
-VERSION_LENGTH = 8
+# 48 bits: what a person reads and types. Approval never trusts it alone (see `resolve`).
+VERSION_LENGTH = 12
 
 
 def version_of(payload_hash: str) -> str:
@@ -45,15 +52,30 @@ def split_reference(text: str) -> tuple[str, str | None]:
     return task_id, (version or None)
 
 
+class AmbiguousVersion(Exception):
+    """Two payloads issued for one task share the short version a person typed."""
+
+
 @dataclass(frozen=True)
 class Version:
     payload_hash: str
     payload: dict[str, Any]
     requested_at: str
+    notice: str | None = None
 
     @property
     def short(self) -> str:
         return version_of(self.payload_hash)
+
+
+@dataclass(frozen=True)
+class Changed:
+    """What the banner of a changed request says."""
+
+    at: str
+    first_at: str
+    chain: str
+    fields: list[tuple[str, str, str]]
 
 
 class RequestVersions:
@@ -64,14 +86,20 @@ class RequestVersions:
         self.ledger = ledger
         if create:
             ledger.ensure_schema(SCHEMA)
+            columns = {row["name"] for row in ledger.rows("PRAGMA table_info(request_versions)")}
+            if "notice" not in columns:  # a ledger from this feature's first cut
+                ledger.ensure_schema("ALTER TABLE request_versions ADD COLUMN notice TEXT;")
 
-    def issue(self, task_id: str, payload_hash: str, payload: dict[str, Any]) -> None:
-        """Record that vaultd showed this version of the task to a person (once)."""
+    def issue(
+        self, task_id: str, payload_hash: str, payload: dict[str, Any], notice: str | None
+    ) -> None:
+        """Record that vaultd showed this version of the task, with this notice."""
         text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
         with self.ledger.transaction(durable=True) as db:
             db.execute(
-                "INSERT OR IGNORE INTO request_versions VALUES (?, ?, ?, ?)",
-                (task_id, payload_hash, text, now_iso()),
+                "INSERT INTO request_versions VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (task_id, payload_hash) DO UPDATE SET notice = excluded.notice",
+                (task_id, payload_hash, text, now_iso(), notice),
             )
 
     def of(self, task_id: str) -> list[Version]:
@@ -84,9 +112,41 @@ class RequestVersions:
         except sqlite3.OperationalError:  # a ledger from before versions: none recorded
             return []
         return [
-            Version(row["payload_hash"], json.loads(row["payload"]), row["requested_at"])
+            Version(
+                row["payload_hash"],
+                json.loads(row["payload"]),
+                row["requested_at"],
+                row.get("notice"),
+            )
             for row in rows
         ]
+
+
+def resolve(versions: list[Version], short: str) -> str | None:
+    """Given a task's versions and a short version a person typed, return the full hash
+    issued with it, or None if none was. Raise AmbiguousVersion if several share it."""
+    found = {v.payload_hash for v in versions if v.short == short.strip().lower()}
+    if len(found) > 1:
+        raise AmbiguousVersion(short)
+    return found.pop() if found else None
+
+
+def changed(versions: list[Version], current_hash: str) -> Changed | None:
+    """Given a task's versions and the payload now shown, return the banner's content, or
+    None if only this one version was ever issued."""
+    current = next((v for v in versions if v.payload_hash == current_hash), None)
+    if current is None or len(versions) < 2:
+        return None
+    first = versions[0]
+    shown = [v.short for v in versions]
+    if shown[-1] != current.short:  # changed, then changed back to an earlier version
+        shown.append(current.short)
+    return Changed(
+        at=max(v.requested_at for v in versions),
+        first_at=first.requested_at,
+        chain=" → ".join(shown),
+        fields=changes(first.payload, current.payload),
+    )
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -98,18 +158,6 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, st
         for name in sorted(set(old) | set(new), key=_order(old, new))
         if old.get(name) != new.get(name)
     ]
-
-
-def banner(first: Version, now_hash: str, now_payload: dict[str, Any], at: str) -> str:
-    """Return the notice a changed request opens with."""
-    listed = "; ".join(
-        f"{name}: {old} → {new}" for name, old, new in changes(first.payload, now_payload)
-    )
-    return (
-        f"Changed at {at} since first requested at {first.requested_at} (version "
-        f"{first.short} → {version_of(now_hash)}): {listed or 'no field differs'}. "
-        f"Approve only what you read below, as version {version_of(now_hash)}."
-    )
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, str]:

@@ -53,7 +53,7 @@ def test_run_once_writes_counts_pending_links_with_age_and_rule_and_recent_actio
     assert "| Needs_Action | 0 |" in text
     assert "## Waiting for approval (3)" in text
     assert re.search(
-        r"- \[\[Pending_Approval/invoice_acme_december\]\] `\d{8}-[0-9a-f]{6}@[0-9a-f]{8}` "
+        r"- \[\[Pending_Approval/invoice_acme_december\]\] `\d{8}-[0-9a-f]{6}@[0-9a-f]{12}` "
         r"— odoo_invoice, 970.00 USD, waiting ",
         text,
     )

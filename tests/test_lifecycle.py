@@ -172,10 +172,10 @@ def test_an_invoice_of_100_dollars_or_more_waits_for_approval_with_a_readable_re
     assert expiry.strftime("%Y-%m-%d %H:%M UTC") in request  # when it expires
     assert "move this note to `Approved/`" in request  # how to approve
     assert re.search(
-        rf"vaultd approve --vault \S+ --state-dir \S+ {task_id}@[0-9a-f]{{8}}`", request
+        rf"vaultd approve --vault \S+ --state-dir \S+ {task_id}@[0-9a-f]{{12}}`", request
     )
     assert "move it to `Rejected/`" in request  # how to reject
-    assert re.search(rf"vaultd reject --vault \S+ --state-dir \S+ {task_id}@\w{{8}} --", request)
+    assert re.search(rf"vaultd reject --vault \S+ --state-dir \S+ {task_id}@\w{{12}} --", request)
 
     task = app.ledger.task(task_id)
     assert task is not None

@@ -24,7 +24,14 @@ from daemon.errors import NotFound, ValidationFailed, VaultdError
 from daemon.hints import Hints
 from daemon.ledger import Ledger, Task
 from daemon.models import Action, OdooInvoice, OdooPayment, SocialPost
-from daemon.request_versions import RequestVersions, reference, split_reference, version_of
+from daemon.request_versions import (
+    AmbiguousVersion,
+    RequestVersions,
+    reference,
+    resolve,
+    split_reference,
+    version_of,
+)
 from daemon.taskfile import Loaded, Unreadable, read_task_file, validate_note
 from daemon.vault import APPROVED, PENDING, REJECTED, Vault
 
@@ -66,19 +73,28 @@ def cmd_approve(args: argparse.Namespace) -> int:
                 f"vaultd re-render it (the daemon must run), read it, then approve that version"
             )
         versions = RequestVersions(ledger).of(task.id)
-        first = versions[0].payload_hash if versions else current
-        if version is None and first != current:
+        issued = list(dict.fromkeys(v.payload_hash for v in versions)) or [current]
+        if version is None and issued != [current]:
+            chain = " → ".join(version_of(h) for h in issued)
             raise VaultdError(
-                f"{task.id} changed since it was first requested (version "
-                f"{version_of(first)} → {version_of(current)}); nothing was approved. Read "
-                f"it again, then run `{hints.command('approve', ref)}`"
+                f"{task.id} changed since it was first requested (versions {chain}); nothing "
+                f"was approved. Read it again, then run `{hints.command('approve', ref)}`"
             )
-        if version is not None and version != version_of(current):
-            raise VaultdError(
-                f"{task.id} is at version {version_of(current)}, not {version}: it changed "
-                f"since you read it; nothing was approved. Read it again, then run "
-                f"`{hints.command('approve', ref)}`"
-            )
+        if version is not None:
+            try:
+                meant = resolve(versions, version)
+            except AmbiguousVersion:
+                raise VaultdError(
+                    f"version {version} of {task.id} names more than one payload vaultd "
+                    "showed (someone made them collide); nothing was approved. Reject it and "
+                    "ask for the task again"
+                ) from None
+            if meant != current:
+                raise VaultdError(
+                    f"{task.id} is at version {version_of(current)}, not {version}: it "
+                    f"changed since you read it; nothing was approved. Read it again, then "
+                    f"run `{hints.command('approve', ref)}`"
+                )
         stamped = notes.render(loaded.note, {**loaded.note.stamps, "approved_version": current})
         if not vault.write(loaded.path, stamped, loaded.signature):
             raise VaultdError(

@@ -82,7 +82,7 @@ def test_init_then_run_once_turns_the_template_into_the_demo_flow(tmp_path: Path
         stamps = meta(text)
         assert stamps["status"] == "pending_approval", name
         assert stamps["approval"]["payload_hash"].startswith("sha256:"), name
-        approve = rf"run `\S*vaultd approve --vault \S+ {stamps['id']}@[0-9a-f]{{8}}`"
+        approve = rf"run `\S*vaultd approve --vault \S+ (--state-dir \S+ )?{stamps['id']}@[0-9a-f]{{12}}`"
         assert re.search(approve, text), name
         assert "result" not in stamps, name
 
