@@ -12,11 +12,11 @@ confusion) are refused twice over. Every refusal is an Unauthorized with a clear
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
+from daemon.api.caller import Caller
 from daemon.api.keys import ApiKeyStore, looks_like_key
 from daemon.config import ApiConfig
 from daemon.errors import ConfigError
@@ -24,14 +24,6 @@ from daemon.settings import Settings
 
 # An HMAC secret shorter than the hash's output weakens the signature (RFC 7518 §3.2).
 MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
-
-
-@dataclass(frozen=True)
-class Caller:
-    """An authenticated caller: who asks (for the audit trail) and their groups."""
-
-    requested_by: str
-    groups: frozenset[str]
 
 
 class Unauthorized(Exception):

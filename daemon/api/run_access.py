@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from daemon.api.auth import Caller
+from daemon.api.caller import Caller
 from daemon.api.keys import NAME
 from daemon.errors import ConfigError
 from daemon.skills.runs import RunNotFound, Runs, RunView
