@@ -95,13 +95,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
                     f"changed since you read it; nothing was approved. Read it again, then "
                     f"run `{hints.command('approve', ref)}`"
                 )
-        stamped = notes.render(loaded.note, {**loaded.note.stamps, "approved_version": current})
-        if not vault.write(loaded.path, stamped, loaded.signature):
-            raise VaultdError(
-                f"{vault.relative(loaded.path)} changed while it was being approved; nothing "
-                "was approved. Read it again and run the command again"
-            )
-        moved = vault.move(loaded.path, APPROVED)
+        moved = _stamp_and_move(vault, loaded, "approved_version", current, APPROVED)
     print(f"approved {ref}: {vault.relative(loaded.path)} → {vault.relative(moved)}")
     for line in describe(action):
         print(f"  {line}")
@@ -117,15 +111,22 @@ def cmd_reject(args: argparse.Namespace) -> int:
     wanted, _version = split_reference(args.id)  # rejecting any version is safe
     with _ledger(vault, args) as ledger:
         task, loaded = pending_request(vault, ledger, wanted, hints_of(args, vault))
-    text = notes.render(loaded.note, {**loaded.note.stamps, "rejection_reason": reason})
-    if not vault.write(loaded.path, text, loaded.signature):
-        raise VaultdError(
-            f"{vault.relative(loaded.path)} changed while it was being rejected; run the "
-            "command again"
-        )
-    moved = vault.move(loaded.path, REJECTED)
+    moved = _stamp_and_move(vault, loaded, "rejection_reason", reason, REJECTED)
     print(f"rejected {task.id}: {vault.relative(loaded.path)} → {vault.relative(moved)} ({reason})")
     return 0
+
+
+def _stamp_and_move(vault: Vault, loaded: Loaded, key: str, value: str, folder: str) -> Path:
+    """Given a request read for a decision, write the decision's stamp into it and move it
+    into `folder`; return where it landed. Raise VaultdError, deciding nothing, if the note
+    changed since it was read."""
+    stamped = notes.render(loaded.note, {**loaded.note.stamps, key: value})
+    if not vault.write(loaded.path, stamped, loaded.signature):
+        raise VaultdError(
+            f"{vault.relative(loaded.path)} changed while it was being decided; nothing was "
+            "decided. Read it again and run the command again"
+        )
+    return vault.move(loaded.path, folder)
 
 
 def pending_request(vault: Vault, ledger: Ledger, wanted: str, hints: Hints) -> tuple[Task, Loaded]:
