@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -18,15 +19,16 @@ from daemon.app import App, open_app
 from daemon.approval import resource_dir
 from daemon.briefing import write_briefing
 from daemon.commands import agents, briefing, check, decide, logs, status
-from daemon.commands.common import add_vault, open_vault
-from daemon.config import state_dir_for
+from daemon.commands.common import add_vault, hints_of, open_vault
+from daemon.config import default_config_path, load_config, state_dir_for
 from daemon.connectors.unavailable import Unavailable
 from daemon.daemon_lock import DaemonLock
 from daemon.dashboard import Dashboard
 from daemon.errors import VaultdError
+from daemon.lease import ExecutorLease
 from daemon.mcp import cli as mcp_cli
 from daemon.retention import apply_retention
-from daemon.runner import Runner
+from daemon.runner import Runner, stop_on_signals
 from daemon.scheduler import Clockwork
 from daemon.settings import load_settings
 from daemon.skills import cli as skills_cli
@@ -76,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-remote",
         action="store_true",
         help="with --api: allow a non-loopback [api] host (put a TLS proxy in front)",
+    )
+    run.add_argument(
+        "--take-over",
+        action="store_true",
+        help="become the vault's executor although another machine holds its lease "
+        "(.vaultd/executor.json); that machine stops executing. Only a person decides "
+        "this: no daemon takes a lease over because its heartbeat is old",
     )
     run.set_defaults(func=cmd_run)
 
@@ -145,16 +154,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         agents.refuse_unconfined(args, vault.root)  # [agents] user set: nothing lets it approve
     # The lock comes first: the ledger's schema and the job store are created under it, so
     # two daemons started at once never race to create them.
-    lock = DaemonLock.acquire(
-        state_dir_for(vault.root, args.state_dir), mode="live" if args.live else "dry-run"
-    )
+    state, mode = state_dir_for(vault.root, args.state_dir), "live" if args.live else "dry-run"
+    lock = DaemonLock.acquire(state, mode=mode)
     try:
-        return _run(args, vault)
+        # Then the vault's executor lease (daemon/lease.py): while another machine holds
+        # it, this daemon processes nothing and writes nothing into the vault.
+        lease = ExecutorLease(
+            vault.root,
+            state,
+            mode=mode,
+            heartbeat_seconds=load_config(
+                args.config or default_config_path()
+            ).daemon.lease_heartbeat_seconds,
+            take_over_hint=hints_of(args, vault).command("run", "--take-over"),
+        )
+        stop = threading.Event()
+        stop_on_signals(stop)
+        take_over = args.take_over
+        while lease.wait_for_turn(stop, take_over=take_over, wait=not args.once):
+            take_over = False  # a person's --take-over counts once: a later loss stands
+            try:
+                code = _run(args, vault, lease, stop)
+            finally:
+                lease.stop_heartbeat()
+            if not lease.lost.is_set():
+                return code
+        return 0
     finally:
         lock.release()
 
 
-def _run(args: argparse.Namespace, vault: Vault) -> int:
+def _run(
+    args: argparse.Namespace, vault: Vault, lease: ExecutorLease, stop: threading.Event
+) -> int:
     app = open_app(
         vault.root,
         config_path=args.config,
@@ -167,6 +199,7 @@ def _run(args: argparse.Namespace, vault: Vault) -> int:
         app.ledger,
         min_interval=app.config.daemon.dashboard_seconds,
         clock=app.pipeline.clock,
+        may_write=lease.holds,
     )
     try:
         log.info(
@@ -181,11 +214,11 @@ def _run(args: argparse.Namespace, vault: Vault) -> int:
                 log.warning("%s: %s; its actions will fail", connector.name, connector.reason)
         if args.once:
             # One dashboard write at the end, not one per file.
-            once = Runner(app.pipeline, app.config, polling=args.polling)
-            once.install_signal_handlers()
+            once = Runner(app.pipeline, app.config, polling=args.polling, stop=stop, lease=lease)
             count = once.run_once()
             # A daemon run from cron still writes a briefing whose time has passed.
-            Clockwork(app, write_briefing=write_briefing).settle()
+            if lease.holds():
+                Clockwork(app, write_briefing=write_briefing).settle()
             log.info("processed %d file(s)", count)
             return 0
         runs = app.pipeline.skills
@@ -194,8 +227,14 @@ def _run(args: argparse.Namespace, vault: Vault) -> int:
             # A run whose requests all finished finishes: checked as often as the dashboard
             # is written (not after every file of a burst), and before it shows the runs.
             dashboard.before_write = runs.refresh_waiting
-        runner = Runner(app.pipeline, app.config, polling=args.polling, on_change=dashboard.changed)
-        runner.install_signal_handlers()
+        runner = Runner(
+            app.pipeline,
+            app.config,
+            polling=args.polling,
+            on_change=dashboard.changed,
+            stop=stop,
+            lease=lease,
+        )
         clockwork = Clockwork(
             app,
             write_briefing=write_briefing,

@@ -51,6 +51,9 @@ class Timing(BaseModel):
     # How often each part of the running daemon (watcher, scheduler, API) is checked; one
     # that is down is restarted, up to 3 times, then reported in an alert note.
     health_seconds: float = Field(default=30, gt=0)
+    # The executor rewrites the heartbeat of the vault's lease (`.vaultd/executor.json`) this
+    # often. Only for people to read: no daemon takes a lease over because it is old.
+    lease_heartbeat_seconds: float = Field(default=30, gt=0)
 
 
 class SkillsConfig(BaseModel):

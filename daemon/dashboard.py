@@ -3,7 +3,8 @@
 It is written at the vault root (never inside a pipeline folder, so vaultd never mistakes it
 for a task), atomically, and at most once per `daemon.dashboard_seconds`: a burst of changes
 leads to one write now and one more when the interval has passed. `close()` always writes
-a final version.
+a final version. Only the vault's executor writes it (`may_write`, the lease's check): a
+daemon that lost the lease to another machine leaves the page to that one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from daemon.approval import render_template
 from daemon.ledger import Ledger
@@ -47,6 +49,7 @@ def render_dashboard(snapshot: Snapshot) -> str:
         ],
         alerts=snapshot.alerts,
         runs=snapshot.runs,
+        executor=_executor_line(snapshot.executor),
         pending_more=snapshot.pending_more,
         problems_more=snapshot.problems_more,
         sync_conflicts=snapshot.sync_conflicts,
@@ -66,8 +69,11 @@ class Dashboard:
         min_interval: float,
         clock: Callable[[], datetime] | None = None,
         alerts: Callable[[], list[str]] = list,
+        may_write: Callable[[], bool] = lambda: True,
     ) -> None:
         self.vault = vault
+        # Whether this daemon is still the vault's executor (ExecutorLease.holds).
+        self.may_write = may_write
         # The parts of the daemon vaultd gave up on (see daemon/supervisor.py).
         self.alerts = alerts
         # Brings what the dashboard shows up to date before each write (skill runs).
@@ -133,12 +139,28 @@ class Dashboard:
         # The throttle counts attempts: a dashboard that cannot be written must not be
         # rebuilt after every file.
         self._last = time.monotonic()
+        if not self.may_write():
+            return
         self.before_write()
         snapshot = build_snapshot(self.vault, self.ledger, now=self.clock())
         snapshot.alerts = self.alerts()
         text = render_dashboard(snapshot)
         self.vault.write(self.path, text)
         self.writes += 1
+
+
+def _executor_line(lease: dict[str, Any] | None) -> str | None:
+    """Return "host (pid N, dry-run), heartbeat T" for the lease, or None if there is none."""
+    if not lease:
+        return None
+    if lease.get("problem"):
+        return f"unknown: the lease cannot be read ({lease['problem']})"
+    details = ", ".join(
+        filter(None, [f"pid {lease['pid']}" if lease.get("pid") else None, lease.get("mode")])
+    )
+    heartbeat = f", heartbeat {show_time(lease['heartbeat'])}" if lease.get("heartbeat") else ""
+    # The lease is a file in the vault: what it says stays on one line of the page.
+    return _flat(f"{lease.get('host') or lease.get('machine_id')} ({details}){heartbeat}")
 
 
 def _link(relative: str) -> str:

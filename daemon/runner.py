@@ -5,6 +5,10 @@
                  every rescan interval (or after an overflow): scan again, expire requests
 
 SIGTERM and SIGINT set a flag; the file being processed is finished first.
+
+With an executor lease (daemon/lease.py), the runner reconciles, expires or touches a file
+only while the lease names this daemon: it checks before each of them, and stops at once
+when another machine took the lease.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from daemon.config import Config
+from daemon.lease import ExecutorLease
 from daemon.pipeline import Outcome, Pipeline
 from daemon.vault import ACTIVE_FOLDERS, Signature
 from daemon.watcher import StableQueue, Watcher
@@ -27,6 +32,17 @@ from daemon.watcher import StableQueue, Watcher
 log = logging.getLogger(__name__)
 # The longest wait between two tries of a file whose processing keeps failing.
 RETRY_MAX_S = 600.0
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """Given an event, set it on SIGTERM or SIGINT (the file being processed is finished)."""
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: stopping after the current file", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
 
 
 class Runner:
@@ -38,8 +54,10 @@ class Runner:
         polling: bool = False,
         on_change: Callable[[], None] | None = None,
         stop: threading.Event | None = None,
+        lease: ExecutorLease | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.lease = lease
         self.config = config
         self.queue = StableQueue(config.daemon.stability_ms / 1000)
         self.watcher = Watcher(pipeline.vault, self.queue, polling=polling)
@@ -62,15 +80,20 @@ class Runner:
         self._expire_now.set()
 
     def install_signal_handlers(self) -> None:
-        def request_stop(signum: int, _frame: FrameType | None) -> None:
-            log.info("received %s: stopping after the current file", signal.Signals(signum).name)
-            self.stop_event.set()
+        stop_on_signals(self.stop_event)
 
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
+    def executing(self) -> bool:
+        """Return whether this daemon may touch the vault's files now: it has no lease, or
+        the lease still names it (one stat while the lease is unchanged)."""
+        return self.lease is None or self.lease.holds()
+
+    def _lost(self) -> bool:
+        return self.lease is not None and self.lease.lost.is_set()
 
     def start(self) -> None:
         """Reconcile interrupted calls, then queue everything already in the vault."""
+        if not self.executing():
+            return
         settled = self.pipeline.reconcile()
         if settled:
             log.info("reconciled %d interrupted call(s)", len(settled))
@@ -81,7 +104,7 @@ class Runner:
         self.start()
         self.queue.window = 0
         self._scan()
-        while not self.stop_event.is_set():
+        while not self.stop_event.is_set() and not self._lost():
             path = self.queue.next_ready(timeout=0)
             if path is None:
                 break
@@ -103,6 +126,11 @@ class Runner:
         rescan_every = self.config.daemon.rescan_seconds
         next_scan = 0.0
         while not self.stop_event.is_set():
+            if not self.executing():
+                if self._lost():
+                    return
+                self.stop_event.wait(1.0)  # the lease could not be checked: look again
+                continue
             now = time.monotonic()
             if now >= next_scan or self.watcher.overflowed.is_set():
                 if self.watcher.overflowed.is_set():
@@ -124,6 +152,8 @@ class Runner:
                 self._handle(path)
 
     def _handle(self, path: Path) -> None:
+        if not self.executing():
+            return  # found again by a later scan, if the lease names this daemon again
         due = self._retry_due.get(path)
         if due is not None and time.monotonic() < due:
             return  # failed before: only its backoff brings it back, not every event

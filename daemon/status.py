@@ -18,6 +18,7 @@ from typing import Any
 
 from daemon import ledger as ledger_states
 from daemon.audit import last_entries
+from daemon.lease import read_lease
 from daemon.ledger import Ledger, Task
 from daemon.request_versions import reference
 from daemon.taskfile import Unreadable, read_task_file
@@ -98,6 +99,9 @@ class Snapshot:
     daemon: dict[str, Any] | None = None
     # When no daemon runs: the next briefing time the config gives, in its time zone.
     next_briefing: str | None = None
+    # The vault's executor lease (daemon/lease.py) as it reads, None if it has none;
+    # `vaultd status` adds "this_machine": whether it names this state directory's machine.
+    executor: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,6 +160,8 @@ def build_snapshot(
     snapshot.recent = [_recent(entry) for entry in last_entries(vault.folder(LOGS), recent)]
     snapshot.breakers = _open_breakers(ledger)
     snapshot.runs = _skill_runs(ledger)
+    lease = read_lease(vault.root)
+    snapshot.executor = lease.to_json() if lease else None
     return snapshot
 
 

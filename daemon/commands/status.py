@@ -16,6 +16,7 @@ from daemon.commands.logs import log_line
 from daemon.config import default_config_path, load_config, state_dir_for
 from daemon.daemon_lock import Holder, holder_of
 from daemon.hints import Hints
+from daemon.lease import LeaseProblem, LeaseRecord, machine_id
 from daemon.scheduler import next_briefing_time, next_runs
 from daemon.status import Snapshot, build_snapshot, open_ledger_readonly, show_time
 
@@ -41,7 +42,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             ledger.close()
     holder = holder_of(state_dir)
     snapshot.daemon = {"running": holder is not None, **(holder.to_json() if holder else {})}
-    if holder is not None:
+    if snapshot.executor is not None:
+        snapshot.executor["this_machine"] = _this_machine(state_dir, snapshot.executor)
+    standby = snapshot.executor is not None and not snapshot.executor["this_machine"]
+    if holder is not None and standby:
+        pass  # a daemon that is not the executor runs no job
+    elif holder is not None:
         snapshot.jobs = [
             {"id": job, "next_run": when.isoformat() if when else None}
             for job, when in next_runs(state_dir, config.schedule)
@@ -62,6 +68,7 @@ def format_status(snapshot: Snapshot, hints: Hints | None = None) -> str:
     vault in the commands it suggests."""
     hints = hints or Hints.for_vault(Path(snapshot.vault))
     lines = [f"vault {snapshot.vault}", _daemon_line(snapshot, hints)]
+    lines += _executor_lines(snapshot, hints)
     if snapshot.ledger_note:
         lines.append(f"  note: {snapshot.ledger_note}")
     lines += ["", "Folders"]
@@ -141,3 +148,45 @@ def _daemon_line(snapshot: Snapshot, hints: Hints) -> str:
         "daemon: not running on this vault: nothing is processed, executed or scheduled "
         f"until `{hints.command('run')}` runs"
     )
+
+
+def _this_machine(state_dir: Path, lease: dict[str, Any]) -> bool:
+    """Return whether the lease names the machine of this state directory."""
+    try:
+        mine = machine_id(state_dir, create=False)
+    except LeaseProblem:
+        return False
+    return mine is not None and lease.get("machine_id") == mine
+
+
+def _executor_lines(snapshot: Snapshot, hints: Hints) -> list[str]:
+    """Return who executes on the vault, by its lease; [] if it has none yet."""
+    lease = snapshot.executor
+    if lease is None:
+        return []
+    running = bool(snapshot.daemon and snapshot.daemon.get("running"))
+    record = LeaseRecord(**{k: v for k, v in lease.items() if k != "this_machine"})
+    take_over = f"`{hints.command('run', '--take-over')}`"
+    if lease.get("this_machine"):
+        beat = show_time(record.heartbeat) if record.heartbeat else "none yet"
+        if running:
+            return [f"  the executor of this vault (heartbeat {beat})"]
+        return [
+            f"  executor: this machine holds the lease (last heartbeat {beat}); a daemon "
+            "started here takes it again"
+        ]
+    if record.problem:
+        return [
+            f"  executor: unknown: the lease .vaultd/executor.json cannot be read "
+            f"({record.problem}); no daemon executes until {take_over} takes it"
+        ]
+    holder = record.describe(show_time)
+    if running:
+        return [
+            f"  not the executor: {holder} holds the lease; stop this daemon, then "
+            f"{take_over} to take it"
+        ]
+    return [
+        f"  executor: {holder} holds the lease: a daemon started here would execute "
+        f"nothing; {take_over} to take it"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -55,6 +56,7 @@ def test_init_then_run_once_turns_the_template_into_the_demo_flow(tmp_path: Path
 
     tree = read_tree(vault)
     assert sorted(tree) == [
+        ".vaultd/executor.json",  # the executor lease: this machine executes on the vault
         "Business_Goals.md",
         "Company_Handbook.md",
         "Dashboard.md",
@@ -82,7 +84,9 @@ def test_init_then_run_once_turns_the_template_into_the_demo_flow(tmp_path: Path
         stamps = meta(text)
         assert stamps["status"] == "pending_approval", name
         assert stamps["approval"]["payload_hash"].startswith("sha256:"), name
-        approve = rf"run `\S*vaultd approve --vault \S+ (--state-dir \S+ )?{stamps['id']}@[0-9a-f]{{12}}`"
+        approve = (
+            rf"run `\S*vaultd approve --vault \S+ (--state-dir \S+ )?{stamps['id']}@[0-9a-f]{{12}}`"
+        )
         assert re.search(approve, text), name
         assert "result" not in stamps, name
 
@@ -104,11 +108,15 @@ def test_init_then_run_once_turns_the_template_into_the_demo_flow(tmp_path: Path
 
 def test_run_once_again_changes_nothing(tmp_path: Path):
     vault, state = demo_vault(tmp_path)
-    before = read_tree(vault, skip=("Logs", "Dashboard.md"))
+    # The lease's pid and heartbeat are the new run's; the machine it names stays.
+    skip = ("Logs", "Dashboard.md", ".vaultd")
+    before = read_tree(vault, skip=skip)
+    machine = json.loads((vault / ".vaultd/executor.json").read_text())["machine_id"]
 
     ok(vaultd("run", "--vault", vault, "--once", "--state-dir", state))
 
-    assert read_tree(vault, skip=("Logs", "Dashboard.md")) == before
+    assert read_tree(vault, skip=skip) == before
+    assert json.loads((vault / ".vaultd/executor.json").read_text())["machine_id"] == machine
     assert len(outbox(state)) == 2
 
 
