@@ -36,11 +36,24 @@ def escaped(char: str) -> str:
     return f"{_ESCAPE_OPEN}U+{ord(char):04X}⟩"
 
 
+# Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt), which draw
+# nothing whatever their category (variation selectors are Mn), and the blank Braille cell.
+_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
+    (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
+    (0x2060, 0x206F), (0x2800, 0x2800), (0x3164, 0x3164), (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)  # fmt: skip
+
+
 def _hidden(char: str) -> bool:
+    point = ord(char)
     return (
         unicodedata.category(char) in _HIDDEN_CATEGORIES
         or char in _FILLERS
         or char in (_ESCAPE_OPEN, NEWLINE)
+        or any(low <= point <= high for low, high in _IGNORABLE)
     )
 
 

@@ -279,15 +279,6 @@ def test_a_payload_value_cannot_add_a_fake_change_to_the_banner(app: App, vault_
 # -- 6. characters that draw nothing ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="quoting.visible escapes Cc/Cf/Cn/Co/Cs/Zl/Zp and a list of fillers, but not "
-    "variation selectors (U+FE00..FE0F, U+E0100..E01EF, U+180B..180D/F: category Mn), which "
-    "draw nothing after a letter: the request shows `Acme Corp` for a partner that is "
-    "'Acme Corp\\ufe0f' in the payload. Escape default-ignorable code points "
-    "(Default_Ignorable_Code_Point), not only by category",
-)
 def test_a_variation_selector_in_a_partner_name_is_shown_in_the_request(app: App, vault_root: Path):
     path, _, _ = request(app, vault_root, partner='"Acme Corp\\ufe0f"')
     if parsed(path).meta["partner"] != "Acme Corp\ufe0f":
