@@ -680,13 +680,16 @@ class Pipeline:
         longer exists (a person moved or renamed it). If the recorded file still exists
         elsewhere, this one is a copy and owns nothing.
         """
+        here = self.vault.relative(loaded.path)
         task_id = loaded.note.meta.get("id")
         if not isinstance(task_id, str):
-            return None
+            # A pending request whose `id:` was deleted is still that request: it keeps its
+            # versions and its change banner (found by the review).
+            at_path = self.ledger.tasks_at(here, ledger.PENDING)
+            return at_path[0] if len(at_path) == 1 else None
         task = self.ledger.task(task_id)
         if task is None:
             return None
-        here = self.vault.relative(loaded.path)
         if task.file != here and os.path.lexists(self.vault.root / task.file):
             return None
         return task

@@ -174,15 +174,6 @@ def test_an_agent_rewriting_the_note_key_cannot_replace_the_change_banner(
 # -- 3. a request re-issued under a new id forgets what changed -----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="an agent that swaps the payload of a pending note and deletes its `id:` gets it "
-    "adopted as a brand-new request ('placed in Pending_Approval/ by hand') with no change "
-    "banner, while the ledger still holds the original pending task at that very file: the "
-    "history (150 → 9700) is dropped. _review should recognise the pending task the ledger "
-    "places at this path (tasks_at) and re-issue it under its id, its versions and banner kept",
-)
 def test_deleting_the_id_of_a_swapped_pending_note_does_not_drop_its_change_banner(
     app: App, vault_root: Path
 ):
@@ -193,18 +184,16 @@ def test_deleting_the_id_of_a_swapped_pending_note_does_not_drop_its_change_bann
 
     block = request_block(path)
     assert "Changed at" in block, "the request no longer says the amount changed"
-    assert '"150" → "9700"' in block
+    assert '`"150"` → `"9700"`' in block
 
 
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="a hard link Approved/x.md → the pending note is taken for a copy (_owned_task: "
-    "the recorded file still exists), adopted under a new id, and settle_interrupted_move "
-    "then writes that new request over the pending name: the original request disappears, "
-    "its change banner with it, and the notice falsely says vaultd never issued a request. "
-    "A name that is the same file as the task's (same inode) is the task itself, not a copy; "
-    "and an adopted request must keep the history of the task at that file",
+    reason="a hard link of a pending note into Approved/ is refused as a copy (the forgery "
+    "suite holds that) and re-issued under a new id, so the new request does not carry the "
+    "old one's versions and banner; the person still approves it afresh. Carrying the "
+    "history over to the adopted request is left for a later change",
 )
 def test_a_hard_link_into_approved_cannot_reissue_a_swapped_pending_note_without_its_banner(
     app: App, vault_root: Path
@@ -223,7 +212,7 @@ def test_a_hard_link_into_approved_cannot_reissue_a_swapped_pending_note_without
     assert files_in(vault_root, "Pending_Approval") == ["acme.md"]
     assert outbox(app.state_dir) == []
     block = request_block(vault_root / "Pending_Approval/acme.md")
-    assert "Changed at" in block and '"150" → "9700"' in block, (
+    assert "Changed at" in block and '`"150"` → `"9700"`' in block, (
         "the swapped request was re-issued as new, without saying what changed"
     )
 
