@@ -2,6 +2,10 @@
 
 `VAULTD_FAILPOINT=after-intent` (a comma-separated list of names) makes the process kill
 itself with SIGKILL when it reaches that point, exactly as a power cut or OOM kill would.
+The points, in the order a call meets them: `before-intent`, `after-intent`, `mid-call`
+(inside a connector's two-write call, after the first write: an Odoo invoice created as a
+draft and not yet posted, a payment wizard created and not yet run), `after-call` (the
+service answered, DONE not yet recorded), `after-done`, and `mid-move` (the note half moved).
 With `VAULTD_FAILPOINT_ONCE=<file>` each point fires once per key (the call's marker, or the
 file's name for `mid-move`): the file remembers what already fired, so a test can restart
 the daemon with the same environment until every action has crashed once and then finished.
@@ -19,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-POINTS = ("before-intent", "after-intent", "after-call", "after-done", "mid-move")
+POINTS = ("before-intent", "after-intent", "mid-call", "after-call", "after-done", "mid-move")
 
 
 class Crashed(BaseException):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from standins.odoo import FakeOdoo, StandInServer, running_odoo
 
-from daemon.connectors.base import Absent, Found, ScratchMemory, Undetermined
+from daemon.connectors.base import Absent, Found, ScratchMemory, Undetermined, Unfinished
 from daemon.connectors.odoo_live import OdooConnector, connect
 from daemon.errors import (
     AuthError,
@@ -107,11 +107,11 @@ def test_an_invoice_is_created_posted_and_linked(make: Connect, odoo: FakeOdoo, 
     assert move["move_type"] == "out_invoice"
     assert move["invoice_date_due"] == "2026-12-22"
     products = {p["default_code"]: p["id"] for p in odoo.table("product.product")}
-    assert [line["product_id"] for line in move["invoice_line_ids"]] == [
-        products["CONS"],
-        products["SUP"],
-    ]
-    assert move["invoice_line_ids"][1]["name"] == "Nov"
+    lines = odoo.lines(move["id"])
+    assert [line["id"] for line in lines] == move["invoice_line_ids"]
+    assert [line["product_id"] for line in lines] == [products["CONS"], products["SUP"]]
+    assert lines[1]["name"] == "Nov"
+    assert move["amount_untaxed"] == move["amount_total"] == 200.0
     assert odoo.calls["account.move.create"] == 1
     assert odoo.calls["account.move.action_post"] == 1
 
@@ -253,13 +253,16 @@ def test_a_lost_answer_to_the_create_leaves_a_draft_that_is_reused(make: Connect
     with pytest.raises(OutcomeUnknown):
         connector.execute(invoice(), marker=MARKER, dry_run=False)
     answer = connector.lookup(MARKER)
-    # A draft is not a done invoice: a person decides (lookup never writes)...
-    assert isinstance(answer, Undetermined)
-    assert "'draft', not posted" in answer.reason
-    # ...and if the call is made again, the draft is posted rather than a second one made.
+    # A draft is not a done invoice, but one the next call finishes (lookup never writes)...
+    assert isinstance(answer, Unfinished)
+    assert "draft invoice id" in answer.reason and "not posted yet" in answer.reason
+    assert odoo.calls["account.move.action_post"] == 0
+    # ...and when the call is made again, the draft is posted rather than a second one made.
     result = connector.execute(invoice(), marker=MARKER, dry_run=False)
     assert result["state"] == "posted"
+    assert result["number"] == "INV/2026/00001"
     assert odoo.calls["account.move.create"] == 1
+    assert odoo.calls["account.move.action_post"] == 1
     assert len(odoo.table("account.move")) == 1
 
 
@@ -287,6 +290,7 @@ def test_lookup_is_absent_for_an_unknown_marker_and_undetermined_when_odoo_is_do
     answer = connector.lookup("vaultd:nothing:odoo")
     assert isinstance(answer, Undetermined)
     assert "could not be asked" in answer.reason
+    assert answer.lasting is False  # Odoo may answer a later lookup
 
 
 def test_check_reports_version_database_and_user(make: Connect, server: StandInServer):

@@ -4,6 +4,11 @@
 dry-run, records it) and returns what the service answered; `lookup(marker)` finds the
 result of an earlier call by the marker vaultd put into it; `check` reports health; `facts`
 answers what the policy needs to know before deciding.
+
+A lookup answers Found (the call happened), Absent (it did not: safe to call), Unfinished
+(the call began a remote object and stopped before finishing it, as an Odoo draft invoice
+not yet posted: `execute` with the same action and marker finishes it) or Undetermined
+(it cannot tell; `lasting` when asking again cannot tell either, as for a sent DM).
 """
 
 from __future__ import annotations
@@ -28,13 +33,26 @@ class Absent:
 
 
 @dataclass(frozen=True)
-class Undetermined:
-    """Neither could be shown; a human must decide."""
+class Unfinished:
+    """The service holds the object the call began, not finished (an Odoo draft invoice with
+    the marker, not posted). Calling `execute` again with the same action and marker finishes
+    that object, once it has checked the object is what was approved, and never makes a
+    second one; anything else about it is for a person."""
 
     reason: str
 
 
-Lookup = Found | Absent | Undetermined
+@dataclass(frozen=True)
+class Undetermined:
+    """Neither could be shown. `lasting`: asking again cannot tell either (the service offers
+    no lookup for it, or a person changed the object), so a person decides at once; otherwise
+    vaultd looks it up again for a while first (daemon/execution.py, LookupSchedule)."""
+
+    reason: str
+    lasting: bool = False
+
+
+Lookup = Found | Absent | Unfinished | Undetermined
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ class FacebookConnector:
         if not isinstance(sent, dict):
             return Absent()  # nothing was ever sent under this marker
         if sent.get("edge") == "messages":
-            return Undetermined("facebook: a sent Page message cannot be looked up")
+            return Undetermined("facebook: a sent Page message cannot be looked up", lasting=True)
         try:
             return self._search(sent)
         except ConnectorError as error:
@@ -134,7 +134,9 @@ class FacebookConnector:
             if not paging.get("next") or not after:
                 return Absent()  # the whole listing was read
             params["after"] = after
-        return Undetermined(f"facebook: more than {MAX_PAGES * PAGE_SIZE} items since the intent")
+        return Undetermined(
+            f"facebook: more than {MAX_PAGES * PAGE_SIZE} items since the intent", lasting=True
+        )
 
     def check(self) -> Health:
         try:

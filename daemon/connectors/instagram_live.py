@@ -177,7 +177,9 @@ class InstagramConnector:
         if memo.get("id"):
             return Found({"id": memo["id"], "kind": "reply"})
         if memo.get("reply_sent"):
-            return Undetermined("instagram: a reply whose answer was lost cannot be looked up")
+            return Undetermined(
+                "instagram: a reply whose answer was lost cannot be looked up", lasting=True
+            )
         container = memo.get("container_id")
         if not container:
             return Absent()  # no container: nothing can have been published

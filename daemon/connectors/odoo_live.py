@@ -5,6 +5,12 @@ The vaultd marker goes into the invoice's `ref` and the payment's memo (the wiza
 on transient errors; writes (create, action_post, action_create_payments) never are, and a
 write whose answer was lost raises OutcomeUnknown. Before writing, `execute` looks for an
 object that already carries the marker, so no path leads to a second invoice or payment.
+
+An invoice is created as a draft, then posted. A draft left between the two (a crash, a lost
+answer) is Unfinished to `lookup`, and `execute` posts it — after checking it is exactly what
+was approved (daemon/connectors/odoo_invoices.py); one that differs, or that a person
+cancelled, is left to a person. Posting an invoice already posted is never sent again: it is
+found, and a post refused because the invoice was posted meanwhile is taken as done.
 """
 
 from __future__ import annotations
@@ -16,17 +22,13 @@ from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined
+from daemon import failpoints
+from daemon.connectors import odoo_invoices
+from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined, Unfinished
 from daemon.connectors.odoo import odoo_request
-from daemon.connectors.odoo_names import (
-    candidates,
-    find_partners,
-    journal_id,
-    listed,
-    one_partner,
-    product_id,
-    same_name,
-)
+from daemon.connectors.odoo_invoices import draft_differences, id_of, invoice_result, invoice_values
+from daemon.connectors.odoo_invoices import name_of as _name
+from daemon.connectors.odoo_names import candidates, find_partners, journal_id, listed, same_name
 from daemon.connectors.odoo_transport import Transport, transport_for
 from daemon.errors import (
     ConnectorError,
@@ -110,16 +112,28 @@ class OdooConnector:
         raise PermanentError(f"the Odoo connector cannot send {type(action).__name__}")
 
     def lookup(self, marker: str) -> Lookup:
+        """Given a marker, return Found (a posted invoice or a payment carries it), Unfinished
+        (a draft invoice does: `execute` posts it if it is what was approved), Absent, or
+        Undetermined (Odoo cannot be read; lasting when a person's change is in the way)."""
         try:
             moves = self._find_invoices_by_marker(marker)
+            if len(moves) > 1:
+                return Undetermined(
+                    f"Odoo holds {len(moves)} invoices for {marker} ({listed(moves)}): a person "
+                    "decides which one stands",
+                    lasting=True,
+                )
             if moves:
                 move = moves[0]
+                where = f"invoice id {move['id']} for {marker} ({self.invoice_url(move['id'])})"
                 if move["state"] == "posted":
                     return Found(self._invoice_result(move, marker))
+                if move["state"] == "draft":
+                    return Unfinished(f"Odoo holds draft {where}, not posted yet")
                 return Undetermined(
-                    f"Odoo holds invoice id {move['id']} for {marker} in state "
-                    f"{move['state']!r}, not posted: post or delete it in Odoo "
-                    f"({self.invoice_url(move['id'])})"
+                    f"Odoo holds {where} in state {move['state']!r}, not posted: a person "
+                    "changed it, so a person decides",
+                    lasting=True,
                 )
             payments = self._find_payments_by_marker(marker)
             if payments:
@@ -157,61 +171,70 @@ class OdooConnector:
     # -- invoices -----------------------------------------------------------------------------
 
     def _invoice(self, action: OdooInvoice, marker: str) -> dict[str, Any]:
+        """Given an invoice action, return the posted invoice carrying its marker: made as a
+        draft and posted, or an earlier draft of this call posted once it proves to be what
+        was approved. Raise PermanentError if Odoo refuses, or the draft differs (it stays for
+        a person); OutcomeUnknown if an answer to a write was lost."""
         existing = self._find_invoices_by_marker(marker)
-        partner_created = False
+        memo = self.memory.recall(marker) if self.memory is not None else {}
+        if len(existing) > 1:
+            raise PermanentError(
+                f"Odoo holds {len(existing)} invoices for {marker} ({listed(existing)}): "
+                "vaultd posts none of them; a person decides which one stands"
+            )
         if existing:  # an earlier attempt got this far: never create a second invoice
             move_id = int(existing[0]["id"])
+            partner_created = memo.get("odoo_partner_created") == id_of(existing[0]["partner_id"])
             if existing[0]["state"] == "posted":
-                return self._invoice_result(existing[0], marker)
+                return {**self._invoice_result(existing[0], marker), "found_by": "marker"}
+            if existing[0]["state"] != "draft":
+                raise PermanentError(
+                    f"Odoo holds invoice id {move_id} for {marker} in state "
+                    f"{existing[0]['state']!r}: vaultd leaves it to a person "
+                    f"({self.invoice_url(move_id)})"
+                )
+            problems = draft_differences(self.search_read, move_id, action)
+            if problems:
+                raise PermanentError(
+                    f"Odoo holds draft invoice id {move_id} for {marker}, but it is not what "
+                    f"was approved ({'; '.join(problems)}), so vaultd did not post it. Delete "
+                    f"the draft in Odoo ({self.invoice_url(move_id)}) to have it made again, "
+                    "or post it there yourself to have it recorded; then move this note to "
+                    "Approved/"
+                )
         else:
-            values = self._invoice_values(action, marker)
-            if values["partner_id"] is None:
+            values = invoice_values(self.search_read, action, marker)
+            partner_created = values["partner_id"] is None
+            if partner_created:
                 values["partner_id"] = self._create("res.partner", {"name": action.partner})
-                partner_created = True
+                if self.memory is not None:
+                    self.memory.remember(marker, "odoo_partner_created", values["partner_id"])
             move_id = self._create("account.move", values)
             if self.memory is not None:
                 self.memory.remember(marker, "odoo_invoice_id", move_id)
+            failpoints.hit("mid-call", marker)
+        result = self._post(move_id, marker)
+        result["partner_created"] = partner_created
+        return result
+
+    def _post(self, move_id: int, marker: str) -> dict[str, Any]:
+        """Given a draft invoice, post it and return its result. A post Odoo refuses because
+        the invoice is posted already (by a person, meanwhile) is a no-op: its result is
+        returned. Raise PermanentError if Odoo refuses otherwise (the draft stays)."""
         try:
             self._write("account.move", "action_post", ids=[move_id])
         except PermanentError as error:
+            try:
+                move = self._read_invoice(move_id)
+            except ConnectorError:
+                move = {"state": None}
+            if move["state"] == "posted":
+                return {**self._invoice_result(move, marker), "found_by": "marker"}
             raise PermanentError(
                 f"{error} (draft invoice id {move_id} is left in Odoo: {self.invoice_url(move_id)})"
             ) from None
         move = self._after_write(lambda: self._read_invoice(move_id), "the invoice was posted")
-        result = self._invoice_result(move, marker)
-        result["partner_created"] = partner_created
-        return result
-
-    def _invoice_values(self, action: OdooInvoice, marker: str) -> dict[str, Any]:
-        partners = find_partners(self.search_read, action.partner, action.partner_id)
-        partner_id = one_partner(partners, action.partner)  # several: refused, never picked
-        if partner_id is None and action.partner_id:
-            raise PermanentError(f"Odoo has no partner with id {action.partner_id}")
-        currency = self.search_read("res.currency", [["name", "=", action.currency]], ["name"])
-        if not currency:
-            raise PermanentError(f"Odoo has no active currency {action.currency}")
-        lines = []
-        for line in action.lines:
-            values: dict[str, Any] = {
-                "product_id": product_id(self.search_read, line.product),
-                "quantity": float(line.quantity),
-                "price_unit": float(line.price_unit),
-            }
-            if line.description:
-                values["name"] = line.description
-            lines.append([0, 0, values])
-        move: dict[str, Any] = {
-            "move_type": "out_invoice",
-            "partner_id": partner_id,
-            "currency_id": currency[0]["id"],
-            "ref": marker,
-            "invoice_line_ids": lines,
-        }
-        if action.invoice_date:
-            move["invoice_date"] = action.invoice_date.isoformat()
-        if action.due_date:
-            move["invoice_date_due"] = action.due_date.isoformat()
-        return move
+        return self._invoice_result(move, marker)
 
     def _find_invoices_by_marker(self, marker: str) -> list[dict[str, Any]]:
         domain = [["ref", "=", marker], ["move_type", "=", "out_invoice"]]
@@ -224,17 +247,7 @@ class OdooConnector:
         return found[0]
 
     def _invoice_result(self, move: dict[str, Any], marker: str) -> dict[str, Any]:
-        return {
-            "invoice_id": move["id"],
-            "number": move["name"],
-            "amount_total": move["amount_total"],
-            "currency": _name(move.get("currency_id")),
-            "partner": _name(move.get("partner_id")),
-            "state": move["state"],
-            "payment_state": move.get("payment_state"),
-            "url": self.invoice_url(int(move["id"])),
-            "marker": marker,
-        }
+        return invoice_result(move, marker, self.invoice_url(int(move["id"])))
 
     # -- payments -----------------------------------------------------------------------------
 
@@ -263,6 +276,7 @@ class OdooConnector:
             wizard["journal_id"] = journal_id(self.search_read, action.journal)
         context = {"active_model": "account.move", "active_ids": [invoice["id"]]}
         wizard_id = self._create("account.payment.register", wizard, context=context)
+        failpoints.hit("mid-call", marker)
         self._write(
             "account.payment.register", "action_create_payments", ids=[wizard_id], context=context
         )
@@ -331,46 +345,8 @@ class OdooConnector:
         return retrying(read)
 
     def revenue(self, start: date, end: date) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
-        """Return (invoiced, paid) per currency between two days, as Odoo books them.
-
-        Invoiced: posted customer invoices dated in the range. Paid: customer payments dated
-        in the range, in the currency of the invoice they settle. Raise ConnectorError if
-        Odoo cannot be read.
-        """
-        invoiced: dict[str, Decimal] = {}
-        paid: dict[str, Decimal] = {}
-        moves = self.search_read(
-            "account.move",
-            [
-                ["move_type", "=", "out_invoice"],
-                ["state", "=", "posted"],
-                ["invoice_date", ">=", start.isoformat()],
-                ["invoice_date", "<=", end.isoformat()],
-            ],
-            ["amount_total", "currency_id"],
-        )
-        for move in moves:
-            currency = _name(move.get("currency_id")) or "USD"
-            invoiced[currency] = invoiced.get(currency, Decimal(0)) + Decimal(
-                str(move.get("amount_total") or 0)
-            )
-        payments = self.search_read(
-            "account.payment",
-            [["date", ">=", start.isoformat()], ["date", "<=", end.isoformat()]],
-            ["amount", "reconciled_invoice_ids"],
-        )
-        for payment in payments:
-            settled = payment.get("reconciled_invoice_ids") or []
-            currency = "USD"
-            if settled:
-                (invoice,) = self.search_read(
-                    "account.move", [["id", "=", settled[0]]], ["currency_id"]
-                ) or [{}]
-                currency = _name(invoice.get("currency_id")) or currency
-            paid[currency] = paid.get(currency, Decimal(0)) + Decimal(
-                str(payment.get("amount") or 0)
-            )
-        return invoiced, paid
+        """Return (invoiced, paid) per currency between two days (odoo_invoices.revenue)."""
+        return odoo_invoices.revenue(self.search_read, start, end)
 
     def search_read(
         self,
@@ -414,10 +390,3 @@ class OdooConnector:
             return read()
         except ConnectorError as error:
             raise OutcomeUnknown(f"{done}, but reading it back failed: {error}") from None
-
-
-def _name(many2one: Any) -> str:
-    """The display name of a many2one value ([id, name] over RPC)."""
-    if isinstance(many2one, list | tuple) and len(many2one) == 2:
-        return str(many2one[1])
-    return "" if many2one in (None, False) else str(many2one)

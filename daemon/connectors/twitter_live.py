@@ -257,7 +257,9 @@ class TwitterLive:
             # execute records what it sends before sending: no record, nothing sent.
             return Absent()
         if sending.get("kind") == "dm":
-            return Undetermined("X offers no way here to find a sent DM again; check the inbox")
+            return Undetermined(
+                "X offers no way here to find a sent DM again; check the inbox", lasting=True
+            )
         try:
             since = datetime.fromisoformat(str(sending["at"])) - LOOKUP_SLACK
             text, kind = str(sending["text"]), str(sending.get("kind", "post"))
@@ -297,7 +299,9 @@ class TwitterLive:
             token = (page.meta or {}).get("next_token")
             if not token:
                 return Absent()
-        return Undetermined(f"more than {LOOKUP_MAX_PAGES} pages of recent tweets to read")
+        return Undetermined(
+            f"more than {LOOKUP_MAX_PAGES} pages of recent tweets to read", lasting=True
+        )
 
     def check(self) -> Health:
         try:

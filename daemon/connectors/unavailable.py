@@ -22,7 +22,7 @@ class Unavailable:
         raise NotConfigured(self.reason)
 
     def lookup(self, marker: str) -> Lookup:
-        return Undetermined(self.reason)
+        return Undetermined(self.reason, lasting=True)
 
     def check(self) -> Health:
         return Health(False, self.reason)

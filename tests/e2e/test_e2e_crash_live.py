@@ -1,19 +1,22 @@
 """Issue 5, item 1: every named crash point, live, against the loopback stand-ins.
 
 For each point in daemon/failpoints.py the real `vaultd run --live --once` kills itself
-(SIGKILL) there once per call (once per file for `mid-move`), and is started again with the
-same environment until it finishes. The workload mixes posts to Facebook, Instagram and X
-(one of them to all three) with Odoo invoices and payments, all approved by policy. Then:
+(SIGKILL) there once per call (once per file for `mid-move`; once per Odoo call for
+`mid-call`, between an invoice's draft and its post, or a payment's wizard and its run), and
+is started again with the same environment until it finishes. The workload mixes posts to
+Facebook, Instagram and X (one of them to all three) with Odoo invoices and payments, all
+approved by policy. Then:
 
 - no remote object exists twice, and no destructive request reached a service twice (the
   stand-ins' own objects and request logs);
 - every file is in Done/ exactly once, its body byte for byte as written;
 - a call whose outcome the crash left unknown was settled by a marker lookup, as the
   ledger's steps and the audit log's `reconciled` entries show; one already recorded DONE
-  is not looked up again;
+  is not looked up again; a draft invoice a crash left is posted, never made twice, and
+  every invoice ends posted;
 - SQLite's `PRAGMA integrity_check` says "ok" after every start.
 
-The five scenarios run side by side (a module fixture; each has its own stand-ins, vault and
+The six scenarios run side by side (a module fixture; each has its own stand-ins, vault and
 state) to keep the file fast; each test then checks one property of one scenario.
 VAULTD_NIGHTLY=1 runs more actions per point.
 """
@@ -27,6 +30,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import make_files
@@ -75,6 +79,7 @@ class Scenario:
     sent: Counter[str] = field(default_factory=Counter)
     objects: dict[tuple[str, str], int] = field(default_factory=dict)
     markers: dict[str, list[str]] = field(default_factory=dict)
+    invoices: list[dict[str, Any]] = field(default_factory=list)  # Odoo's, vaultd's marker
     error: BaseException | None = None
 
     @property
@@ -140,6 +145,11 @@ def crash_until_done(scenario: Scenario) -> None:
             for task in tasks
             if task.kind in ("invoice", "payment")
         }
+        scenario.invoices = [
+            m
+            for m in standins.odoo.odoo.table("account.move")
+            if str(m.get("ref") or "").startswith("vaultd:")
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +178,14 @@ def all_markers(scenario: Scenario) -> set[str]:
 
 
 def test_every_crash_point_is_covered():
-    assert set(POINTS) == {"before-intent", "after-intent", "after-call", "after-done", "mid-move"}
+    assert set(POINTS) == {
+        "before-intent",
+        "after-intent",
+        "mid-call",
+        "after-call",
+        "after-done",
+        "mid-move",
+    }
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -179,6 +196,9 @@ def test_the_crash_fired_once_for_every_call_and_the_ledger_stayed_sound(
     expected = (
         {task.name for task in scenario.tasks} if point == "mid-move" else all_markers(scenario)
     )
+    if point == "mid-call":  # only Odoo's calls are two writes
+        expected = {marker for marker in expected if marker.endswith(":odoo")}
+        assert len(expected) == sum(t.kind in ("invoice", "payment") for t in scenario.tasks)
     assert scenario.fired == expected
     assert scenario.kills == len(expected)
     assert len(scenario.verdicts) == scenario.kills + 2
@@ -212,14 +232,39 @@ def test_no_remote_object_exists_twice_and_no_write_was_sent_twice(
 
 
 @pytest.mark.parametrize("point", POINTS)
+def test_every_invoice_is_one_posted_invoice_and_its_note_says_so(
+    point: str, scenarios: dict[str, Scenario]
+):
+    """A kill anywhere in an invoice's two writes (after the draft, before the post; after
+    the post, before DONE) ends with one posted invoice, its number in the Done/ note."""
+    scenario = scenarios[point].check()
+    ids = scenario_ids(scenario)
+    for task in scenario.tasks:
+        if task.kind != "invoice":
+            continue
+        marker = f"vaultd:{ids[task.name]}:odoo"
+        (move,) = [m for m in scenario.invoices if m["ref"] == marker]
+        assert move["state"] == "posted", (task.name, move)
+        stamps = meta((scenario.vault / "Done" / task.name).read_text(encoding="utf-8"))
+        assert stamps["result"]["odoo"]["number"] == move["name"], (task.name, stamps)
+        assert stamps["result"]["odoo"]["invoice_id"] == move["id"]
+
+
+@pytest.mark.parametrize("point", POINTS)
 def test_each_call_succeeded_once_in_the_ledger(point: str, scenarios: dict[str, Scenario]):
-    """One succeeded step per call; after an INTENT with no call, one proven-absent step."""
+    """One succeeded step per call; after an INTENT with no call, one proven-absent step;
+    after a draft invoice with no post, one unfinished step (then the post); after a
+    payment's wizard with no payment, one proven-absent step."""
     scenario = scenarios[point].check()
     ids = scenario_ids(scenario)
     steps = ledger_steps(scenario.state)
     assert set(steps) == set(ids.values())
-    wanted = ["absent", "succeeded"] if point == "after-intent" else ["succeeded"]
     for task in scenario.tasks:
+        wanted = ["absent", "succeeded"] if point == "after-intent" else ["succeeded"]
+        if point == "mid-call" and task.kind == "invoice":
+            wanted = ["unfinished", "succeeded"]
+        elif point == "mid-call" and task.kind == "payment":
+            wanted = ["absent", "succeeded"]
         task_id = ids[task.name]
         assert {target for target, _, _ in steps[task_id]} == set(task.targets)
         for target in task.targets:
@@ -232,8 +277,9 @@ def test_each_call_succeeded_once_in_the_ledger(point: str, scenarios: dict[str,
 def test_only_calls_in_doubt_are_looked_up_and_each_is_settled(
     point: str, scenarios: dict[str, Scenario]
 ):
-    """after-intent: every call proven absent (then made once); after-call: every call found
-    (never made again); elsewhere nothing is in doubt, so nothing is looked up."""
+    """after-intent: every call proven absent (then made once); mid-call: every invoice an
+    unfinished draft (then posted), every payment absent (then made once); after-call: every
+    call found (never made again); elsewhere nothing is in doubt, so nothing is looked up."""
     scenario = scenarios[point].check()
     markers = all_markers(scenario)
     events = [e for e in audit_events(scenario.vault) if e["event"] == "reconciled"]
@@ -241,6 +287,13 @@ def test_only_calls_in_doubt_are_looked_up_and_each_is_settled(
     assert len(events) == len(lookups), "a call was looked up more than once"
     if point == "after-intent":
         assert lookups == dict.fromkeys(markers, "absent")
+    elif point == "mid-call":
+        ids = scenario_ids(scenario)
+        assert lookups == {
+            f"vaultd:{ids[t.name]}:odoo": "unfinished" if t.kind == "invoice" else "absent"
+            for t in scenario.tasks
+            if t.kind in ("invoice", "payment")
+        }
     elif point == "after-call":
         assert lookups == dict.fromkeys(markers, "found")
     else:

@@ -5,7 +5,9 @@ vaultd uses, with the JSON shapes and error bodies the Graph API returns. Switch
 instance make it misbehave the way the real one does; counters let tests assert "once".
 A publishing write can lose its answer: `drop_after_post` / `drop_posts` (done, then the
 connection drops) and `stall_posts` (done, then no answer for `stall_seconds`, past the
-client's timeout, then the connection drops).
+client's timeout, then the connection drops); these apply to every publishing write: page
+posts, comments, Page messages, Instagram comment replies and `media_publish`. `latency_s`
+sends every answer that long after the work is done.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class GraphStandIn:
     drop_posts: int = 0  # the same for this many of the next publishing POSTs
     stall_posts: int = 0  # accept this many publishing POSTs, then answer nothing ...
     stall_seconds: float = 60.0  # ... for this long, and drop the connection
+    latency_s: float = 0.0  # every answer leaves this long after the work is done
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(7_000_000_001)
@@ -271,6 +274,11 @@ class GraphStandIn:
             comment = {"id": comment_id, "message": params.get("message"), "created_time": now}
             self.comments.setdefault(node, []).append(comment)
             return self._answer({"id": comment_id})
+        if edge == "replies" and node.isdigit():  # a reply to an Instagram comment
+            reply_id = str(next(self._ids))
+            reply = {"id": reply_id, "text": params.get("message"), "timestamp": now}
+            self.comments.setdefault(node, []).append(reply)
+            return self._answer({"id": reply_id})
         if node == self.page_id and edge == "messages":
             recipient = json.loads(params.get("recipient", "{}"))
             message_id = f"m_{next(self._ids)}"
@@ -327,7 +335,7 @@ class Stall:
     seconds: float
 
 
-PUBLISHING_EDGES = frozenset({"feed", "comments", "messages", "media_publish"})
+PUBLISHING_EDGES = frozenset({"feed", "comments", "messages", "replies", "media_publish"})
 
 
 def _ok(body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -372,6 +380,8 @@ def _handler(standin: GraphStandIn) -> type[BaseHTTPRequestHandler]:
                 length = int(self.headers.get("Content-Length") or 0)
                 params.update(parse_qsl(self.rfile.read(length).decode("utf-8")))
             answer = standin.handle(method, split.path, params)
+            if standin.latency_s:  # outside the lock: the work is done, the answer is slow
+                standin.stall(standin.latency_s)
             if isinstance(answer, Stall):  # outside the lock: other requests still answer
                 standin.stall(answer.seconds)
                 answer = None

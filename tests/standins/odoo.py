@@ -1,7 +1,8 @@
 """A loopback Odoo: XML-RPC (`/xmlrpc/2/common`, `/xmlrpc/2/object`) and JSON-2 (`/json/2/...`).
 
 It behaves like Odoo for what vaultd uses: partners, products, currencies, journals, customer
-invoices (draft → posted, numbered INV/2026/00001 on posting, `amount_total` from the lines),
+invoices (draft → posted, numbered INV/2026/00001 on posting, `amount_total` and
+`amount_untaxed` from the lines, which are `account.move.line` records: no taxes here),
 search domains with Odoo's operators (`=` exact; `=like`/`=ilike` as SQL LIKE, with `%`, `_`
 and `\\` escapes; `like`/`ilike` the same inside `%...%`, unescaped), the payment wizard
 (`account.payment.register` → `account.payment`), and errors as Odoo raises them (faults 1-4
@@ -10,7 +11,12 @@ over XML-RPC; JSON error objects with 401/403/404/422/500 over JSON-2). Switches
 Odoo exception on a given `model.method`), `drop_after` (do the call, commit, then drop the
 connection without answering), `drop_after_calls` (the same for several `model.method`s, each
 as many times as counted) and `stall_after` (do the call, commit, then answer nothing for that
-many seconds, past the client's timeout, and drop the connection).
+many seconds, past the client's timeout, and drop the connection), `outage_after` (do the
+call, commit, drop the connection, then answer every request with 503 for that many
+seconds) and `latency_s` (every answer leaves that long after the work is done, as from a
+distant, busy server: a client killed meanwhile never hears of work that was done).
+`on_call`, if set, is called with "model.method" after each call is done, before it is
+answered (a test can kill the client there).
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import json
 import socket
 import sys
 import threading
+import time
 import xmlrpc.client
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -52,6 +59,7 @@ MANY2ONE = {
     "currency_id": "res.currency",
     "journal_id": "account.journal",
     "product_id": "product.product",
+    "move_id": "account.move",
 }
 
 
@@ -62,6 +70,7 @@ MODELS = {
     "product.product",
     "account.journal",
     "account.move",
+    "account.move.line",
     "account.payment",
     "account.payment.register",
 }
@@ -105,6 +114,10 @@ class FakeOdoo:
         self.drop_after: str | None = None
         self.drop_after_calls: Counter[str] = Counter()  # "model.method" → calls to drop
         self.stall_after: dict[str, float] = {}  # "model.method" → seconds, once each
+        self.outage_after: dict[str, float] = {}  # "model.method" → seconds down, once each
+        self.down_until = 0.0  # time.monotonic() until which every request gets a 503
+        self.latency_s = 0.0  # seconds between doing a call and answering it
+        self.on_call: Callable[[str], None] | None = None  # told of each call once done
         for name in ("USD", "EUR"):
             self._insert("res.currency", {"name": name, "active": True})
         self._insert("res.partner", {"name": "Acme Corp"})
@@ -117,6 +130,10 @@ class FakeOdoo:
     def table(self, model: str) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(r, id=i) for i, r in sorted(self.records.get(model, {}).items())]
+
+    def lines(self, move_id: int) -> list[dict[str, Any]]:
+        """Return an invoice's lines (`account.move.line` records), in order."""
+        return [line for line in self.table("account.move.line") if line["move_id"] == move_id]
 
     def _insert(self, model: str, values: dict[str, Any]) -> int:
         self.next_id += 1
@@ -148,6 +165,8 @@ class FakeOdoo:
             self.calls[key] += 1
             context = kwargs.pop("context", {}) or {}
             result = self._dispatch(model, method, list(args), kwargs, context)
+            if self.on_call is not None:
+                self.on_call(key)
             if self.drop_after == key:
                 self.drop_after = None
                 raise Dropped()
@@ -156,6 +175,9 @@ class FakeOdoo:
                 raise Dropped()
             if key in self.stall_after:
                 raise Stalled(self.stall_after.pop(key))
+            if key in self.outage_after:
+                self.down_until = time.monotonic() + self.outage_after.pop(key)
+                raise Dropped()
             return result
 
     def _dispatch(
@@ -249,6 +271,17 @@ class FakeOdoo:
                 "invoice_date",
                 "invoice_date_due",
                 "invoice_line_ids",
+                "amount_untaxed",
+            },
+            "account.move.line": {
+                "move_id",
+                "product_id",
+                "quantity",
+                "price_unit",
+                "name",
+                "display_type",
+                "discount",
+                "price_subtotal",
             },
             "account.payment": {
                 "name",
@@ -371,7 +404,7 @@ class FakeOdoo:
             line = dict(command[2])
             total += float(line.get("quantity", 1)) * float(line.get("price_unit", 0))
             lines.append(line)
-        record = {
+        record: dict[str, Any] = {
             "name": "/",
             "state": "draft",
             "move_type": values.get("move_type", "entry"),
@@ -381,12 +414,29 @@ class FakeOdoo:
             "ref": values.get("ref", False),
             "invoice_date": values.get("invoice_date", False),
             "invoice_date_due": values.get("invoice_date_due", False),
-            "invoice_line_ids": lines,
+            "invoice_line_ids": [],
+            "amount_untaxed": round(total, 2),
             "amount_total": round(total, 2),
             "amount_residual": round(total, 2),
             "payment_state": "not_paid",
         }
-        return self._insert("account.move", record)
+        move_id = self._insert("account.move", record)
+        for line in lines:
+            product = self.records["product.product"].get(line.get("product_id"), {})
+            quantity = float(line.get("quantity", 1))
+            price = float(line.get("price_unit", 0))
+            values = {
+                "move_id": move_id,
+                "product_id": line.get("product_id", False),
+                "quantity": quantity,
+                "price_unit": price,
+                "name": line.get("name") or product.get("name", ""),
+                "display_type": "product",
+                "discount": 0.0,
+                "price_subtotal": round(quantity * price, 2),
+            }
+            record["invoice_line_ids"].append(self._insert("account.move.line", values))
+        return move_id
 
     def _post(self, ids: list[int]) -> bool:
         for i in ids:
@@ -459,6 +509,8 @@ class Handler(BaseHTTPRequestHandler):
         odoo = self.server.odoo
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         status = odoo.http_errors.pop(0) if odoo.http_errors else None
+        if status is None and time.monotonic() < odoo.down_until:
+            status = 503
         if self.path.startswith(("/xmlrpc/2/object", "/json/2/")) and status is None:
             status = odoo.http_error_on.pop(self._call_name(body), None)
         if status is not None:
@@ -581,6 +633,8 @@ class Handler(BaseHTTPRequestHandler):
         self._raw(status, "application/json; charset=utf-8", json.dumps(value).encode())
 
     def _raw(self, status: int, content_type: str, payload: bytes) -> None:
+        if self.server.odoo.latency_s:  # the work is done; the answer takes its time
+            self.server.stopped.wait(self.server.odoo.latency_s)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))

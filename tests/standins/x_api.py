@@ -6,7 +6,9 @@ uses. Requests must carry an OAuth 1.0a Authorization header with the expected c
 (else 401). Switches make it fail as X does: a duplicate tweet (403 with X's message), a rate
 limit (429 with x-rate-limit-reset), 5xx answers on reads, and a tweet that is created but
 whose answer is lost: the connection is closed without a response (`drop_after_accept`), or
-held without one for `stall_seconds`, past the client's timeout, first (`stall_after_accept`).
+held without one for `stall_seconds`, past the client's timeout, first (`stall_after_accept`);
+the same for a DM (`drop_dms`, `stall_dms`). `latency_s` sends every answer that long after
+the work is done.
 
 Run it on its own (for trying `vaultd run --live` by hand):
     python tests/standins/x_api.py [port]
@@ -54,6 +56,9 @@ class XState:
     drop_after_accept: int = 0  # create this many tweets, then close without answering
     stall_after_accept: int = 0  # create this many tweets, then answer nothing for a while
     stall_seconds: float = 60.0  # how long such a tweet's connection is held, then closed
+    drop_dms: int = 0  # send this many DMs, then close without answering
+    stall_dms: int = 0  # send this many DMs, then answer nothing for stall_seconds
+    latency_s: float = 0.0  # every answer leaves this long after the work is done
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1800000000000000001))
 
     def posts(self) -> int:
@@ -78,6 +83,18 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing ---------------------------------------------------------------------
 
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
+        """Queue an answer: `_flush` sends it once the request is handled (outside the lock)."""
+        self._replies.append((status, body, headers))
+
+    def _flush(self) -> None:
+        """Send the queued answers, `latency_s` after the work was done."""
+        replies, self._replies = self._replies, []
+        if replies and self.server.state.latency_s:
+            self.server.stopped.wait(self.server.state.latency_s)
+        for status, body, headers in replies:
+            self._write(status, body, headers)
+
+    def _write(self, status: int, body: dict[str, Any], headers: dict[str, str] | None) -> None:
         raw = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -109,6 +126,11 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routes -----------------------------------------------------------------------
 
     def do_GET(self) -> None:
+        self._replies: list[tuple[int, dict[str, Any], dict[str, str] | None]] = []
+        self._get()
+        self._flush()
+
+    def _get(self) -> None:
         state = self.server.state
         url = urlsplit(self.path)
         with self.server.lock:
@@ -156,7 +178,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._stall: float | None = None
+        self._replies = []
         self._post()
+        self._flush()
         if self._stall is not None:  # outside the lock: reads are still answered meanwhile
             self.server.stopped.wait(self._stall)
             self.close_connection = True
@@ -186,6 +210,14 @@ class _Handler(BaseHTTPRequestHandler):
             if match:
                 event = str(next(state.ids))
                 state.dms.append({"id": event, "to": match.group(1), "text": body.get("text")})
+                if state.drop_dms:
+                    state.drop_dms -= 1
+                    self.close_connection = True
+                    return  # the DM is sent, but the client never hears so
+                if state.stall_dms:
+                    state.stall_dms -= 1
+                    self._stall = state.stall_seconds
+                    return
                 conversation = f"{USER['id']}-{match.group(1)}"
                 self._send(
                     201, {"data": {"dm_conversation_id": conversation, "dm_event_id": event}}
