@@ -692,9 +692,11 @@ def test_an_unknown_outcome_proven_absent_is_safe_to_run_again(
     app: App, vault_root: Path, services: dict[str, StandInService]
 ):
     services["twitter"].lost = 1
+    services["twitter"].lookup_answer = Undetermined("the search API is down", lasting=True)
     app.pipeline.process(write_note(vault_root, "Needs_Action/launch.md", POST_FM, BODY))
     task_id = parsed(vault_root / "Failed" / "launch.md").meta["id"]
     services["twitter"].created.clear()  # the service proves nothing carries the marker
+    services["twitter"].lookup_answer = None
 
     outcome = app.pipeline.process(
         move(vault_root, vault_root / "Failed" / "launch.md", "Approved")
