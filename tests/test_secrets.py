@@ -149,6 +149,8 @@ def test_canary_secrets_never_reach_vault_logs_ledger_state_or_any_report(
     capsys: pytest.CaptureFixture[str],
 ):
     printed: list[str] = []
+    # A call in doubt goes to a person at once (no lookups later): its error is printed too.
+    monkeypatch.setenv("VAULTD_LOOKUP_SCHEDULE", "2,30,0")
     run = ("run", "--vault", vault_root, "--state-dir", state_dir, "--once")
     post = {"type": "social_post", "platforms": ["facebook", "twitter"], "text": "Dry run"}
     invoice = {

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import files_in, make_files, move, note, outbox
+from conftest import files_in, make_files, note, outbox
 from e2e_support import audit_events, ok, vaultd
 from standins.x_api import CONSUMER_KEY, XServer
 
@@ -74,15 +74,8 @@ def test_a_lost_answer_is_reconciled_without_a_second_tweet(
         },
     )
 
-    run_live(vault_root, state_dir)
-    assert files_in(vault_root, "Failed") == ["lost.md"]
-    failed = (vault_root / "Failed/lost.md").read_text(encoding="utf-8")
-    assert "outcome unknown" in failed
-
-    # A person asks for a retry: the retry is approved, and the lookup finds the tweet.
-    move(vault_root, vault_root / "Failed/lost.md", "Needs_Action")
-    run_live(vault_root, state_dir)
-    move(vault_root, vault_root / "Pending_Approval/lost.md", "Approved")
+    # The answer is lost after X took the tweet: vaultd looks it up at once, finds it, and
+    # never posts again.
     run_live(vault_root, state_dir)
 
     [tweet] = x_api.state.tweets
