@@ -87,7 +87,7 @@ class Signature:
     def of(cls, path: Path) -> Signature | None:
         try:
             stat = path.lstat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # gone, or its folder replaced
             return None
         return cls(stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
