@@ -14,10 +14,10 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from daemon.app import open_app
-from daemon.briefing import write_briefing
-from daemon.vault import Vault
-from daemon.weeks import IsoWeek
+from daemon.core.vault import Vault
+from daemon.core.weeks import IsoWeek
+from daemon.reports.briefing import write_briefing
+from daemon.service.app import open_app
 
 WEEK = IsoWeek.parse("2026-W47")
 

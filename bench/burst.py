@@ -23,9 +23,9 @@ import frontmatter
 
 from bench.daemon_process import count_files, write_tasks
 from bench.report import Figure
-from daemon.app import open_app
-from daemon.runner import Runner
-from daemon.vault import Vault
+from daemon.core.vault import Vault
+from daemon.service.app import open_app
+from daemon.service.runner import Runner
 
 GOAL_RATIO = 0.5
 

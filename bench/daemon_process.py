@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from daemon.vault import ACTIVE_FOLDERS, ALL_FOLDERS, Vault
+from daemon.core.vault import ACTIVE_FOLDERS, ALL_FOLDERS, Vault
 
 INVOICE = """---
 type: odoo_invoice

@@ -28,7 +28,7 @@ from bench.daemon_process import (
     write_tasks,
 )
 from bench.report import Figure
-from daemon.vault import Vault
+from daemon.core.vault import Vault
 
 # Over the stability window, the goal allows this much for the work itself.
 ALLOWANCE_MS = 150

@@ -1,3 +1,5 @@
-from daemon.cli import main
+"""`python -m daemon`: the same as the `vaultd` command."""
+
+from daemon.cli.main import main
 
 raise SystemExit(main())

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon import notes
-from daemon.app import App, open_app
-from daemon.audit import read_entries
 from daemon.connectors.base import Absent, Found, Health, Lookup
-from daemon.errors import ConnectorError, OutcomeUnknown
-from daemon.execution import LookupSchedule
-from daemon.models import Action
-from daemon.policy import Facts
-from daemon.vault import Vault
+from daemon.core import notes
+from daemon.core.audit import read_entries
+from daemon.core.errors import ConnectorError, OutcomeUnknown
+from daemon.core.models import Action
+from daemon.core.policy import Facts
+from daemon.core.vault import Vault
+from daemon.lifecycle.execution import LookupSchedule
+from daemon.service.app import App, open_app
 
 VAULTD = [sys.executable, "-m", "daemon"]
 
@@ -231,6 +231,16 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "VAULTD_FAILPOINT_ONCE",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """Give each test the environment it started with: load_settings() fills os.environ from
+    an env file (as the daemon does), and a later test must not see those values."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon import agents_check
-from daemon.agents_check import Scope, find_problems
-from daemon.cli import main
-from daemon.config import load_config
-from daemon.confinement import GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, UserInfo
-from daemon.errors import ConfigError
+from daemon.agents import check as agents_check
+from daemon.agents.check import Scope, find_problems
+from daemon.agents.confinement import GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, UserInfo
+from daemon.cli.main import main
+from daemon.core.config import load_config
+from daemon.core.errors import ConfigError
 
 AGENT = UserInfo("agent", 54321, frozenset({54321}))
 ROOT = os.geteuid() == 0

@@ -71,7 +71,7 @@ class Agent:
         """
         script = (
             "import os, sys\n"
-            "from daemon.cli import main\n"
+            "from daemon.cli.main import main\n"
             f"os.setgroups([]); os.setgid({self.gid}); os.setuid({self.uid})\n"
             f"assert os.getuid() == os.geteuid() == {self.uid} and os.getgroups() == []\n"
             f"sys.exit(main({list(argv)!r}))\n"

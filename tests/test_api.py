@@ -22,16 +22,16 @@ import pytest
 from conftest import files_in, move, wait_for
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from daemon.api.keys import ApiKeyStore
-from daemon.api.schemas import RunOut, SkillOut
-from daemon.api.server import ApiServer, check_host, is_loopback
-from daemon.app import App, open_app
-from daemon.config import load_config
-from daemon.errors import ConfigError, VaultdError
-from daemon.runner import Runner
-from daemon.settings import Settings
-from daemon.skills.service import open_runs
-from daemon.vault import Vault
+from daemon.agents.api.keys import ApiKeyStore
+from daemon.agents.api.schemas import RunOut, SkillOut
+from daemon.agents.api.server import ApiServer, check_host, is_loopback
+from daemon.agents.skills.service import open_runs
+from daemon.core.config import load_config
+from daemon.core.errors import ConfigError, VaultdError
+from daemon.core.settings import Settings
+from daemon.core.vault import Vault
+from daemon.service.app import App, open_app
+from daemon.service.runner import Runner
 
 SECRET = "test-secret-" + "k" * 60  # 72 bytes: long enough for HS512 too
 AUDIENCE = "vaultd-test"

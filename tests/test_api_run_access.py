@@ -15,8 +15,8 @@ import pytest
 from conftest import StandInService, files_in
 from test_api import POST, Served, bearer, process, token
 
-from daemon.models import Action
-from daemon.policy import Facts
+from daemon.core.models import Action
+from daemon.core.policy import Facts
 
 UNKNOWN = "run-20260101-00000000"
 

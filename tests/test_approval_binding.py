@@ -13,8 +13,8 @@ from pathlib import Path
 
 from conftest import Clock, audit, files_in, move, outbox, parsed, read_tree, write_note
 
-from daemon import ledger
-from daemon.app import App
+from daemon.core import ledger
+from daemon.service.app import App
 
 BODY = "Please check the hours first.\n\n  trailing   \n---\nlast line"
 

@@ -26,11 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from daemon import notes
-from daemon.approval import render_request
-from daemon.errors import ValidationFailed
-from daemon.models import Action, parse_action
-from daemon.policy import Facts, Policy, decide
+from daemon.core import notes
+from daemon.core.errors import ValidationFailed
+from daemon.core.models import Action, parse_action
+from daemon.core.policy import Facts, Policy, decide
+from daemon.lifecycle.approval import render_request
 
 MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable("table")
 HIDDEN = {"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp"}

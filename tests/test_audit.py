@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.audit import REDACTED, AuditLog, Redactor, parse_since, read_entries
+from daemon.core.audit import REDACTED, AuditLog, Redactor, parse_since, read_entries
 
 
 def test_each_entry_is_one_json_line_in_todays_utc_file(tmp_path: Path):

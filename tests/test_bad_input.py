@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from conftest import audit, files_in, make_files, note, outbox, parsed, read_tree
 
-from daemon import ledger, notes
-from daemon.app import App
-from daemon.status import build_snapshot
-from daemon.taskfile import STAMPED_NOTE_BYTES
-from daemon.vault import MAX_NOTE_BYTES
+from daemon.core import ledger, notes
+from daemon.core.taskfile import STAMPED_NOTE_BYTES
+from daemon.core.vault import MAX_NOTE_BYTES
+from daemon.reports.status import build_snapshot
+from daemon.service.app import App
 
 BODY = "Why this task exists.\n\n  keep these trailing spaces   \n\nGrüße ✓\n"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from conftest import files_in, note, parsed
 
-from daemon.app import App
-from daemon.pipeline import EMPTY_QUIET_S
+from daemon.lifecycle.pipeline import EMPTY_QUIET_S
+from daemon.service.app import App
 
 POST = {"type": "social_post", "platforms": ["facebook"], "text": "Hello"}
 

@@ -15,8 +15,8 @@ from typing import Any
 from conftest import audit, files_in, make_files, move, note, outbox, parsed, wait_for
 from test_runner import REPLY, done_without_probe, running
 
-from daemon import notes
-from daemon.app import App
+from daemon.core import notes
+from daemon.service.app import App
 
 END = notes.BLOCK_END.rstrip("\n")
 BEGIN = notes.BLOCK_BEGIN.rstrip("\n")

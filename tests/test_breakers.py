@@ -4,9 +4,10 @@ from pathlib import Path
 
 from conftest import StandInService, make_files, note, wait_for
 
-from daemon.app import App
-from daemon.breakers import BreakerConfig, Guarded
-from daemon.errors import PermanentError, TransientError
+from daemon.connectors.breakers import Guarded
+from daemon.core.config import BreakerConfig
+from daemon.core.errors import PermanentError, TransientError
+from daemon.service.app import App
 
 
 def post(root: Path, name: str) -> Path:
@@ -64,8 +65,8 @@ def test_refusals_by_a_healthy_service_do_not_open_the_breaker(app: App, vault_r
 
 
 def test_an_open_breaker_shows_in_status_and_on_the_dashboard(app: App, vault_root: Path):
-    from daemon.dashboard import render_dashboard
-    from daemon.status import build_snapshot
+    from daemon.reports.dashboard import render_dashboard
+    from daemon.reports.status import build_snapshot
 
     service = StandInService("twitter", always=TransientError("503"))
     config = BreakerConfig(fail_max=1, reset_seconds=60, success_threshold=1)

@@ -21,10 +21,10 @@ import pytest
 import yaml
 from conftest import make_files, note
 
-from daemon.app import App, open_app
-from daemon.briefing import Figures, briefing_figures, write_briefing, zone
-from daemon.cli import main
-from daemon.weeks import IsoWeek
+from daemon.cli.main import main
+from daemon.core.weeks import IsoWeek
+from daemon.reports.briefing import Figures, briefing_figures, write_briefing, zone
+from daemon.service.app import App, open_app
 
 WEEK = IsoWeek.parse("2026-W47")
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # Monday morning after the week
@@ -752,7 +752,7 @@ def test_vaultd_briefing_refuses_a_week_that_is_not_one(
 def test_a_cut_short_archive_does_not_stop_the_briefing(tmp_path: Path):
     import gzip
 
-    from daemon.audit import log_lines
+    from daemon.core.audit import log_lines
 
     archive = tmp_path / "2026-01-01.json.gz"
     archive.write_bytes(gzip.compress(b'{"event": "a"}\n{"event": "b"}\n' * 200)[:-30])

@@ -19,13 +19,13 @@ import pytest
 from conftest import make_files, move, note
 from test_briefing import BERLIN, WEEK, briefing_of, entry, invoice, payment, post, write_log
 
-from daemon.app import App, open_app
-from daemon.briefing import Figures, briefing_figures, write_briefing
-from daemon.briefing_week import week_ends_at, week_of_briefing
-from daemon.cli import main
-from daemon.schedule_config import DAYS, Schedule, zone
-from daemon.scheduler import Clockwork, last_briefing_time
-from daemon.weeks import IsoWeek
+from daemon.cli.main import main
+from daemon.core.schedule_config import DAYS, Schedule, zone
+from daemon.core.weeks import IsoWeek
+from daemon.reports.briefing import Figures, briefing_figures, write_briefing
+from daemon.reports.briefing_week import week_ends_at, week_of_briefing
+from daemon.service.app import App, open_app
+from daemon.service.scheduler import Clockwork, last_briefing_time
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # Monday morning after 2026-W47
 SUNDAY_22 = datetime(2026, 11, 22, 22, 0, tzinfo=BERLIN)  # W47's scheduled briefing
@@ -289,7 +289,7 @@ def briefing_at(
     *extra: str,
 ) -> int:
     """Run `vaultd briefing --week 2026-W47` as if the time were `when`; return its exit code."""
-    monkeypatch.setattr("daemon.commands.briefing.clock", lambda: when.astimezone(UTC))
+    monkeypatch.setattr("daemon.cli.briefing.clock", lambda: when.astimezone(UTC))
     argv = ["briefing", "--vault", str(vault_root), "--state-dir", str(state_dir)]
     return main([*argv, "--config", str(config), "--week", str(WEEK), *extra])
 

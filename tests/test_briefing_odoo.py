@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from standins.odoo import FakeOdoo, running_odoo
 
-from daemon.app import open_app
-from daemon.briefing import write_briefing
-from daemon.weeks import IsoWeek
+from daemon.core.weeks import IsoWeek
+from daemon.reports.briefing import write_briefing
+from daemon.service.app import open_app
 
 W47 = IsoWeek(2026, 47)
 SETTINGS = (

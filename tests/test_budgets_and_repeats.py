@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from conftest import Clock, StandInService, files_in, move, note, parsed
 
-from daemon import ledger
-from daemon.app import LEDGER_FILE, App, open_app
 from daemon.connectors.base import Undetermined
-from daemon.models import Action, parse_action
-from daemon.policy import Facts
+from daemon.core import ledger
+from daemon.core.models import Action, parse_action
+from daemon.core.policy import Facts
+from daemon.service.app import LEDGER_FILE, App, open_app
 
 INVOICE = "INV/2026/0042"
 

@@ -18,9 +18,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from daemon.claude_settings import claude_settings
-from daemon.cli import main
-from daemon.errors import ConfigError
+from daemon.agents.claude_settings import claude_settings
+from daemon.cli.main import main
+from daemon.core.errors import ConfigError
 
 TOOLS = "Agent|Bash|Edit|Glob|Grep|MultiEdit|NotebookEdit|Read|Skill|WebFetch|WebSearch|Write"
 PATHS = {"type": "array", "items": {"type": "string", "minLength": 1}}

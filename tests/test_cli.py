@@ -1,7 +1,7 @@
 """The `vaultd` commands besides `run`: status, approve, reject, check, logs.
 
 Every test works on a real vault made by `vaultd init` and real state made by
-`vaultd run --once`; most call `daemon.cli.main` in-process, a few run the real command.
+`vaultd run --once`; most call `daemon.cli.main.main` in-process, a few run the real command.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from conftest import VAULTD, drop_posts_to_broken_services, files_in, make_files, note
 
-from daemon import notes
-from daemon.app import App
-from daemon.audit import AuditLog, read_entries
-from daemon.cli import main
-from daemon.errors import ConnectorError, OutcomeUnknown
-from daemon.ledger import Ledger
+from daemon.cli.main import main
+from daemon.core import notes
+from daemon.core.audit import AuditLog, read_entries
+from daemon.core.errors import ConnectorError, OutcomeUnknown
+from daemon.core.ledger import Ledger
+from daemon.service.app import App
 
 COMMANDS = ("init", "run", "status", "approve", "reject", "check", "logs")
 
@@ -547,7 +547,7 @@ def test_the_cli_does_not_import_the_heavy_libraries_of_other_commands():
 
     heavy = ["mcp", "fastapi", "uvicorn", "tweepy", "pyfacebook", "requests", "httpx", "jwt"]
     probe = (
-        "import sys, daemon.cli, daemon.app; "
+        "import sys, daemon.cli.main, daemon.service.app; "
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     found = subprocess.run(

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import default_config_path, load_config, state_dir_for
-from daemon.errors import ConfigError
+from daemon.core.config import default_config_path, load_config, state_dir_for
+from daemon.core.errors import ConfigError
 
 
 def test_no_config_file_means_the_design_defaults():

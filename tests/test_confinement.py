@@ -1,4 +1,4 @@
-"""The permission calculus (daemon/confinement.py): owners, groups, modes, sticky folders,
+"""The permission calculus (daemon/agents/confinement.py): owners, groups, modes, sticky folders,
 every directory above a path, and POSIX ACLs, as the kernel decides them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from daemon.confinement import (
+from daemon.agents.confinement import (
     GROUP,
     GROUP_OBJ,
     MASK,

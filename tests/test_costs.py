@@ -5,9 +5,9 @@ from pathlib import Path
 
 from conftest import make_files, note, parsed
 
-from daemon.app import App
-from daemon.costs import Prices, estimated_cost
-from daemon.models import parse_action
+from daemon.core.costs import Prices, estimated_cost
+from daemon.core.models import parse_action
+from daemon.service.app import App
 
 REPLY = {
     "type": "social_post",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import outbox
 
-from daemon.daemon_lock import AlreadyRunning, DaemonLock, holder_of
+from daemon.core.daemon_lock import AlreadyRunning, DaemonLock, holder_of
 
 VAULTD = (sys.executable, "-m", "daemon")
 

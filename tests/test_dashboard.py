@@ -19,13 +19,13 @@ from conftest import (
     wait_for,
 )
 
-from daemon.app import App
-from daemon.cli import main
-from daemon.commands.status import format_status
-from daemon.dashboard import Dashboard, render_dashboard
-from daemon.errors import ConnectorError, OutcomeUnknown
-from daemon.status import build_snapshot, human_age
-from daemon.vault import PIPELINE_FOLDERS
+from daemon.cli.main import main
+from daemon.cli.status import format_status
+from daemon.core.errors import ConnectorError, OutcomeUnknown
+from daemon.core.vault import PIPELINE_FOLDERS
+from daemon.reports.dashboard import Dashboard, render_dashboard
+from daemon.reports.status import build_snapshot, human_age
+from daemon.service.app import App
 
 REPLY = {
     "type": "social_post",
@@ -88,7 +88,7 @@ def test_dashboard_lists_failures_and_unknown_outcomes_with_their_error(app: App
 def test_dashboard_of_an_empty_vault_says_nothing_waits_and_nothing_failed(
     vault_root: Path, tmp_path: Path
 ):
-    from daemon.vault import Vault
+    from daemon.core.vault import Vault
 
     text = render_dashboard(build_snapshot(Vault(vault_root), None))
     assert "Nothing is waiting for you." in text
@@ -99,7 +99,7 @@ def test_dashboard_of_an_empty_vault_says_nothing_waits_and_nothing_failed(
 def test_a_long_queue_lists_the_oldest_requests_and_failures_and_counts_the_rest(
     vault_root: Path,
 ):
-    from daemon.vault import Vault
+    from daemon.core.vault import Vault
 
     for n in range(7):
         make_files(vault_root, {f"Pending_Approval/request {n}.md": note(REPLY)})
@@ -237,7 +237,7 @@ def test_ages_read_the_way_a_person_says_them(seconds: int, shown: str):
 def test_the_last_log_entries_are_read_from_the_ends_of_the_newest_days_only(tmp_path: Path):
     import json as json_
 
-    from daemon.audit import last_entries, last_lines
+    from daemon.core.audit import last_entries, last_lines
 
     logs = tmp_path / "Logs"
     logs.mkdir()
@@ -257,7 +257,7 @@ def test_the_last_log_entries_are_read_from_the_ends_of_the_newest_days_only(tmp
 
 
 def test_skill_runs_are_listed_waiting_ones_first(app: App, vault_root: Path):
-    from daemon.skills.service import open_runs
+    from daemon.agents.skills.service import open_runs
 
     runs = open_runs(app)
     done = runs.create("generate-briefing", {}, requested_by="t", execute=True).run

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from conftest import StandInService, make_files, note, parsed
 
-from daemon import ledger
-from daemon.app import App
-from daemon.errors import Deferred
+from daemon.core import ledger
+from daemon.core.errors import Deferred
+from daemon.service.app import App
 
 POST = {"type": "social_post", "platforms": ["facebook", "twitter"], "text": "Hello"}
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from conftest import StandInService, files_in, note, parsed
 
-from daemon.app import App
-from daemon.models import Action
+from daemon.core.models import Action
+from daemon.service.app import App
 
 POST = {"type": "social_post", "platforms": ["facebook"], "text": "Sent as approved"}
 

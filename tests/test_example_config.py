@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from daemon.config import Config, load_config
+from daemon.core.config import Config, load_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "vaultd.example.toml"
 

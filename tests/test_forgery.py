@@ -30,10 +30,10 @@ from typing import Any
 import pytest
 from conftest import Clock, StandInService, audit, outbox, parsed, write_note
 
-from daemon import ledger
-from daemon.app import App
-from daemon.errors import ConnectorError
-from daemon.runner import Runner
+from daemon.core import ledger
+from daemon.core.errors import ConnectorError
+from daemon.service.app import App
+from daemon.service.runner import Runner
 
 BODY = "Context for the reviewer.\n\n  kept byte for byte  \n"
 

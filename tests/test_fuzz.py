@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon import notes
-from daemon.errors import NoteError, ValidationFailed
-from daemon.taskfile import Unreadable, read_task_file, validate_note
-from daemon.vault import is_ignored, is_sync_conflict
+from daemon.core import notes
+from daemon.core.errors import NoteError, ValidationFailed
+from daemon.core.taskfile import Unreadable, read_task_file, validate_note
+from daemon.core.vault import is_ignored, is_sync_conflict
 
 YAML_BITS = st.sampled_from(
     [

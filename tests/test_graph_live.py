@@ -16,13 +16,13 @@ import yaml
 from conftest import VAULTD
 from standins.graph import GraphStandIn
 
-from daemon.audit import AuditLog
 from daemon.connectors import facebook_live, instagram_live
 from daemon.connectors.base import Absent, Found, ScratchMemory, Undetermined
 from daemon.connectors.facebook_live import FacebookConnector
 from daemon.connectors.graph import GraphClient, RetryPolicy
 from daemon.connectors.instagram_live import InstagramConnector
-from daemon.errors import (
+from daemon.core.audit import AuditLog
+from daemon.core.errors import (
     AuthError,
     Deferred,
     NotConfigured,
@@ -30,10 +30,10 @@ from daemon.errors import (
     PermanentError,
     TransientError,
 )
-from daemon.execution import Executor, marker_for
-from daemon.ledger import Ledger
-from daemon.models import SocialPost
-from daemon.settings import Settings
+from daemon.core.ledger import Ledger
+from daemon.core.models import SocialPost
+from daemon.core.settings import Settings
+from daemon.lifecycle.execution import Executor, marker_for
 
 FAST = RetryPolicy(attempts=3, initial=0.01, maximum=0.02, jitter=0.01)
 MARKER = "vaultd:task-1:facebook"

@@ -31,10 +31,10 @@ from conftest import audit, files_in, make_files, note, parsed, wait_for
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from daemon import ledger
-from daemon.app import App
-from daemon.config import Config, Timing
-from daemon.runner import Runner
+from daemon.core import ledger
+from daemon.core.config import Config, Timing
+from daemon.service.app import App
+from daemon.service.runner import Runner
 
 STABILITY_MS = 100
 WITHIN_SECONDS = 1.0

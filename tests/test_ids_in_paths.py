@@ -21,7 +21,6 @@ from standins.odoo import FakeOdoo, running_odoo
 from standins.x_api import CONSUMER_KEY, XServer
 from tenacity import wait_none
 
-from daemon.app import App
 from daemon.connectors import paths, social, twitter_live
 from daemon.connectors.base import ScratchMemory, Undetermined
 from daemon.connectors.facebook_live import FacebookConnector
@@ -29,9 +28,10 @@ from daemon.connectors.graph import GraphClient, RetryPolicy
 from daemon.connectors.instagram_live import InstagramConnector
 from daemon.connectors.odoo_transport import Json2Transport
 from daemon.connectors.twitter_live import TwitterLive, tweet_url
-from daemon.errors import PermanentError, ValidationFailed
-from daemon.models import SocialPost, parse_action
-from daemon.settings import Settings
+from daemon.core.errors import PermanentError, ValidationFailed
+from daemon.core.models import SocialPost, parse_action
+from daemon.core.settings import Settings
+from daemon.service.app import App
 
 MARKER = "vaultd:task-1:facebook"
 X_MARKER = "vaultd:task-1:twitter"

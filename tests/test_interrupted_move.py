@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import files_in, note, outbox, parsed
 
-from daemon import vault as vault_module
-from daemon.app import App
+from daemon.core import vault as vault_module
+from daemon.service.app import App
 
 POST = {"type": "social_post", "platforms": ["facebook"], "text": "Once"}
 

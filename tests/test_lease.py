@@ -1,4 +1,4 @@
-"""The executor lease (daemon/lease.py) in-process: who may execute on a vault, and what
+"""The executor lease (daemon/core/lease.py) in-process: who may execute on a vault, and what
 a daemon that may not does (nothing). The same protocol, with real daemons on one vault,
 is in tests/e2e/test_e2e_executor_lease.py."""
 
@@ -15,13 +15,11 @@ from pathlib import Path
 import pytest
 from conftest import files_in, make_files, note, read_tree, wait_for
 
-from daemon.app import App
-from daemon.commands.status import format_status
-from daemon.config import Config, Timing
-from daemon.dashboard import Dashboard
-from daemon.errors import VaultError
-from daemon.hints import Hints
-from daemon.lease import (
+from daemon.cli.status import format_status
+from daemon.core.config import Config, Timing
+from daemon.core.errors import VaultError
+from daemon.core.hints import Hints
+from daemon.core.lease import (
     LEASE_DIR,
     LEASE_FILE,
     ExecutorLease,
@@ -31,10 +29,12 @@ from daemon.lease import (
     machine_id,
     read_lease,
 )
-from daemon.runner import Runner
-from daemon.status import build_snapshot
-from daemon.vault import Vault
-from daemon.watcher import StableQueue, _Hints
+from daemon.core.vault import Vault
+from daemon.reports.dashboard import Dashboard
+from daemon.reports.status import build_snapshot
+from daemon.service.app import App
+from daemon.service.runner import Runner
+from daemon.service.watcher import StableQueue, _Hints
 
 POST = {"type": "social_post", "platforms": ["facebook"], "text": "Hello"}
 
@@ -172,7 +172,7 @@ def test_the_executor_notices_a_take_over_at_its_next_check(vault_root, tmp_path
 
     assert theirs.claim(take_over=True) is None
 
-    with caplog.at_level(logging.ERROR, logger="daemon.lease"):
+    with caplog.at_level(logging.ERROR, logger="daemon.core.lease"):
         assert not mine.holds()
         assert not mine.holds()
     assert mine.lost.is_set()

@@ -3,8 +3,8 @@
 import sqlite3
 from pathlib import Path
 
-from daemon import ledger
-from daemon.ledger import Ledger
+from daemon.core import ledger
+from daemon.core.ledger import Ledger
 
 
 def test_ledger_uses_wal_and_creates_its_folder(tmp_path: Path):

@@ -24,9 +24,9 @@ from conftest import (
     write_note,
 )
 
-from daemon import ledger
-from daemon.app import App
 from daemon.connectors.base import Undetermined
+from daemon.core import ledger
+from daemon.service.app import App
 
 # A body a careless rewrite would damage: trailing spaces, blank lines, a `---` line,
 # text that looks like frontmatter, non-ASCII, and no newline at the very end.

@@ -7,9 +7,9 @@ import pytest
 from conftest import StandInService, make_files, note, parsed
 from pydantic import ValidationError
 
-from daemon.app import App
-from daemon.limits import RateLimits
-from daemon.pipeline import Pipeline
+from daemon.core.limits import RateLimits
+from daemon.lifecycle.pipeline import Pipeline
+from daemon.service.app import App
 
 
 def post(root: Path, name: str, platforms: list[str]) -> Path:

@@ -17,19 +17,19 @@ from typing import Any
 import pytest
 from conftest import parsed, write_note
 
-from daemon import ledger
-from daemon.app import App
-from daemon.audit import AuditLog
 from daemon.connectors.base import Absent, Found, Health, Lookup, Undetermined, Unfinished
 from daemon.connectors.facebook_live import FacebookConnector
 from daemon.connectors.instagram_live import InstagramConnector
 from daemon.connectors.twitter_live import TwitterLive
 from daemon.connectors.unavailable import Unavailable
-from daemon.errors import ConfigError, OutcomeUnknown
-from daemon.execution import UNFINISHED, Executor, LookupSchedule
-from daemon.ledger import Ledger
-from daemon.models import Action, parse_action
-from daemon.policy import Facts
+from daemon.core import ledger
+from daemon.core.audit import AuditLog
+from daemon.core.errors import ConfigError, OutcomeUnknown
+from daemon.core.ledger import Ledger
+from daemon.core.models import Action, parse_action
+from daemon.core.policy import Facts
+from daemon.lifecycle.execution import UNFINISHED, Executor, LookupSchedule
+from daemon.service.app import App
 
 MARKER = "vaultd:task-1:twitter"
 SHORT = LookupSchedule(first=2.0, longest=8.0, budget=30.0)

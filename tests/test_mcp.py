@@ -23,19 +23,19 @@ from standins.all import StandIns, running_all
 from standins.odoo import FakeOdoo
 from standins.x_api import Tweet
 
-from daemon.api.schemas import RunOut, SkillList, SkillOut
-from daemon.app import App
-from daemon.audit import Redactor
-from daemon.cli import main
-from daemon.commands.check import check_file
-from daemon.mcp.answers import guarded
-from daemon.mcp.cli import SERVER_NAMES
-from daemon.mcp.odoo_server import build_odoo_server
-from daemon.mcp.social_server import build_social_server
-from daemon.mcp.vault_server import build_vault_server
-from daemon.runner import Runner
-from daemon.settings import Settings
-from daemon.skills.service import open_runs
+from daemon.agents.api.schemas import RunOut, SkillList, SkillOut
+from daemon.agents.mcp.answers import guarded
+from daemon.agents.mcp.odoo_server import build_odoo_server
+from daemon.agents.mcp.social_server import build_social_server
+from daemon.agents.mcp.vault_server import build_vault_server
+from daemon.agents.skills.service import open_runs
+from daemon.cli.check import check_file
+from daemon.cli.main import main
+from daemon.cli.mcp import SERVER_NAMES
+from daemon.core.audit import Redactor
+from daemon.core.settings import Settings
+from daemon.service.app import App
+from daemon.service.runner import Runner
 
 pytestmark = pytest.mark.anyio
 

@@ -1,6 +1,6 @@
 """`vaultd mcp config --output FILE`: the whole `.mcp.json` or none of it, never in the vault.
 
-Through the real CLI entry point (`daemon.cli.main`) on real files under tmp_path; the
+Through the real CLI entry point (`daemon.cli.main.main`) on real files under tmp_path; the
 shell-redirection case runs the CLI as a subprocess in tests/e2e/test_e2e_mcp.py.
 """
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
-from daemon.errors import ConfigError
-from daemon.mcp.cli import SERVER_NAMES
-from daemon.mcp.config_file import write_output
+from daemon.agents.mcp.config_file import write_output
+from daemon.cli.main import main
+from daemon.cli.mcp import SERVER_NAMES
+from daemon.core.errors import ConfigError
 
 
 def config(vault: Path, *args: str | Path) -> int:

@@ -16,12 +16,12 @@ from conftest import StandInService, files_in, read_tree
 from mcp.server.mcpserver import MCPServer
 from test_mcp import answer, connected, process, refusal
 
-from daemon.app import App, open_app
-from daemon.mcp.vault_server import build_vault_server
-from daemon.models import Action
-from daemon.policy import Facts
-from daemon.skills.service import open_runs
-from daemon.vault import Vault
+from daemon.agents.mcp.vault_server import build_vault_server
+from daemon.agents.skills.service import open_runs
+from daemon.core.models import Action
+from daemon.core.policy import Facts
+from daemon.core.vault import Vault
+from daemon.service.app import App, open_app
 
 pytestmark = pytest.mark.anyio
 

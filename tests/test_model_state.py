@@ -5,7 +5,7 @@ supply around one vault. Each step does one thing a person or an agent does — 
 file into Needs_Action/, edit a note, approve, reject, forge or replay a note into Approved/,
 retry a failure, let two days pass — or arranges a fault: a service that refuses calls, a
 service that commits a call and loses the answer, lookups that cannot tell, or a power cut at
-a named point of the next run (daemon/failpoints.py). After each step the real daemon runs
+a named point of the next run (daemon/core/failpoints.py). After each step the real daemon runs
 in-process, as `vaultd run --once` does (`Runner.run_once` on an app from `open_app`), on a
 real vault, a real SQLite ledger and the real pipeline. Only the network edge is replaced:
 the dry-run connectors, wrapped by `Service` to inject faults and to record what reached the
@@ -59,15 +59,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from daemon import failpoints, notes
-from daemon.app import App, open_app
 from daemon.connectors.base import Connector, Health, Lookup, Undetermined
-from daemon.errors import ConnectorError, OutcomeUnknown, ValidationFailed
-from daemon.execution import LookupSchedule
-from daemon.models import Action, parse_action
-from daemon.policy import Facts
-from daemon.runner import Runner
-from daemon.vault import APPROVED, DONE, FAILED, NEEDS_ACTION, PENDING, REJECTED, Vault
+from daemon.core import failpoints, notes
+from daemon.core.errors import ConnectorError, OutcomeUnknown, ValidationFailed
+from daemon.core.models import Action, parse_action
+from daemon.core.policy import Facts
+from daemon.core.vault import APPROVED, DONE, FAILED, NEEDS_ACTION, PENDING, REJECTED, Vault
+from daemon.lifecycle.execution import LookupSchedule
+from daemon.service.app import App, open_app
+from daemon.service.runner import Runner
 
 FOLDERS = (NEEDS_ACTION, PENDING, APPROVED, REJECTED, DONE, FAILED)
 NIGHTLY = os.environ.get("VAULTD_NIGHTLY") == "1"
@@ -286,11 +286,11 @@ class VaultModel(RuleBasedStateMachine):
         self.human_approved: set[tuple[str, str]] = set()  # (task id, payload hash)
         self.policy_approved: set[tuple[str, str]] = set()
         self.errors = RunnerErrors()
-        logging.getLogger("daemon.runner").addHandler(self.errors)
+        logging.getLogger("daemon.service.runner").addHandler(self.errors)
 
     def teardown(self) -> None:
         failpoints.disarm()
-        logging.getLogger("daemon.runner").removeHandler(self.errors)
+        logging.getLogger("daemon.service.runner").removeHandler(self.errors)
         if self.app is not None:
             self.app.close()
         shutil.rmtree(self.tmp, ignore_errors=True)

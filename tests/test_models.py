@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon.errors import ValidationFailed
-from daemon.models import OdooInvoice, OdooPayment, SocialPost, parse_action
+from daemon.core.errors import ValidationFailed
+from daemon.core.models import OdooInvoice, OdooPayment, SocialPost, parse_action
 
 
 def problems(data: dict[str, Any] | str) -> list[tuple[str, str]]:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from daemon import notes
-from daemon.errors import NoteError
+from daemon.core import notes
+from daemon.core.errors import NoteError
 
 USER = "# written by the agent\ntype: social_post\nplatforms:\n- facebook\ntext: 'hi: there'\n"
 BODY = "First line.\n\n  indented, trailing spaces   \n\n\n"

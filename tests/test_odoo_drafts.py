@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from standins.odoo import FakeOdoo, StandInServer, running_odoo
 
-from daemon import failpoints
 from daemon.connectors import odoo_live
 from daemon.connectors.base import Absent, Found, ScratchMemory, Undetermined, Unfinished
 from daemon.connectors.odoo_live import OdooConnector, connect
-from daemon.errors import PermanentError
-from daemon.models import OdooInvoice, parse_action
-from daemon.settings import Settings
+from daemon.core import failpoints
+from daemon.core.errors import PermanentError
+from daemon.core.models import OdooInvoice, parse_action
+from daemon.core.settings import Settings
 
 MARKER = "vaultd:20261122-draft:odoo"
 PAY_MARKER = "vaultd:20261122-pay:odoo"

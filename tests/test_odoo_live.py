@@ -11,15 +11,15 @@ from standins.odoo import FakeOdoo, StandInServer, running_odoo
 
 from daemon.connectors.base import Absent, Found, ScratchMemory, Undetermined, Unfinished
 from daemon.connectors.odoo_live import OdooConnector, connect
-from daemon.errors import (
+from daemon.core.errors import (
     AuthError,
     NotConfigured,
     OutcomeUnknown,
     PermanentError,
     TransientError,
 )
-from daemon.models import OdooInvoice, OdooPayment, parse_action
-from daemon.settings import Settings
+from daemon.core.models import OdooInvoice, OdooPayment, parse_action
+from daemon.core.settings import Settings
 
 MARKER = "vaultd:20261122-inv-acme:odoo"
 PAY_MARKER = "vaultd:20261122-pay-acme:odoo"

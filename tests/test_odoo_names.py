@@ -17,14 +17,14 @@ import pytest
 from conftest import make_files, move, note, parsed
 from standins.odoo import FakeOdoo, OdooException, StandInServer, running_odoo
 
-from daemon.app import open_app
 from daemon.connectors.base import ScratchMemory
 from daemon.connectors.odoo_live import OdooConnector, connect
 from daemon.connectors.odoo_names import escape_like, named
-from daemon.errors import PermanentError
-from daemon.models import OdooInvoice, OdooPayment, parse_action
-from daemon.policy import Facts, Policy, decide
-from daemon.settings import Settings
+from daemon.core.errors import PermanentError
+from daemon.core.models import OdooInvoice, OdooPayment, parse_action
+from daemon.core.policy import Facts, Policy, decide
+from daemon.core.settings import Settings
+from daemon.service.app import open_app
 
 MARKER = "vaultd:20261122-inv:odoo"
 PAY_MARKER = "vaultd:20261122-pay:odoo"

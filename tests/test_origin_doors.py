@@ -1,4 +1,4 @@
-"""The policy by origin (daemon/origin.py): what a door demands, how the ledger binds it to
+"""The policy by origin (daemon/core/origin.py): what a door demands, how the ledger binds it to
 the file, and how `stricter` turns the policy's decision into a person's approval.
 
 Pure functions and a real SQLite ledger; no vault, no pipeline.
@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from daemon.config import Config, load_config
-from daemon.errors import ConfigError
-from daemon.ledger import APPROVED, DONE, PENDING, REJECTED, Ledger
-from daemon.origin import (
+from daemon.core.config import Config, load_config
+from daemon.core.errors import ConfigError
+from daemon.core.ledger import APPROVED, DONE, PENDING, REJECTED, Ledger
+from daemon.core.origin import (
     DOOR_SCHEMA,
     Demand,
     Origin,
@@ -26,7 +26,7 @@ from daemon.origin import (
     stricter,
     written_as,
 )
-from daemon.policy import Decision
+from daemon.core.policy import Decision
 
 AUTO = Decision(False, "scheduled_post", "a scheduled post on facebook is approved by policy")
 ASKED = Decision(True, "amount_threshold", "150.00 USD is at or over the threshold", Decimal(150))

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from daemon.models import OdooInvoice, OdooPayment, SocialPost, parse_action
-from daemon.policy import AutoApproved, Decision, Facts, Policy, decide
+from daemon.core.models import OdooInvoice, OdooPayment, SocialPost, parse_action
+from daemon.core.policy import AutoApproved, Decision, Facts, Policy, decide
 
 KNOWN = Facts(partner_known=True, invoice_known=True)
 UNVERIFIED = Facts()  # what a dry run knows: nothing could be checked

@@ -1,4 +1,4 @@
-"""The normalised payload the repeat rule compares (daemon/repeat_keys.py), tested bare.
+"""The normalised payload the repeat rule compares (daemon/core/repeat_keys.py), tested bare.
 
 Two actions an agent wrote to look the same must hash the same; two that really differ
 must not. The exact payload hash, which approval is bound to, still tells them apart.
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from daemon.models import parse_action
-from daemon.repeat_keys import normal_text, payees, platforms, repeat_hash
+from daemon.core.models import parse_action
+from daemon.core.repeat_keys import normal_text, payees, platforms, repeat_hash
 
 POST = {"type": "social_post", "platforms": ["facebook"], "text": "Big sale today"}
 PAYMENT = {"type": "odoo_payment", "invoice": "INV/2026/0042", "amount": "99.99"}

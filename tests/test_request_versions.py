@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import files_in, move, outbox, parsed, write_note
 
-from daemon.app import App
-from daemon.cli import main
-from daemon.request_versions import changes, version_of
+from daemon.cli.main import main
+from daemon.core.request_versions import changes, version_of
+from daemon.service.app import App
 
 INVOICE = (
     "type: odoo_invoice\n"
@@ -142,7 +142,7 @@ def test_a_request_swapped_while_vaultd_approve_moves_it_is_sent_back_not_execut
     # `approve` stamped the version it approved; before its rename, an agent swapped the
     # payload and the daemon re-rendered the request (a new version in the ledger).
     path, _, first = request(app, vault_root)
-    from daemon import notes
+    from daemon.core import notes
 
     stamped = parsed(path)
     approved_hash = stamped.meta["approval"]["payload_hash"]

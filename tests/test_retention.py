@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.audit import read_entries
-from daemon.cli import main
-from daemon.retention import Retention, apply_retention
-from daemon.schedule_config import Logs
-from daemon.vault import Vault
+from daemon.cli.main import main
+from daemon.core.audit import read_entries
+from daemon.core.schedule_config import Logs
+from daemon.core.vault import Vault
+from daemon.service.retention import Retention, apply_retention
 
 TODAY = date(2026, 12, 1)
 

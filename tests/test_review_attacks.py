@@ -19,10 +19,10 @@ import pytest
 from conftest import files_in, outbox, parsed, write_note
 from markdown_it import MarkdownIt
 
-from daemon.app import App
-from daemon.cli import main
-from daemon.models import parse_action
-from daemon.request_versions import version_of
+from daemon.cli.main import main
+from daemon.core.models import parse_action
+from daemon.core.request_versions import version_of
+from daemon.service.app import App
 
 INVOICE = (
     "type: odoo_invoice\n"
@@ -128,7 +128,7 @@ def test_a_swap_ground_to_the_short_version_the_person_read_is_not_approved_by_i
 ):
     # At 8 hex digits a collision is ground in a second; at the 12 shown it takes longer,
     # but approval must not rest on the short form at any length.
-    monkeypatch.setattr("daemon.request_versions.VERSION_LENGTH", 8)
+    monkeypatch.setattr("daemon.core.request_versions.VERSION_LENGTH", 8)
     benign, evil, short = grind_short_version_collision()
     path, task_id, read = request(app, vault_root, price=150, description=benign)
     if read != short:

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from conftest import Clock, audit, files_in, move, outbox, parsed
 
-from daemon import notes
-from daemon.app import App, open_app
-from daemon.config import SkillsConfig
-from daemon.runner import Runner
-from daemon.skills.registry import load_registry
-from daemon.skills.runs import Runs, RunView
-from daemon.skills.service import open_runs
+from daemon.agents.skills.registry import load_registry
+from daemon.agents.skills.runs import Runs, RunView
+from daemon.agents.skills.service import open_runs
+from daemon.core import notes
+from daemon.core.config import SkillsConfig
+from daemon.service.app import App, open_app
+from daemon.service.runner import Runner
 
 SKILL_TASK = """---
 type: skill   # asked for by the marketing agent
@@ -175,7 +175,7 @@ def test_a_run_that_finished_without_writing_its_task_note_is_caught_up_by_the_d
 def test_a_person_editing_the_task_note_while_vaultd_writes_it_keeps_their_edit(
     app: App, vault_root: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from daemon.skills import settle
+    from daemon.agents.skills import settle
 
     request = the_skill_task(app, vault_root)
     move(vault_root, vault_root / "Pending_Approval" / request, "Approved")

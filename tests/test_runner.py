@@ -13,10 +13,10 @@ from pathlib import Path
 
 from conftest import files_in, make_files, note, wait_for
 
-from daemon.app import App
-from daemon.config import Config, Timing
-from daemon.pipeline import utc_now
-from daemon.runner import Runner
+from daemon.core.config import Config, Timing
+from daemon.lifecycle.pipeline import utc_now
+from daemon.service.app import App
+from daemon.service.runner import Runner
 
 POST = {"type": "social_post", "platforms": ["facebook"], "text": "Hello"}
 REPLY = {**POST, "kind": "reply", "in_reply_to": "1_2", "text": "Thanks!"}
@@ -270,8 +270,8 @@ def test_an_edit_to_a_pending_request_is_re_rendered_once_and_the_edit_is_what_r
 def test_start_up_records_a_last_move_that_a_crash_kept_from_the_ledger(app: App, vault_root: Path):
     """A kill between moving a note to Done/ (or Failed/) and recording it (found by the
     random kill -9 test): the next start finds the note by its id and records where it is."""
-    from daemon import ledger as states
-    from daemon.notes import parse
+    from daemon.core import ledger as states
+    from daemon.core.notes import parse
 
     def post(text: str) -> str:
         return note({"type": "social_post", "platforms": ["facebook"], "text": text})

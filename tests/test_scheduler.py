@@ -11,18 +11,18 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import make_files, note, wait_for
 
-from daemon.app import App, open_app
-from daemon.briefing import write_briefing
-from daemon.config import Config
-from daemon.runner import Runner
-from daemon.schedule_config import Schedule
-from daemon.scheduler import (
+from daemon.core.config import Config
+from daemon.core.schedule_config import Schedule
+from daemon.core.weeks import IsoWeek
+from daemon.reports.briefing import write_briefing
+from daemon.service.app import App, open_app
+from daemon.service.runner import Runner
+from daemon.service.scheduler import (
     Clockwork,
     last_briefing_time,
     next_runs,
     week_of_briefing,
 )
-from daemon.weeks import IsoWeek
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # Sunday 2026-11-22 22:00 in Berlin is the briefing time of ISO week 2026-W47.
@@ -177,7 +177,7 @@ def test_the_expiry_job_moves_expired_requests_to_rejected(
 def test_run_once_also_catches_up_a_missed_briefing(
     vault_root: Path, state_dir: Path, config_file: Path
 ):
-    from daemon.cli import main
+    from daemon.cli.main import main
 
     start(vault_root, state_dir, config_file, datetime.now(UTC) - timedelta(days=8))
     args = ["run", "--vault", str(vault_root), "--state-dir", str(state_dir), "--once"]

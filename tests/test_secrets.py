@@ -11,12 +11,12 @@ import pytest
 from conftest import VAULTD, files_in, make_files, note, parsed
 from standins.all import StandIns, running_all
 
-from daemon.app import open_app
-from daemon.cli import main as cli_main
+from daemon.cli.main import main as cli_main
 from daemon.connectors.base import Absent, Health, Lookup
-from daemon.errors import ConnectorError
-from daemon.models import Action
-from daemon.policy import Facts
+from daemon.core.errors import ConnectorError
+from daemon.core.models import Action
+from daemon.core.policy import Facts
+from daemon.service.app import open_app
 
 CANARY = "canary-s3cr3t-7f2a91"
 
@@ -78,7 +78,7 @@ def test_a_secret_in_the_environment_never_reaches_vault_logs_or_state(
 
 # -- canaries through real work: the CLI, dry-run and live, and every report --------------
 
-# One canary per secret setting vaultd reads (daemon/settings.py: names with PASSWORD,
+# One canary per secret setting vaultd reads (daemon/core/settings.py: names with PASSWORD,
 # SECRET, TOKEN, API_KEY or ending in _KEY). Some hold characters a URL or a form encodes
 # (+ / =), so an encoded copy in an error message would show too.
 CANARIES = {

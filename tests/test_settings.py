@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import ConfigError
-from daemon.settings import load_settings
+from daemon.core.errors import ConfigError
+from daemon.core.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +54,7 @@ def test_a_missing_env_file_is_a_config_error(tmp_path: Path):
 
 @pytest.mark.parametrize("value", ["soon", "0", "-1", "7200"])
 def test_a_call_timeout_that_is_not_seconds_is_named(value: str):
-    from daemon.settings import Settings
+    from daemon.core.settings import Settings
 
     with pytest.raises(ConfigError, match=f"VAULTD_CALL_TIMEOUT='{value}': expected seconds"):
         Settings({"VAULTD_CALL_TIMEOUT": value}).call_timeout()

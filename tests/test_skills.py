@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from conftest import files_in, move, outbox
 
-from daemon.app import App
-from daemon.config import SkillsConfig
-from daemon.runner import Runner
-from daemon.skills.registry import load_registry
-from daemon.skills.runs import Forbidden, InputsInvalid, NotExecutable, Runs, Throttled
-from daemon.skills.service import open_runs
+from daemon.agents.skills.registry import load_registry
+from daemon.agents.skills.runs import Forbidden, InputsInvalid, NotExecutable, Runs, Throttled
+from daemon.agents.skills.service import open_runs
+from daemon.core.config import SkillsConfig
+from daemon.service.app import App
+from daemon.service.runner import Runner
 
 BUILTIN = {"create-invoice", "generate-briefing", "post-social-media", "register-payment"}
 
@@ -400,8 +400,8 @@ def test_a_skill_task_with_bad_params_is_rejected_naming_the_field(app: App, vau
 def test_a_crash_before_the_skill_task_moves_never_starts_its_run_twice(
     vault_root: Path, state_dir: Path
 ):
-    from daemon import failpoints
-    from daemon.app import open_app
+    from daemon.core import failpoints
+    from daemon.service.app import open_app
 
     (vault_root / "Needs_Action" / "ask.md").write_text(SKILL_TASK)
     first = open_app(vault_root, state_dir=state_dir)

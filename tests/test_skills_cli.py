@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import files_in
 
-from daemon.cli import main
+from daemon.cli.main import main
 
 
 def vaultd(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -97,8 +97,8 @@ def test_runs_create_with_bad_inputs_names_the_field(
 def test_runs_cancel_says_a_request_already_executed_stays_done(
     vault_root: Path, state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
-    from daemon.app import open_app
-    from daemon.runner import Runner
+    from daemon.service.app import open_app
+    from daemon.service.runner import Runner
 
     skill = tmp_path / "skills" / "two-posts"
     skill.mkdir(parents=True)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from conftest import files_in, make_files, note
 
-from daemon.app import App
+from daemon.service.app import App
 
 
 def test_scheduled_post_is_auto_approved_and_executed_in_dry_run(app: App, vault_root: Path):

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from conftest import files_in, make_files, note, wait_for
 
-from daemon.app import App
-from daemon.briefing import write_briefing
-from daemon.config import Config, Timing
-from daemon.dashboard import Dashboard
-from daemon.runner import Runner
-from daemon.scheduler import JOBS_FILE, Clockwork
-from daemon.supervisor import Supervisor
+from daemon.core.config import Config, Timing
+from daemon.reports.briefing import write_briefing
+from daemon.reports.dashboard import Dashboard
+from daemon.service.app import App
+from daemon.service.runner import Runner
+from daemon.service.scheduler import JOBS_FILE, Clockwork
+from daemon.service.supervisor import Supervisor
 
 POST = note({"type": "social_post", "platforms": ["facebook"], "text": "Still here"})
 
@@ -83,6 +83,6 @@ def test_a_scheduler_that_cannot_restart_is_given_up_after_three_tries_and_repor
     # The pipeline leaves vaultd's alert where it is, and so does `vaultd check`.
     Runner(app.pipeline, app.config).run_once()
     assert files_in(vault_root, "Needs_Action") == ["vaultd alert - scheduler.md"]
-    from daemon.commands.check import check_file
+    from daemon.cli.check import check_file
 
     assert check_file(vault_root / "Needs_Action" / "vaultd alert - scheduler.md") == []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.taskfile import Unreadable, read_task_file
+from daemon.core.taskfile import Unreadable, read_task_file
 
 
 def test_a_named_pipe_is_refused_at_once_instead_of_hanging_the_daemon(vault_root: Path):

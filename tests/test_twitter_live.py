@@ -19,7 +19,7 @@ from daemon.connectors.twitter_live import (
     comparable,
     connect,
 )
-from daemon.errors import (
+from daemon.core.errors import (
     AuthError,
     Deferred,
     NotConfigured,
@@ -27,8 +27,8 @@ from daemon.errors import (
     PermanentError,
     TransientError,
 )
-from daemon.models import SocialPost
-from daemon.settings import Settings
+from daemon.core.models import SocialPost
+from daemon.core.settings import Settings
 
 MARKER = "vaultd:task-1:twitter"
 

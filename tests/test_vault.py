@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.vault import Signature, Vault, is_ignored, is_sync_conflict
+from daemon.core.vault import Signature, Vault, is_ignored, is_sync_conflict
 
 
 def test_move_never_overwrites_and_numbers_the_clash(vault_root: Path):
@@ -92,7 +92,7 @@ def test_sync_conflict_copies_are_recognised(name: str):
 
 
 def test_check_exists_names_what_is_missing(tmp_path: Path):
-    from daemon.errors import VaultError
+    from daemon.core.errors import VaultError
 
     with pytest.raises(VaultError, match="no such vault"):
         Vault(tmp_path / "nope").check_exists()

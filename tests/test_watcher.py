@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import note, wait_for
 
-from daemon.vault import Vault
-from daemon.watcher import StableQueue, Watcher, fingerprint
+from daemon.core.vault import Vault
+from daemon.service.watcher import StableQueue, Watcher, fingerprint
 
 TASK = note({"type": "social_post", "platforms": ["facebook"], "text": "Hi"})
 IGNORED_NAMES = [

@@ -12,9 +12,9 @@ from daemon.connectors.odoo import odoo_request
 from daemon.connectors.outbox import Outbox
 from daemon.connectors.social import facebook_request, instagram_request, twitter_request
 from daemon.connectors.unavailable import Unavailable
-from daemon.errors import NotConfigured
-from daemon.models import Action, OdooInvoice, OdooPayment, SocialPost
-from daemon.settings import Settings
+from daemon.core.errors import NotConfigured
+from daemon.core.models import Action, OdooInvoice, OdooPayment, SocialPost
+from daemon.core.settings import Settings
 
 REQUEST_BUILDERS = {
     "facebook": facebook_request,

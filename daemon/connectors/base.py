@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from daemon.models import Action
-from daemon.policy import Facts
+from daemon.core.models import Action
+from daemon.core.policy import Facts
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Unfinished:
 class Undetermined:
     """Neither could be shown. `lasting`: asking again cannot tell either (the service offers
     no lookup for it, or a person changed the object), so a person decides at once; otherwise
-    vaultd looks it up again for a while first (daemon/execution.py, LookupSchedule)."""
+    vaultd looks it up again for a while first (daemon/lifecycle/execution.py, LookupSchedule)."""
 
     reason: str
     lasting: bool = False

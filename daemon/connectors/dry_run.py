@@ -7,9 +7,9 @@ from typing import Any
 
 from daemon.connectors.base import Absent, Found, Health, Lookup
 from daemon.connectors.outbox import Outbox
-from daemon.errors import ConnectorError
-from daemon.models import Action
-from daemon.policy import Facts
+from daemon.core.errors import ConnectorError
+from daemon.core.models import Action
+from daemon.core.policy import Facts
 
 Describe = Callable[[Action, str], dict[str, Any]]
 

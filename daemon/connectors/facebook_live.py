@@ -15,10 +15,10 @@ from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undete
 from daemon.connectors.graph import GraphClient, graph_time
 from daemon.connectors.paths import path as url_path
 from daemon.connectors.paths import segment
-from daemon.errors import ConnectorError, PermanentError
-from daemon.models import Action, SocialPost
-from daemon.policy import Facts
-from daemon.settings import Settings
+from daemon.core.errors import ConnectorError, PermanentError
+from daemon.core.models import Action, SocialPost
+from daemon.core.policy import Facts
+from daemon.core.settings import Settings
 
 REQUIRED = ("FACEBOOK_PAGE_ID", "FACEBOOK_PAGE_TOKEN")
 # Our clock and Facebook's may disagree: look back this much further than the intent.

@@ -33,7 +33,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from urllib3.exceptions import NewConnectionError
 
 from daemon.connectors.social import DEFAULT_GRAPH_URL, DEFAULT_GRAPH_VERSION
-from daemon.errors import (
+from daemon.core.errors import (
     AuthError,
     ConnectorError,
     Deferred,
@@ -41,7 +41,7 @@ from daemon.errors import (
     PermanentError,
     TransientError,
 )
-from daemon.settings import Settings
+from daemon.core.settings import Settings
 
 # The query string of a URL inside an error message.
 _QUERY = re.compile(r"\?[^\s'\")]*")

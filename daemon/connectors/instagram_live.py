@@ -22,10 +22,10 @@ from typing import Any
 from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined
 from daemon.connectors.graph import GraphClient
 from daemon.connectors.paths import path
-from daemon.errors import ConnectorError, Deferred, PermanentError
-from daemon.models import Action, SocialPost
-from daemon.policy import Facts
-from daemon.settings import Settings
+from daemon.core.errors import ConnectorError, Deferred, PermanentError
+from daemon.core.models import Action, SocialPost
+from daemon.core.policy import Facts
+from daemon.core.settings import Settings
 
 REQUIRED = ("INSTAGRAM_ACCOUNT_ID", "FACEBOOK_PAGE_TOKEN")
 # Seconds to wait between status reads; one read first, then one after each wait.

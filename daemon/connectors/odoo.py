@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from daemon.connectors.odoo_names import name_is
-from daemon.models import Action, OdooInvoice, OdooPayment
+from daemon.core.models import Action, OdooInvoice, OdooPayment
 
 
 def odoo_request(action: Action, marker: str) -> dict[str, Any]:

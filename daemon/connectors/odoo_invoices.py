@@ -16,8 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 from daemon.connectors.odoo_names import SearchRead, find_partners, one_partner, product_id
-from daemon.errors import PermanentError
-from daemon.models import OdooInvoice
+from daemon.core.errors import PermanentError
+from daemon.core.models import OdooInvoice
 
 # The fields of a draft that `draft_differences` compares, and of its invoice lines.
 DRAFT_FIELDS = ["state", "partner_id", "currency_id", "invoice_date", "invoice_date_due"]

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from daemon import failpoints
 from daemon.connectors import odoo_invoices
 from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined, Unfinished
 from daemon.connectors.odoo import odoo_request
@@ -30,16 +29,17 @@ from daemon.connectors.odoo_invoices import draft_differences, id_of, invoice_re
 from daemon.connectors.odoo_invoices import name_of as _name
 from daemon.connectors.odoo_names import candidates, find_partners, journal_id, listed, same_name
 from daemon.connectors.odoo_transport import Transport, transport_for
-from daemon.errors import (
+from daemon.core import failpoints
+from daemon.core.errors import (
     ConnectorError,
     NotConfigured,
     OutcomeUnknown,
     PermanentError,
     TransientError,
 )
-from daemon.models import Action, OdooInvoice, OdooPayment
-from daemon.policy import Facts
-from daemon.settings import Settings
+from daemon.core.models import Action, OdooInvoice, OdooPayment
+from daemon.core.policy import Facts
+from daemon.core.settings import Settings
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from daemon.errors import PermanentError
+from daemon.core.errors import PermanentError
 
 # search_read(model, domain, fields) -> records, as OdooConnector.search_read does it.
 SearchRead = Callable[[str, list[Any], list[str]], list[dict[str, Any]]]

@@ -22,7 +22,13 @@ from urllib.parse import urlsplit
 import requests
 
 from daemon.connectors.paths import path as url_path
-from daemon.errors import AuthError, ConnectorError, OutcomeUnknown, PermanentError, TransientError
+from daemon.core.errors import (
+    AuthError,
+    ConnectorError,
+    OutcomeUnknown,
+    PermanentError,
+    TransientError,
+)
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
 CALL_TIMEOUT = 30.0  # seconds to wait for Odoo's answer to one call

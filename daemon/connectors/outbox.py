@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from daemon.timestamps import now_iso
+from daemon.core.timestamps import now_iso
 
 
 class Outbox:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from daemon.errors import PermanentError
+from daemon.core.errors import PermanentError
 
 _DOT_SEGMENTS = ("", ".", "..")
 

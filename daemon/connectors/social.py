@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from daemon.connectors.paths import segment
-from daemon.models import Action, SocialPost
+from daemon.core.models import Action, SocialPost
 
 # The services' public addresses; every one can be changed in the settings.
 DEFAULT_GRAPH_URL = "https://graph.facebook.com"

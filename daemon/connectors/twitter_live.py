@@ -29,7 +29,7 @@ from tenacity.wait import wait_base, wait_random_exponential
 from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined
 from daemon.connectors.paths import segment
 from daemon.connectors.social import DEFAULT_X_API_URL, twitter_request
-from daemon.errors import (
+from daemon.core.errors import (
     AuthError,
     ConnectorError,
     Deferred,
@@ -37,9 +37,9 @@ from daemon.errors import (
     PermanentError,
     TransientError,
 )
-from daemon.models import Action, SocialPost
-from daemon.policy import Facts
-from daemon.settings import Settings
+from daemon.core.models import Action, SocialPost
+from daemon.core.policy import Facts
+from daemon.core.settings import Settings
 
 REQUIRED = (
     "TWITTER_API_KEY",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from daemon.connectors.base import Health, Lookup, Undetermined
-from daemon.errors import NotConfigured
-from daemon.models import Action
-from daemon.policy import Facts
+from daemon.core.errors import NotConfigured
+from daemon.core.models import Action
+from daemon.core.policy import Facts
 
 
 class Unavailable:

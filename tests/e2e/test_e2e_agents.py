@@ -16,7 +16,7 @@ import pytest
 from conftest import files_in, move, wait_for
 from e2e_support import Daemon, ok, vaultd
 
-from daemon.vault import Vault
+from daemon.core.vault import Vault
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from e2e_support import (
     vaultd,
 )
 
-from daemon.ledger import (
+from daemon.core.ledger import (
     APPROVED,
     DONE,
     EXECUTED,

@@ -1,6 +1,6 @@
 """Issue 5, item 1: every named crash point, live, against the loopback stand-ins.
 
-For each point in daemon/failpoints.py the real `vaultd run --live --once` kills itself
+For each point in daemon/core/failpoints.py the real `vaultd run --live --once` kills itself
 (SIGKILL) there once per call (once per file for `mid-move`; once per Odoo call for
 `mid-call`, between an invoice's draft and its post, or a payment's wizard and its run), and
 is started again with the same environment until it finishes. The workload mixes posts to
@@ -57,8 +57,8 @@ from e2e_support import (
 )
 from standins.all import running_all
 
-from daemon.failpoints import POINTS
-from daemon.vault import Vault
+from daemon.core.failpoints import POINTS
+from daemon.core.vault import Vault
 
 pytestmark = pytest.mark.e2e
 

@@ -43,9 +43,9 @@ from e2e_support import (
 )
 from standins.all import running_all
 
-from daemon.cli import main
-from daemon.lease import machine_id, read_lease
-from daemon.vault import Vault
+from daemon.cli.main import main
+from daemon.core.lease import machine_id, read_lease
+from daemon.core.vault import Vault
 
 pytestmark = pytest.mark.e2e
 
@@ -383,7 +383,7 @@ def test_status_and_the_dashboard_say_who_executes_and_how_to_take_over(
         f"  not the executor: machine {machine_id(state_a)} ({host}, pid {pid}, since "
     )
     assert " UTC, heartbeat " in line
-    # The command as pasted in the folder that holds the vault (daemon/hints.py).
+    # The command as pasted in the folder that holds the vault (daemon/core/hints.py).
     assert line.endswith(" run --vault vault --state-dir state-b --take-over` to take it")
     assert "Scheduled jobs" not in standby  # a daemon that is not the executor runs none
     assert "  the executor of this vault (heartbeat " in executing

@@ -54,7 +54,6 @@ from standins.all import StandIns, running_all
 from standins.x_api import CONSUMER_KEY
 from tenacity import wait_none
 
-from daemon.audit import AuditLog
 from daemon.connectors import odoo_transport
 from daemon.connectors.base import Connector
 from daemon.connectors.facebook_live import FacebookConnector
@@ -62,10 +61,11 @@ from daemon.connectors.graph import GraphClient, RetryPolicy
 from daemon.connectors.instagram_live import InstagramConnector
 from daemon.connectors.odoo_live import connect as connect_odoo
 from daemon.connectors.twitter_live import TwitterLive
-from daemon.execution import Executor, LookupSchedule
-from daemon.ledger import Ledger
-from daemon.models import parse_action
-from daemon.settings import Settings
+from daemon.core.audit import AuditLog
+from daemon.core.ledger import Ledger
+from daemon.core.models import parse_action
+from daemon.core.settings import Settings
+from daemon.lifecycle.execution import Executor, LookupSchedule
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,117 @@
+"""The endpoints of /api/v1, each a thin layer over the run service.
+
+The endpoints are plain (sync) functions: FastAPI runs them in its thread pool, so a skill
+that runs for a while never blocks the event loop. None of them can approve anything. A
+caller reads and executes only the runs of callers that share one of its groups
+(run_access.py); any other run is a 404, as if it did not exist.
+"""
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from daemon.agents.api.auth import Authenticator, Caller
+from daemon.agents.api.run_access import RunAccess
+from daemon.agents.api.schemas import CreateRun, ErrorOut, RunOut, SkillList, SkillOut
+from daemon.agents.api.views import run_json
+from daemon.agents.skills.runs import Runs, SkillNotFound
+
+PREFIX = "/api/v1"
+
+
+@dataclass(frozen=True)
+class ApiState:
+    """What the endpoints work with; kept on `app.state.vaultd`."""
+
+    runs: Runs
+    auth: Authenticator
+    access: RunAccess
+
+
+# Declared for the OpenAPI document (and /docs' "Authorize"); the headers are read raw, so
+# a wrong scheme gets its own message rather than "missing credentials".
+_bearer = HTTPBearer(
+    auto_error=False, description="an API key (vd_...) or a JWT", scheme_name="bearer"
+)
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey")
+
+
+def _state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.vaultd
+    return state
+
+
+def authenticated(
+    request: Request,
+    _bearer_doc: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    _api_key_doc: Annotated[str | None, Security(_api_key)],
+) -> Caller:
+    """The caller of this request; every /api/v1 route depends on it (401 if unknown)."""
+    return _state(request).auth.authenticate(
+        request.headers.get("authorization"), request.headers.get("x-api-key")
+    )
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorOut} for status in (401, *statuses)}
+
+
+CallerDep = Annotated[Caller, Depends(authenticated)]
+router = APIRouter(prefix=PREFIX, dependencies=[Depends(authenticated)])
+
+
+@router.get("/skills", response_model=SkillList, responses=_errors(), tags=["skills"])
+def list_skills(request: Request) -> SkillList:
+    """The active skills, each with its `input_schema`, `intents` and `guardrails`."""
+    registry = _state(request).runs.registry
+    return SkillList(skills=[SkillOut.of(skill) for skill in registry.listed()])
+
+
+@router.get("/skills/{key}", response_model=SkillOut, responses=_errors(404), tags=["skills"])
+def get_skill(request: Request, key: str) -> SkillOut:
+    """One skill's definition: its `input_schema`, `intents`, `guardrails` and limits."""
+    registry = _state(request).runs.registry
+    skill = registry.get(key)
+    if skill is None:
+        known = ", ".join(s.key for s in registry.listed()) or "none"
+        raise SkillNotFound(f"no skill named {key!r} (known: {known})")
+    return SkillOut.of(skill)
+
+
+@router.post(
+    "/runs",
+    status_code=201,
+    response_model=RunOut,
+    responses=_errors(403, 404, 422, 429),
+    tags=["runs"],
+)
+def create_run(request: Request, response: Response, body: CreateRun, caller: CallerDep) -> Any:
+    """Create a run (a draft), and start it if `execute` is true.
+
+    A run whose requests need a person answers `awaiting_approval`; poll its URL (the
+    Location header) to see it finish once the request is approved and done.
+    """
+    view = _state(request).access.create(caller, body.skill_key, body.inputs, execute=body.execute)
+    response.headers["Location"] = f"{PREFIX}/runs/{view.run.id}"
+    return run_json(view)
+
+
+@router.get("/runs/{run_id}", response_model=RunOut, responses=_errors(404), tags=["runs"])
+def get_run(request: Request, run_id: str, caller: CallerDep) -> Any:
+    """A run's `state`, `output` and `trace` (one step per tool call). 404 also for a run of
+    a caller that shares none of this caller's groups."""
+    return run_json(_state(request).access.view(caller, run_id))
+
+
+@router.post(
+    "/runs/{run_id}/execute",
+    response_model=RunOut,
+    responses=_errors(403, 404, 409, 429),
+    tags=["runs"],
+)
+def execute_run(request: Request, run_id: str, caller: CallerDep) -> Any:
+    """Execute a draft run, or a failed one again (as a new attempt). 404 for a run this
+    caller may not see."""
+    return run_json(_state(request).access.execute(caller, run_id))

@@ -1,0 +1,113 @@
+"""The request and response bodies, as the OpenAPI document shows them.
+
+A skill's inputs are described by `input_schema` and a run is named by `run_id` (the seed
+PRD's names); `parameters` and `id`, the names used before, are still given, marked
+deprecated, for one release (see daemon/agents/api/views.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from daemon.agents.api.views import skill_json
+from daemon.agents.skills.registry import Skill
+
+INPUT_SCHEMA = "JSON Schema (draft 2020-12) of the inputs"
+
+
+class CreateRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    skill_key: str = Field(description="the skill to run (GET /api/v1/skills lists them)")
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="checked against the skill's `input_schema`"
+    )
+    execute: bool = Field(default=False, description="start the run now; else it is a draft")
+
+
+class SkillOut(BaseModel):
+    """One skill: its `skill.json`, under its key, with its inputs' schema as `input_schema`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: str
+    name: str
+    description: str
+    input_schema: dict[str, Any] = Field(description=INPUT_SCHEMA)
+    intents: list[str] = Field(description="what an agent may ask this skill for")
+    guardrails: dict[str, Any] = Field(
+        description="limits checked on every tool call (max_amount, allowed_platforms)"
+    )
+    approval_required: bool
+    rate_limit: int | None = Field(description="runs per hour")
+    timeout_s: float
+    cooldown_seconds: float
+    required_groups: list[str]
+    tools: list[str]
+    builtin: bool
+    parameters: dict[str, Any] = Field(
+        deprecated=True,
+        description=f"Deprecated: the same as `input_schema` ({INPUT_SCHEMA}), under its "
+        "old name; it goes in the next release. Read `input_schema` instead.",
+    )
+
+    @classmethod
+    def of(cls, skill: Skill) -> SkillOut:
+        """Given a skill, return its body (skill_json's, checked against this schema)."""
+        return cls.model_validate(skill_json(skill))
+
+
+class SkillList(BaseModel):
+    skills: list[SkillOut]
+
+
+class TraceStepOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    attempt: int
+    seq: int
+    tool: str
+    state: str
+    inputs: Any = None
+    output: Any = None
+    error: str | None = None
+    duration_ms: int | None = None
+    task_file: str | None = Field(default=None, description="the task file a request wrote")
+
+
+class RunOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str = Field(description="the run's id: GET /api/v1/runs/{run_id} follows it")
+    id: str = Field(
+        deprecated=True,
+        description="Deprecated: the same as `run_id`, under its old name; it goes in the "
+        "next release. Read `run_id` instead.",
+    )
+    skill: str
+    state: str = Field(
+        description="draft, queued, running, awaiting_approval, succeeded, failed or cancelled"
+    )
+    inputs: Any = None
+    output: Any = Field(default=None, description="what the skill returned, once it ran")
+    error: str | None = None
+    requested_by: str | None = None
+    attempt: int
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    trace: list[TraceStepOut] = Field(description="one step per tool call, in order")
+
+
+class Problem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    error: str
+    problems: list[Problem] | None = None

@@ -1,1 +1,0 @@
-"""The `vaultd` commands beside `run` and `init`: one module each, each with `register`."""

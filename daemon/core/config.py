@@ -1,0 +1,180 @@
+"""Configuration: a TOML file outside the vault, and where vaultd keeps its state.
+
+The config holds the approval policy and the daemon's timings. It is deliberately not a
+note in the vault: an agent that can write notes must not be able to raise the limits that
+decide what it may do without asking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from daemon.core.costs import Prices
+from daemon.core.errors import ConfigError
+from daemon.core.limits import RateLimits
+from daemon.core.policy import Policy
+from daemon.core.schedule_config import Briefing, Logs, Schedule
+from daemon.core.settings import Settings
+from daemon.core.vault import inside
+
+# The doors through which agents write task files themselves (daemon/core/origin.py): "mcp" is
+# the MCP server's create_task_file; "api" a REST API that writes task files (it has no
+# such endpoint today: its agents start skill runs, which their skill guards).
+Door = Literal["mcp", "api"]
+DOORS: tuple[Door, ...] = ("mcp", "api")
+
+
+class BreakerConfig(BaseModel):
+    """The `[breaker]` table of the config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fail_max: int = Field(default=5, ge=1)
+    reset_seconds: float = Field(default=30, gt=0)
+    success_threshold: int = Field(default=2, ge=1)
+
+
+class PolicyConfig(Policy):
+    """`[policy]`: the decision matrix (daemon/core/policy.py), and the doors whose tasks always
+    need a person (applied by origin, daemon/core/origin.py)."""
+
+    # A task an agent writes directly through one of these doors is never auto-approved.
+    require_approval_from: list[Door] = Field(default_factory=lambda: list(DOORS))
+
+
+class Timing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A file is read only after its size and mtime held still this long.
+    stability_ms: int = Field(default=300, ge=0)
+    # Full rescan of the pipeline folders, in case the file watcher missed something.
+    rescan_seconds: float = Field(default=60, gt=0)
+    # Dashboard.md is rewritten at most this often.
+    dashboard_seconds: float = Field(default=2, ge=0)
+    # How often each part of the running daemon (watcher, scheduler, API) is checked; one
+    # that is down is restarted, up to 3 times, then reported in an alert note.
+    health_seconds: float = Field(default=30, gt=0)
+    # The executor rewrites the heartbeat of the vault's lease (`.vaultd/executor.json`) this
+    # often. Only for people to read: no daemon takes a lease over because it is old.
+    lease_heartbeat_seconds: float = Field(default=30, gt=0)
+
+
+class SkillsConfig(BaseModel):
+    """`[skills]`: where skills beyond the built-in ones live."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Folders of skill folders. They must lie outside the vault: code in a synced vault
+    # would run whatever anyone syncs into it.
+    dirs: list[Path] = Field(default_factory=list)
+
+
+class ApiConfig(BaseModel):
+    """`[api]`: the REST API of `vaultd serve` (and `vaultd run --api`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Loopback by default; another address needs --allow-remote (keys travel in clear).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    # The one JWT algorithm accepted (HMAC); a token naming any other is refused.
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    # The environment variable (or --env-file line) holding the JWT secret; unset: no JWTs.
+    jwt_secret_env: str = Field(default="VAULTD_JWT_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # When set, a token must carry exactly this `aud` / `iss`.
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+
+    @field_validator("jwt_secret_env")
+    @classmethod
+    def _a_name_the_redactor_knows(cls, name: str) -> str:
+        if not Settings({name: "placeholder"}).secrets():
+            raise ValueError(
+                f"{name} does not look secret, so its value would not be redacted from the "
+                "logs: use a name containing SECRET, TOKEN, PASSWORD or API_KEY"
+            )
+        return name
+
+
+class Agents(BaseModel):
+    """`[agents]`: the OS user the agents run as. When set, `vaultd check` lists every path
+    that user could write or read but must not, and `vaultd run --live` refuses to start
+    while there is one (`vaultd agents setup` sets them right)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(
+        default=None, min_length=1, max_length=32, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$"
+    )
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    daemon: Timing = Field(default_factory=Timing)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    costs: Prices = Field(default_factory=Prices)
+    schedule: Schedule = Field(default_factory=Schedule)
+    briefing: Briefing = Field(default_factory=Briefing)
+    logs: Logs = Field(default_factory=Logs)
+    skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    agents: Agents = Field(default_factory=Agents)
+
+
+def default_config_path() -> Path | None:
+    """Return the config file to use when none is named: $VAULTD_CONFIG or the XDG one."""
+    if os.environ.get("VAULTD_CONFIG"):
+        return Path(os.environ["VAULTD_CONFIG"])
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    path = base / "vaultd" / "config.toml"
+    return path if path.exists() else None
+
+
+def load_config(path: Path | None) -> Config:
+    """Given a TOML file (or None for the defaults), return the config.
+
+    Raise ConfigError naming the file and every bad setting.
+    """
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        problems = [
+            f"{path}: {'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
+            for item in error.errors(include_url=False)
+        ]
+        raise ConfigError("\n".join(problems)) from None
+
+
+def state_dir_for(vault: Path, override: str | Path | None = None) -> Path:
+    """Return the state directory of a vault: the override, $VAULTD_STATE_DIR, or XDG.
+
+    Raise ConfigError if it lies inside the vault: the vault may be synced to other
+    machines, and the ledger must not travel with it.
+    """
+    chosen = override or os.environ.get("VAULTD_STATE_DIR")
+    if chosen:
+        state = Path(chosen).expanduser().resolve()
+    else:
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        vault_id = hashlib.sha256(str(vault.resolve()).encode()).hexdigest()[:12]
+        state = (base / "vaultd" / f"{vault.resolve().name}-{vault_id}").resolve()
+    if inside(state, vault):
+        raise ConfigError(f"{state}: the state directory must be outside the vault")
+    return state

@@ -1,0 +1,254 @@
+"""The actions a task file can ask for: one pydantic model per `type`.
+
+A task file's frontmatter minus vaultd's own keys (see `notes.RESERVED_KEYS`) must validate
+as exactly one of these models. Unknown keys are errors (`extra="forbid"`), so a typo never
+silently changes what runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from daemon.core.errors import ValidationFailed
+
+Platform = Literal["facebook", "instagram", "twitter"]
+
+# Longest text each platform accepts; checked up front so a human approves what can be sent.
+TEXT_LIMITS: dict[str, int] = {"twitter": 280, "instagram": 2200, "facebook": 63206}
+# X appends the link to the tweet's text and counts any link as this many characters.
+TWITTER_LINK_LENGTH = 23
+# What an id a post, reply or DM goes to looks like on each platform (ASCII digits only:
+# `\d` would take other scripts' digits too). A Graph comment id is "<post>_<comment>".
+_GRAPH_ID = (re.compile(r"[0-9]{1,30}(?:_[0-9]{1,30})?"), "a Graph id (digits, or digits_digits)")
+_X_ID = (re.compile(r"[0-9]{1,30}"), "an X id (digits only)")
+ID_FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
+    "facebook": _GRAPH_ID,
+    "instagram": _GRAPH_ID,
+    "twitter": _X_ID,
+}
+
+
+def _fail_all(problems: list[str]) -> None:
+    """Raise one error carrying every cross-field problem, one per line (see `_problems`)."""
+    if problems:
+        raise ValueError("\n".join(problems))
+
+
+def _id_problems(name: str, value: str | None, platforms: Sequence[str]) -> list[str]:
+    """Given an id field, its value and the platforms it goes to, return one problem for each
+    id format it does not fit (naming the platforms that need it); none if it fits all.
+
+    An empty value is left to the "is required" rule.
+    """
+    if not value:
+        return []
+    misfits: dict[str, list[str]] = {}
+    for platform in platforms:
+        pattern, description = ID_FORMATS[platform]
+        if not pattern.fullmatch(value):
+            misfits.setdefault(description, []).append(platform)
+    return [
+        f"{name} must be {description} to go to {', '.join(names)}"
+        for description, names in misfits.items()
+    ]
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+class Action(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    type: str
+
+    def payload(self) -> dict[str, Any]:
+        """Return the action as plain JSON data: what is hashed, shown and sent."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def payload_hash(self) -> str:
+        """Return "sha256:<hex>" of the canonical JSON payload."""
+        canonical = json.dumps(self.payload(), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    def total(self) -> Decimal | None:
+        """Return the money this action moves, or None if it moves none."""
+        return None
+
+
+class SocialPost(Action):
+    type: Literal["social_post"]
+    platforms: list[Platform] = Field(min_length=1)
+    kind: Literal["post", "reply", "dm"] = "post"
+    text: str = Field(min_length=1)
+    link: str | None = None
+    image_url: str | None = None
+    in_reply_to: str | None = None
+    recipient: str | None = None
+    scheduled_for: dt.datetime | None = None
+
+    _check_link = field_validator("link", "image_url")(_http_url)
+
+    @field_validator("in_reply_to", "recipient", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        # Post and user ids are numbers to YAML when written unquoted: take them as text.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("platforms")
+    @classmethod
+    def _unique_platforms(cls, platforms: list[str]) -> list[str]:
+        if len(set(platforms)) != len(platforms):
+            raise ValueError("lists a platform twice")
+        return platforms
+
+    @field_validator("scheduled_for")
+    @classmethod
+    def _aware(cls, when: dt.datetime | None) -> dt.datetime | None:
+        if when is not None and when.tzinfo is None:
+            raise ValueError("needs a time zone, for example 2026-12-01T09:00:00Z")
+        return when
+
+    @model_validator(mode="after")
+    def _platform_rules(self) -> SocialPost:
+        problems = []
+        if "instagram" in self.platforms and not self.image_url:
+            problems.append("image_url is required when instagram is a platform")
+        if self.kind == "reply" and not self.in_reply_to:
+            problems.append("in_reply_to is required when kind is reply")
+        if self.kind == "dm" and not self.recipient:
+            problems.append("recipient is required when kind is dm")
+        # An id is pasted into the service's URL path: it must be an id of every platform.
+        problems += _id_problems("in_reply_to", self.in_reply_to, self.platforms)
+        problems += _id_problems("recipient", self.recipient, self.platforms)
+        for platform in self.platforms:
+            length, counted = len(self.text), "characters"
+            if platform == "twitter" and self.link and self.kind != "dm":
+                length += 1 + TWITTER_LINK_LENGTH
+                counted = f"characters with the link (X counts a link as {TWITTER_LINK_LENGTH})"
+            if length > TEXT_LIMITS[platform]:
+                problems.append(
+                    f"text is {length} {counted}; {platform} allows {TEXT_LIMITS[platform]}"
+                )
+        _fail_all(problems)
+        return self
+
+
+class InvoiceLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    product: str = Field(min_length=1)
+    quantity: Decimal = Field(gt=0)
+    price_unit: Decimal = Field(ge=0)
+    description: str | None = None
+
+    def subtotal(self) -> Decimal:
+        return self.quantity * self.price_unit
+
+
+class OdooInvoice(Action):
+    type: Literal["odoo_invoice"]
+    partner: str | None = Field(default=None, min_length=1)
+    partner_id: int | None = Field(default=None, gt=0)
+    lines: list[InvoiceLine] = Field(min_length=1)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    invoice_date: dt.date | None = None
+    due_date: dt.date | None = None
+    recurring: bool = False
+
+    @model_validator(mode="after")
+    def _one_partner(self) -> OdooInvoice:
+        problems = []
+        if (self.partner is None) == (self.partner_id is None):
+            problems.append("partner: give exactly one of partner (a name) or partner_id")
+        if self.invoice_date and self.due_date and self.due_date < self.invoice_date:
+            problems.append("due_date is before invoice_date")
+        _fail_all(problems)
+        return self
+
+    def total(self) -> Decimal:
+        return sum((line.subtotal() for line in self.lines), Decimal(0))
+
+
+class OdooPayment(Action):
+    type: Literal["odoo_payment"]
+    invoice: Annotated[str, Field(min_length=1)] | Annotated[int, Field(gt=0)]
+    amount: Decimal = Field(gt=0)
+    date: dt.date | None = None
+    journal: str | None = None
+    partner: str | None = None
+
+    def total(self) -> Decimal:
+        return self.amount
+
+
+AnyAction = Annotated[SocialPost | OdooInvoice | OdooPayment, Field(discriminator="type")]
+ACTION_TYPES: tuple[str, ...] = ("social_post", "odoo_invoice", "odoo_payment")
+_FIELD_NAMES = {
+    name for model in (SocialPost, OdooInvoice, OdooPayment) for name in model.model_fields
+}
+_MEMBER_TAG = re.compile(r"^(constrained-)?(str|int)$")
+_adapter: TypeAdapter[SocialPost | OdooInvoice | OdooPayment] = TypeAdapter(AnyAction)
+
+
+def parse_action(data: dict[str, Any]) -> SocialPost | OdooInvoice | OdooPayment:
+    """Given frontmatter without vaultd's keys, return the action.
+
+    Raise ValidationFailed listing every problem as (field, message).
+    """
+    if "type" not in data:
+        raise ValidationFailed([("type", f"missing; expected one of {', '.join(ACTION_TYPES)}")])
+    if data["type"] not in ACTION_TYPES:
+        raise ValidationFailed(
+            [
+                (
+                    "type",
+                    f'unknown action "{data["type"]}"; expected one of {", ".join(ACTION_TYPES)}',
+                )
+            ]
+        )
+    try:
+        return _adapter.validate_python(data)
+    except ValidationError as error:
+        raise ValidationFailed(_problems(error)) from None
+
+
+def _problems(error: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for item in error.errors(include_url=False):
+        # The first location element is the union tag ("social_post"); drop it, and the
+        # tags of a field's own union ("invoice.constrained-int") too.
+        location = [str(p) for p in item["loc"][1:] if not _MEMBER_TAG.match(str(p))]
+        if item["type"] == "extra_forbidden":
+            messages = ["unknown field (not part of this action type)"]
+        elif item["type"] == "missing":
+            messages = ["missing"]
+        else:
+            # Cross-field rules raise from the model, without a location, one problem a
+            # line; each starts with the field it is about ("image_url is required ...").
+            messages = item["msg"].removeprefix("Value error, ").split("\n")
+        for text in messages:
+            first_word = text.split(" ", 1)[0].rstrip(":")
+            field = ".".join(location) or (first_word if first_word in _FIELD_NAMES else "(file)")
+            problems.append((field, text.removeprefix(f"{field}: ") if not location else text))
+    return problems

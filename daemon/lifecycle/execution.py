@@ -1,0 +1,425 @@
+"""At most once (design §3): how an approved action becomes remote calls.
+
+Each connector call is one ledger step:
+
+    INTENT (committed durably) → call → DONE with the remote result
+
+A call that succeeded in any earlier run of the task is never made again. A call whose
+outcome was never recorded (a crash, a lost answer) is looked up by its marker first:
+found means done, proven absent means safe to call, unfinished (an Odoo draft invoice
+vaultd made and did not post) means the connector finishes that very object, and a lookup
+that cannot tell is tried again on a schedule (LookupSchedule) before the call is left to a
+person as "outcome unknown". Nothing but Found or Absent from a lookup (or Unfinished, which
+`execute` finishes without making anything twice) ever leads to calling again.
+
+A lost answer (OutcomeUnknown: a timeout, a dropped connection) is looked up straight away,
+in the same run. What that first lookup cannot settle is not waited for in place: the
+target is *deferred* (the pipeline leaves the note in Approved/ with `status: waiting` until
+the next lookup is due, `Outcome("deferred", retry_at=...)`) and looked up again on the next
+attempt, with exponential backoff and jitter, until the schedule's budget (2 minutes by
+default) is spent. The daemon has one worker: sleeping two minutes inside one file's run
+would stall every other file behind it, and a deferred look survives a restart, because
+when the next lookup is due is kept in the ledger (its `progress` table, by marker). A
+lookup that says Absent right after a lost answer is not acted on at once either: the write
+may still be landing, so the next attempt looks again, and only that answer decides.
+
+This module never touches the vault; the pipeline moves the files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tenacity import RetryCallState, Retrying, wait_exponential_jitter
+
+from daemon.connectors import targets
+from daemon.connectors.base import Absent, Connector, Found, Lookup, Undetermined, Unfinished
+from daemon.core import failpoints, ledger
+from daemon.core.audit import AuditLog
+from daemon.core.errors import ConfigError, ConnectorError, Deferred, OutcomeUnknown
+from daemon.core.ledger import Ledger, Step
+from daemon.core.limits import Limiter
+from daemon.core.models import Action
+
+# A step state beside ledger.py's: the call began a remote object and stopped before it was
+# finished (an Odoo draft invoice, not posted). Settled, not in doubt: the next call of the
+# target finishes that object (the connector finds it by its marker) and makes no other.
+UNFINISHED = "unfinished"
+# Where the lookup schedule of a marker is kept in the ledger's progress table.
+LOOKING = "vaultd.lookups"
+# How many calls one run makes to one target at most: the call and, when its answer was
+# lost and a lookup shows it unfinished, the call that finishes it.
+MAX_CALLS = 2
+SCHEDULE_VARIABLE = "VAULTD_LOOKUP_SCHEDULE"
+
+
+@dataclass(frozen=True)
+class LookupSchedule:
+    """How long vaultd keeps looking up a call whose outcome a lookup cannot tell.
+
+    The first lookup is made at once; the next after about `first` seconds, each wait then
+    doubling (plus up to `first` seconds of jitter) up to `longest`; once `budget` seconds
+    have passed since the first, a lookup that still cannot tell leaves the call to a person.
+    The default (2, 30, 120) makes about eight lookups in two minutes.
+    """
+
+    first: float = 2.0
+    longest: float = 30.0
+    budget: float = 120.0
+
+    @classmethod
+    def parse(cls, text: str | None) -> LookupSchedule:
+        """Given VAULTD_LOOKUP_SCHEDULE ("first,longest,budget" in seconds, e.g. "2,30,120";
+        unset or empty: the default), return the schedule. Raise ConfigError if it is not
+        three numbers with 0 < first <= longest and budget >= 0 (0: never look again)."""
+        if not text or not text.strip():
+            return cls()
+        try:
+            first, longest, budget = (float(part) for part in text.split(","))
+        except ValueError:
+            first = longest = budget = -1.0
+        if not (0 < first <= longest < 3600 and 0 <= budget <= 86400):
+            raise ConfigError(
+                f"{SCHEDULE_VARIABLE}={text!r}: expected first,longest,budget in seconds "
+                "(such as 2,30,120), with 0 < first <= longest and budget >= 0"
+            )
+        return cls(first, longest, budget)
+
+    @classmethod
+    def from_environment(cls) -> LookupSchedule:
+        """Return the schedule VAULTD_LOOKUP_SCHEDULE sets (the default when unset); raise
+        ConfigError if it is malformed."""
+        return cls.parse(os.environ.get(SCHEDULE_VARIABLE))
+
+    def wait(self, tries: int) -> float:
+        """Given how many lookups were made so far (1 or more), return the seconds to wait
+        before the next one: tenacity's exponential backoff with jitter, capped at `longest`."""
+        strategy = wait_exponential_jitter(
+            multiplier=self.first, max=self.longest, jitter=self.first
+        )
+        state = RetryCallState(Retrying(), None, (), {})
+        state.attempt_number = max(1, tries)
+        return float(strategy(state))
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A marker whose next lookup is not due yet: look again at `until`, not before."""
+
+    reason: str
+    until: datetime
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Execution:
+    """What one run achieved, per connector target."""
+
+    results: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+    # Calls the service would not take yet (rate limit, quota): reason and when to retry.
+    deferred: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    # Wall time of the run: its look-ups and calls, measured.
+    duration_ms: int | None = None
+
+    def record(self, target: str, state: str, value: Any) -> None:
+        if state == ledger.SUCCEEDED:
+            self.results[target] = value
+        elif state == ledger.FAILED:
+            self.failures[target] = value
+        elif state == ledger.DEFERRED:
+            self.deferred[target] = value
+        else:
+            self.unknown[target] = value
+
+    @property
+    def state(self) -> str:
+        if self.unknown:
+            return ledger.UNKNOWN
+        if self.failures:
+            return ledger.FAILED
+        return ledger.DEFERRED if self.deferred else ledger.SUCCEEDED
+
+    def retry_at(self) -> datetime | None:
+        return min((when for _, when in self.deferred.values()), default=None)
+
+
+def marker_for(task_id: str, target: str) -> str:
+    """Return the marker vaultd puts into the remote object, to find it again."""
+    return f"vaultd:{task_id}:{target}"
+
+
+class Executor:
+    def __init__(
+        self,
+        ledger_: Ledger,
+        connectors: dict[str, Connector],
+        audit: AuditLog,
+        *,
+        dry_run: bool,
+        limiter: Limiter | None = None,
+        lookups: LookupSchedule | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.ledger = ledger_
+        self.connectors = connectors
+        self.audit = audit
+        self.dry_run = dry_run
+        self.limiter = limiter
+        # When to look a call up again; by default what VAULTD_LOOKUP_SCHEDULE says.
+        self.lookups = lookups or LookupSchedule.from_environment()
+        self.clock = clock
+
+    def completed(self, task_id: str, payload_hash: str | None = None) -> dict[str, Any]:
+        """Return the results of every call of a task that succeeded, by target.
+
+        With `payload_hash`, only the calls made for that version of the task.
+        """
+        return {
+            step.target: step.result
+            for step, version in self._succeeded(task_id)
+            if payload_hash is None or version == payload_hash
+        }
+
+    def completed_versions(self, task_id: str) -> dict[str, str]:
+        """Return, by target, the payload hash with which a call of the task succeeded."""
+        return {step.target: version for step, version in self._succeeded(task_id)}
+
+    def _succeeded(self, task_id: str) -> list[tuple[Step, str]]:
+        """Return the task's succeeded calls, each with the payload hash its run executed."""
+        hashes = self.ledger.run_hashes(task_id)
+        if not hashes:
+            return []  # never ran: no steps to read
+        return [
+            (step, hashes[step.run_id])
+            for step in self.ledger.steps(task_id)
+            if step.state == ledger.SUCCEEDED and step.run_id in hashes
+        ]
+
+    def run(self, task_id: str, payload_hash: str, action: Action) -> Execution:
+        """Given an approved action, make each of its calls at most once; return what
+        happened, per target (done, failed, unknown, or deferred until a time)."""
+        started = time.monotonic()
+        run_id = self.ledger.start_run(task_id, payload_hash, dry_run=self.dry_run)
+        self.ledger.set_run(run_id, ledger.RUNNING)
+        outcome = Execution(results=self.completed(task_id, payload_hash))
+        for target in targets(action):
+            if target in outcome.results:
+                continue  # succeeded in an earlier run: never post twice
+            state, value = self._reach(run_id, task_id, target, action)
+            outcome.record(target, state, value)
+        problems = {**outcome.failures, **outcome.unknown}
+        problems.update({t: reason for t, (reason, _) in outcome.deferred.items()})
+        summary = "; ".join(f"{t}: {e}" for t, e in problems.items())
+        self.ledger.set_run(run_id, outcome.state, summary or None)
+        outcome.duration_ms = _ms(started)
+        return outcome
+
+    def _reach(self, run_id: int, task_id: str, target: str, action: Action) -> tuple[str, Any]:
+        """Given one target of an action, settle what earlier calls to it did and make the
+        call if it is still to be made; return (step state, result, error or (reason, when)).
+
+        A lost answer is looked up at once; Found ends it, Unfinished is finished by one more
+        call, and anything else is deferred to the next lookup (see the module docstring).
+        """
+        connector = self.connectors[target]
+        marker = marker_for(task_id, target)
+        calls = 0
+        while True:
+            earlier = self._resolve_earlier(task_id, target, connector, just_lost=calls > 0)
+            if isinstance(earlier, Found):
+                self._stop_looking(marker)
+                return ledger.SUCCEEDED, earlier.result
+            if isinstance(earlier, Waiting):
+                return ledger.DEFERRED, (earlier.reason, earlier.until)
+            if isinstance(earlier, Undetermined):
+                return self._look_again(marker, earlier.reason, lasting=earlier.lasting)
+            if calls >= MAX_CALLS or (calls and not isinstance(earlier, Unfinished)):
+                why = "not found right after its answer was lost; it may still be landing"
+                if isinstance(earlier, Unfinished):
+                    why = earlier.reason
+                return self._look_again(marker, why)
+            if self.limiter and (wait := self.limiter.wait(action.type, target)):
+                return ledger.DEFERRED, wait
+            state, value = self._call(run_id, task_id, target, connector, action)
+            calls += 1
+            if state != ledger.UNKNOWN:
+                self._stop_looking(marker)
+                return state, value
+            self._start_looking(marker, str(value))  # the answer was lost: look it up now
+
+    def _call(
+        self, run_id: int, task_id: str, target: str, connector: Connector, action: Action
+    ) -> tuple[str, Any]:
+        """Make one call behind a durable INTENT; return (step state, result or error)."""
+        marker = marker_for(task_id, target)
+        failpoints.hit("before-intent", marker)
+        request = connector.describe(action, marker=marker)
+        step_id = self.ledger.record_intent(run_id, task_id, target, marker, request)
+        failpoints.hit("after-intent", marker)
+        started = time.monotonic()
+        try:
+            result = connector.execute(action, marker=marker, dry_run=self.dry_run)
+        except Deferred as error:
+            self.ledger.finish_step(
+                step_id, ledger.DEFERRED, error=str(error), duration_ms=_ms(started)
+            )
+            return ledger.DEFERRED, (str(error), error.retry_at)
+        except OutcomeUnknown as error:
+            state, problem = ledger.UNKNOWN, str(error)
+        except ConnectorError as error:
+            state, problem = ledger.FAILED, str(error)
+        except Exception as error:  # noqa: BLE001 - a bug after sending may have sent
+            state, problem = ledger.UNKNOWN, f"{type(error).__name__}: {error}"
+        else:
+            failpoints.hit("after-call", marker)
+            self.ledger.finish_step(
+                step_id, ledger.SUCCEEDED, result=result, duration_ms=_ms(started)
+            )
+            failpoints.hit("after-done", marker)
+            return ledger.SUCCEEDED, result
+        self.ledger.finish_step(step_id, state, error=problem, duration_ms=_ms(started))
+        return state, problem
+
+    def _resolve_earlier(
+        self, task_id: str, target: str, connector: Connector, *, just_lost: bool = False
+    ) -> Lookup | Waiting | None:
+        """Settle earlier calls to this target whose outcome is not known.
+
+        Return None (nothing earlier is in doubt), Waiting (in doubt, but the next lookup is
+        not due yet), or the lookup's answer: Found (it happened), Absent (proven not to have
+        happened), Unfinished (begun, not finished) or Undetermined (cannot tell). With
+        `just_lost` (the call's answer was lost a moment ago), Absent leaves the calls in
+        doubt, to be looked up again: the write may not have landed yet.
+        """
+        open_steps = [
+            s
+            for s in self.ledger.steps(task_id)
+            if s.target == target and s.state in (ledger.INTENT, ledger.UNKNOWN)
+        ]
+        if not open_steps:
+            return None
+        marker = marker_for(task_id, target)
+        looking = self._looking(marker)
+        if looking is not None and looking.until > self.clock():
+            return looking
+        started = time.monotonic()
+        answer = connector.lookup(marker)
+        took = _ms(started)
+        for step in open_steps:
+            self._settle(step, answer, took, keep_open=just_lost and isinstance(answer, Absent))
+        return answer
+
+    # -- the lookup schedule, per marker, in the ledger's progress table ------------------
+
+    def _schedule_of(self, marker: str) -> dict[str, Any]:
+        """Given a marker, return its lookup schedule as kept (empty when none runs)."""
+        record = self.ledger.recall(marker).get(LOOKING)
+        return record if isinstance(record, dict) else {}
+
+    def _looking(self, marker: str) -> Waiting | None:
+        """Given a marker, return when its next lookup is due, or None if none is planned."""
+        record = self._schedule_of(marker)
+        if "until" not in record:
+            return None
+        return Waiting(str(record.get("reason", "")), datetime.fromisoformat(record["until"]))
+
+    def _start_looking(self, marker: str, reason: str) -> None:
+        """Plan a lookup now for a call whose answer was just lost; keep the schedule's start
+        if one runs already (a second lost answer does not buy more time)."""
+        record, now = self._schedule_of(marker), self.clock().isoformat()
+        since, tries = record.get("since", now), int(record.get("tries", 0))
+        schedule = {"since": since, "tries": tries, "until": now, "reason": reason}
+        self.ledger.remember(marker, LOOKING, {**schedule, "lost": reason})
+
+    def _stop_looking(self, marker: str) -> None:
+        """Drop a marker's lookup schedule (kept as an empty record: the ledger has no delete)."""
+        if self._schedule_of(marker):
+            self.ledger.remember(marker, LOOKING, {})
+
+    def _look_again(self, marker: str, reason: str, *, lasting: bool = False) -> tuple[str, Any]:
+        """Given a call a lookup could not settle, return (DEFERRED, (reason, when to look
+        again)), or (UNKNOWN, reason) when asking again cannot tell (`lasting`) or the
+        schedule's budget is spent: then a person decides, and a retry starts afresh."""
+        record, now = self._schedule_of(marker), self.clock()
+        since = datetime.fromisoformat(record["since"]) if "since" in record else now
+        tries = int(record.get("tries", 0)) + 1
+        spent = (now - since).total_seconds()
+        if lasting or spent >= self.lookups.budget:
+            self._stop_looking(marker)
+            # For a person: what went wrong with the call, if its answer was lost, and why
+            # no lookup could settle it.
+            lost = f"{record['lost']}; " if record.get("lost") else ""
+            if lasting:
+                return ledger.UNKNOWN, f"{lost}{reason}"
+            return ledger.UNKNOWN, f"{lost}{reason} (looked up {tries} times in {spent:.0f} s)"
+        until = min(
+            now + timedelta(seconds=self.lookups.wait(tries)),
+            since + timedelta(seconds=self.lookups.budget),
+        )
+        note = f"{reason}; lookup {tries} could not settle it, so vaultd looks again"
+        schedule = {"since": since.isoformat(), "tries": tries, "until": until.isoformat()}
+        schedule["lost"] = record.get("lost")
+        self.ledger.remember(marker, LOOKING, {**schedule, "reason": note})
+        return ledger.DEFERRED, (note, until)
+
+    def reconcile(self) -> list[str]:
+        """Settle every INTENT left by a crash, before anything else runs.
+
+        Return the markers looked up. The task's file is still in Approved/, so the next
+        look at it finishes the work: a found call is not made again, an absent one is.
+        """
+        markers = []
+        for step in self.ledger.open_intents():
+            connector = self.connectors.get(step.target)
+            started = time.monotonic()
+            answer = (
+                connector.lookup(step.marker)
+                if connector
+                else Undetermined(f"no connector named {step.target}", lasting=True)
+            )
+            self._settle(step, answer, _ms(started))
+            self.ledger.set_run(step.run_id, ledger.UNKNOWN, "interrupted; reconciled at start-up")
+            markers.append(step.marker)
+        return markers
+
+    def _settle(self, step: Step, answer: Lookup, took_ms: int, *, keep_open: bool = False) -> None:
+        """Record what a marker lookup showed about one step, in the ledger and the log
+        (`keep_open`: an Absent that does not settle it yet, just after a lost answer)."""
+        if isinstance(answer, Found):
+            self.ledger.finish_step(step.id, ledger.SUCCEEDED, result=answer.result)
+        elif isinstance(answer, Absent) and keep_open:
+            self.ledger.finish_step(
+                step.id, ledger.UNKNOWN, error="not found right after its answer was lost"
+            )
+        elif isinstance(answer, Absent):
+            self.ledger.finish_step(step.id, ledger.ABSENT)
+        elif isinstance(answer, Unfinished):
+            self.ledger.finish_step(step.id, UNFINISHED, error=answer.reason)
+        else:
+            self.ledger.finish_step(step.id, ledger.UNKNOWN, error=answer.reason)
+        self.audit.write(
+            "reconciled",
+            action=None,
+            task_id=step.task_id,
+            file=None,
+            result={
+                "target": step.target,
+                "marker": step.marker,
+                "lookup": type(answer).__name__.lower(),
+            },
+            duration_ms=took_ms,
+        )
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

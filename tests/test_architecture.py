@@ -1,0 +1,75 @@
+"""The house shows its architecture: every module of vaultd lives in one layer, none is over
+400 lines, no class is over 300, and each opens with a docstring saying what it owns.
+
+The layers themselves and the absence of import cycles are import-linter's contracts in
+pyproject.toml, checked by `make lint` (`lint-imports`); the first test here runs them too.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "daemon"
+LAYERS = ("cli", "service", "agents", "reports", "lifecycle", "connectors", "core")
+MAX_MODULE_LINES = 400
+MAX_CLASS_LINES = 300
+# Still too big, being split (issue 13). Strict: a module that shrinks must leave this list.
+OVERSIZED = {
+    "lifecycle/pipeline.py",
+    "lifecycle/execution.py",
+    "reports/briefing.py",
+    "core/ledger.py",
+    "connectors/odoo_live.py",
+}
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "builtin" not in p.relative_to(PACKAGE).parts)
+
+
+def test_the_layer_contracts_hold():
+    lint_imports = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    if lint_imports is None:
+        pytest.fail("lint-imports is not installed: `make dev` installs the dev extras")
+    done = subprocess.run(
+        [lint_imports, "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "2 kept, 0 broken" in done.stdout
+
+
+def test_every_module_lives_in_a_layer():
+    stray = [
+        p.relative_to(ROOT).as_posix()
+        for p in modules()
+        if p.parent == PACKAGE and p.name not in ("__init__.py", "__main__.py")
+    ]
+    assert stray == [], f"modules outside the layers {LAYERS}: {stray}"
+    packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert packages == set(LAYERS)
+
+
+def sized(path: Path) -> object:
+    name = path.relative_to(PACKAGE).as_posix()
+    marks = [pytest.mark.xfail(strict=True, reason="being split")] if name in OVERSIZED else []
+    return pytest.param(path, id=name, marks=marks)
+
+
+@pytest.mark.parametrize("path", [sized(p) for p in modules()])
+def test_module_size_and_docstring(path: Path):
+    text = path.read_text(encoding="utf-8")
+    lines = text.count("\n")
+    assert lines <= MAX_MODULE_LINES, f"{path.name}: {lines} lines (at most {MAX_MODULE_LINES})"
+    tree = ast.parse(text)
+    assert ast.get_docstring(tree), f"{path.name} does not open with a docstring"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            size = (node.end_lineno or node.lineno) - node.lineno + 1
+            assert size <= MAX_CLASS_LINES, f"{path.name}: class {node.name} has {size} lines"
