@@ -38,7 +38,7 @@ run: install
 
 ## make test: lint, type-check and the whole test suite, on both cores
 test: dev lint
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 lint: dev
 	$(BIN)/ruff check .

@@ -713,7 +713,7 @@ class VaultModel(RuleBasedStateMachine):
 
 
 MODEL_SETTINGS = settings(
-    max_examples=3000 if NIGHTLY else 200,
+    max_examples=3000 if NIGHTLY else 50,
     stateful_step_count=60 if NIGHTLY else 30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -67,7 +67,7 @@ def burst_size() -> int:
     if nightly():
         return 50_000
     if can_lower_the_queue_limit():
-        return 2_000
+        return 1_000  # twice the lowered queue limit
     return max_queued_events() + 2_000
 
 

@@ -62,7 +62,7 @@ from daemon.core.vault import Vault
 
 pytestmark = pytest.mark.e2e
 
-ACTIONS = 60 if nightly() else 20
+ACTIONS = 60 if nightly() else 6  # CI: one task of each kind in LIVE_KINDS per point
 KILLED = -signal.SIGKILL
 
 

@@ -63,7 +63,7 @@ from standins.all import StandIns, running_all
 
 pytestmark = pytest.mark.e2e
 
-ACTIONS = 1000 if nightly() else 80
+ACTIONS = 1000 if nightly() else 30
 # Seeds that found bugs stay in the suite, beside one new random seed a run, printed at the
 # end of the run (see `pytest_terminal_summary` in tests/conftest.py) and in every failure.
 FIXED_SEEDS = (2215385157, 20261201)
@@ -74,7 +74,7 @@ MAX_STARTS = 400
 DEADLINE_SECONDS = 600 if nightly() else 240
 # The slow-Odoo run: how many invoices (under the daily auto-approval budget per payee), and
 # how long Odoo takes to answer each call.
-SLOW_INVOICES = 25 if nightly() else 8
+SLOW_INVOICES = 25 if nightly() else 4
 LATENCY_S = 0.3
 # A start takes about 1.5 s and an invoice eight calls (about 2.5 s at that latency): kills
 # come later than above, so that a start gets about one invoice done, and land anywhere in
