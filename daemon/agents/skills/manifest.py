@@ -13,7 +13,9 @@ the approval lifecycle decides.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
@@ -71,10 +73,9 @@ class SkillManifest(BaseModel):
     @field_validator("parameters")
     @classmethod
     def _a_json_schema_of_an_object(cls, schema: dict[str, Any]) -> dict[str, Any]:
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as error:
-            raise ValueError(f"not a valid JSON Schema: {error.message}") from None
+        problem = _schema_problem(json.dumps(schema, sort_keys=True))
+        if problem is not None:
+            raise ValueError(f"not a valid JSON Schema: {problem}")
         if schema.get("type") != "object":
             raise ValueError('must be an object schema ("type": "object")')
         return schema
@@ -89,3 +90,15 @@ class SkillManifest(BaseModel):
             ("/".join(str(part) for part in error.absolute_path) or "(inputs)", error.message)
             for error in sorted(validator.iter_errors(inputs), key=lambda e: list(e.path))
         ]
+
+
+@lru_cache(maxsize=256)
+def _schema_problem(schema_json: str) -> str | None:
+    """Given a JSON Schema as canonical JSON, return why it is not a valid draft 2020-12
+    schema, or None. Checked once per distinct schema: every open of a vault loads the same
+    builtin skills, and checking a schema against the metaschema costs about 10 ms."""
+    try:
+        Draft202012Validator.check_schema(json.loads(schema_json))
+    except SchemaError as error:
+        return error.message
+    return None
