@@ -42,13 +42,13 @@ from daemon.core.vault import (
 from daemon.lifecycle import guards, reconcile
 from daemon.lifecycle.approval_check import has_expired
 from daemon.lifecycle.approved import execute_approved
-from daemon.lifecycle.context import Clock, Context, SkillSteps, utc_now
-from daemon.lifecycle.guards import EMPTY_QUIET_S
+from daemon.lifecycle.context import Context
 from daemon.lifecycle.intake import take_in
 from daemon.lifecycle.rejection import record_rejection
 from daemon.lifecycle.review import review
 
-__all__ = ["EMPTY_QUIET_S", "Clock", "Outcome", "Pipeline", "SkillSteps", "utc_now"]
+# Outcome is the answer of `process`; the runner takes it from here.
+__all__ = ["Outcome", "Pipeline"]
 
 Stage = Callable[[Context, Path], Outcome]
 
