@@ -23,7 +23,7 @@ from daemon.core.errors import ConnectorError, OutcomeUnknown
 from daemon.core.models import Action
 from daemon.core.policy import Facts
 from daemon.core.vault import Vault
-from daemon.lifecycle.execution import LookupSchedule
+from daemon.lifecycle.lookups import LookupSchedule
 from daemon.service.app import App, open_app
 
 VAULTD = [sys.executable, "-m", "daemon"]

@@ -22,8 +22,6 @@ MAX_MODULE_LINES = 400
 MAX_CLASS_LINES = 300
 # Still too big, being split (issue 13). Strict: a module that shrinks must leave this list.
 OVERSIZED = {
-    "lifecycle/pipeline.py",
-    "lifecycle/execution.py",
     "reports/briefing.py",
     "core/ledger.py",
     "connectors/odoo_live.py",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import files_in, note, parsed
 
-from daemon.lifecycle.pipeline import EMPTY_QUIET_S
+from daemon.lifecycle.guards import EMPTY_QUIET_S
 from daemon.service.app import App
 
 POST = {"type": "social_post", "platforms": ["facebook"], "text": "Hello"}

@@ -28,7 +28,8 @@ from daemon.core.errors import ConfigError, OutcomeUnknown
 from daemon.core.ledger import Ledger
 from daemon.core.models import Action, parse_action
 from daemon.core.policy import Facts
-from daemon.lifecycle.execution import UNFINISHED, Executor, LookupSchedule
+from daemon.lifecycle.execution import UNFINISHED, Executor
+from daemon.lifecycle.lookups import LookupSchedule
 from daemon.service.app import App
 
 MARKER = "vaultd:task-1:twitter"

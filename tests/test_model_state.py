@@ -65,7 +65,7 @@ from daemon.core.errors import ConnectorError, OutcomeUnknown, ValidationFailed
 from daemon.core.models import Action, parse_action
 from daemon.core.policy import Facts
 from daemon.core.vault import APPROVED, DONE, FAILED, NEEDS_ACTION, PENDING, REJECTED, Vault
-from daemon.lifecycle.execution import LookupSchedule
+from daemon.lifecycle.lookups import LookupSchedule
 from daemon.service.app import App, open_app
 from daemon.service.runner import Runner
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from conftest import files_in, make_files, note, wait_for
 
 from daemon.core.config import Config, Timing
-from daemon.lifecycle.pipeline import utc_now
+from daemon.lifecycle.context import utc_now
 from daemon.service.app import App
 from daemon.service.runner import Runner
 

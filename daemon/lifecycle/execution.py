@@ -8,7 +8,8 @@ A call that succeeded in any earlier run of the task is never made again. A call
 outcome was never recorded (a crash, a lost answer) is looked up by its marker first:
 found means done, proven absent means safe to call, unfinished (an Odoo draft invoice
 vaultd made and did not post) means the connector finishes that very object, and a lookup
-that cannot tell is tried again on a schedule (LookupSchedule) before the call is left to a
+that cannot tell is tried again on a schedule (LookupSchedule, daemon/lifecycle/lookups.py)
+before the call is left to a
 person as "outcome unknown". Nothing but Found or Absent from a lookup (or Unfinished, which
 `execute` finishes without making anything twice) ever leads to calling again.
 
@@ -28,91 +29,36 @@ This module never touches the vault; the pipeline moves the files.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-
-from tenacity import RetryCallState, Retrying, wait_exponential_jitter
 
 from daemon.connectors import targets
 from daemon.connectors.base import Absent, Connector, Found, Lookup, Undetermined, Unfinished
 from daemon.core import failpoints, ledger
 from daemon.core.audit import AuditLog
-from daemon.core.errors import ConfigError, ConnectorError, Deferred, OutcomeUnknown
+from daemon.core.errors import ConnectorError, Deferred, OutcomeUnknown
 from daemon.core.ledger import Ledger, Step
 from daemon.core.limits import Limiter
 from daemon.core.models import Action
+from daemon.lifecycle.lookups import (
+    LookupSchedule,
+    Waiting,
+    look_again,
+    next_lookup,
+    start_looking,
+    stop_looking,
+)
 
 # A step state beside ledger.py's: the call began a remote object and stopped before it was
 # finished (an Odoo draft invoice, not posted). Settled, not in doubt: the next call of the
 # target finishes that object (the connector finds it by its marker) and makes no other.
 UNFINISHED = "unfinished"
-# Where the lookup schedule of a marker is kept in the ledger's progress table.
-LOOKING = "vaultd.lookups"
 # How many calls one run makes to one target at most: the call and, when its answer was
 # lost and a lookup shows it unfinished, the call that finishes it.
 MAX_CALLS = 2
-SCHEDULE_VARIABLE = "VAULTD_LOOKUP_SCHEDULE"
-
-
-@dataclass(frozen=True)
-class LookupSchedule:
-    """How long vaultd keeps looking up a call whose outcome a lookup cannot tell.
-
-    The first lookup is made at once; the next after about `first` seconds, each wait then
-    doubling (plus up to `first` seconds of jitter) up to `longest`; once `budget` seconds
-    have passed since the first, a lookup that still cannot tell leaves the call to a person.
-    The default (2, 30, 120) makes about eight lookups in two minutes.
-    """
-
-    first: float = 2.0
-    longest: float = 30.0
-    budget: float = 120.0
-
-    @classmethod
-    def parse(cls, text: str | None) -> LookupSchedule:
-        """Given VAULTD_LOOKUP_SCHEDULE ("first,longest,budget" in seconds, e.g. "2,30,120";
-        unset or empty: the default), return the schedule. Raise ConfigError if it is not
-        three numbers with 0 < first <= longest and budget >= 0 (0: never look again)."""
-        if not text or not text.strip():
-            return cls()
-        try:
-            first, longest, budget = (float(part) for part in text.split(","))
-        except ValueError:
-            first = longest = budget = -1.0
-        if not (0 < first <= longest < 3600 and 0 <= budget <= 86400):
-            raise ConfigError(
-                f"{SCHEDULE_VARIABLE}={text!r}: expected first,longest,budget in seconds "
-                "(such as 2,30,120), with 0 < first <= longest and budget >= 0"
-            )
-        return cls(first, longest, budget)
-
-    @classmethod
-    def from_environment(cls) -> LookupSchedule:
-        """Return the schedule VAULTD_LOOKUP_SCHEDULE sets (the default when unset); raise
-        ConfigError if it is malformed."""
-        return cls.parse(os.environ.get(SCHEDULE_VARIABLE))
-
-    def wait(self, tries: int) -> float:
-        """Given how many lookups were made so far (1 or more), return the seconds to wait
-        before the next one: tenacity's exponential backoff with jitter, capped at `longest`."""
-        strategy = wait_exponential_jitter(
-            multiplier=self.first, max=self.longest, jitter=self.first
-        )
-        state = RetryCallState(Retrying(), None, (), {})
-        state.attempt_number = max(1, tries)
-        return float(strategy(state))
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """A marker whose next lookup is not due yet: look again at `until`, not before."""
-
-    reason: str
-    until: datetime
 
 
 def _utc_now() -> datetime:
@@ -237,7 +183,7 @@ class Executor:
         while True:
             earlier = self._resolve_earlier(task_id, target, connector, just_lost=calls > 0)
             if isinstance(earlier, Found):
-                self._stop_looking(marker)
+                stop_looking(self.ledger, marker)
                 return ledger.SUCCEEDED, earlier.result
             if isinstance(earlier, Waiting):
                 return ledger.DEFERRED, (earlier.reason, earlier.until)
@@ -253,9 +199,10 @@ class Executor:
             state, value = self._call(run_id, task_id, target, connector, action)
             calls += 1
             if state != ledger.UNKNOWN:
-                self._stop_looking(marker)
+                stop_looking(self.ledger, marker)
                 return state, value
-            self._start_looking(marker, str(value))  # the answer was lost: look it up now
+            # The answer was lost: look it up now.
+            start_looking(self.ledger, marker, str(value), self.clock())
 
     def _call(
         self, run_id: int, task_id: str, target: str, connector: Connector, action: Action
@@ -309,7 +256,7 @@ class Executor:
         if not open_steps:
             return None
         marker = marker_for(task_id, target)
-        looking = self._looking(marker)
+        looking = next_lookup(self.ledger, marker)
         if looking is not None and looking.until > self.clock():
             return looking
         started = time.monotonic()
@@ -319,58 +266,12 @@ class Executor:
             self._settle(step, answer, took, keep_open=just_lost and isinstance(answer, Absent))
         return answer
 
-    # -- the lookup schedule, per marker, in the ledger's progress table ------------------
-
-    def _schedule_of(self, marker: str) -> dict[str, Any]:
-        """Given a marker, return its lookup schedule as kept (empty when none runs)."""
-        record = self.ledger.recall(marker).get(LOOKING)
-        return record if isinstance(record, dict) else {}
-
-    def _looking(self, marker: str) -> Waiting | None:
-        """Given a marker, return when its next lookup is due, or None if none is planned."""
-        record = self._schedule_of(marker)
-        if "until" not in record:
-            return None
-        return Waiting(str(record.get("reason", "")), datetime.fromisoformat(record["until"]))
-
-    def _start_looking(self, marker: str, reason: str) -> None:
-        """Plan a lookup now for a call whose answer was just lost; keep the schedule's start
-        if one runs already (a second lost answer does not buy more time)."""
-        record, now = self._schedule_of(marker), self.clock().isoformat()
-        since, tries = record.get("since", now), int(record.get("tries", 0))
-        schedule = {"since": since, "tries": tries, "until": now, "reason": reason}
-        self.ledger.remember(marker, LOOKING, {**schedule, "lost": reason})
-
-    def _stop_looking(self, marker: str) -> None:
-        """Drop a marker's lookup schedule (kept as an empty record: the ledger has no delete)."""
-        if self._schedule_of(marker):
-            self.ledger.remember(marker, LOOKING, {})
-
     def _look_again(self, marker: str, reason: str, *, lasting: bool = False) -> tuple[str, Any]:
-        """Given a call a lookup could not settle, return (DEFERRED, (reason, when to look
-        again)), or (UNKNOWN, reason) when asking again cannot tell (`lasting`) or the
-        schedule's budget is spent: then a person decides, and a retry starts afresh."""
-        record, now = self._schedule_of(marker), self.clock()
-        since = datetime.fromisoformat(record["since"]) if "since" in record else now
-        tries = int(record.get("tries", 0)) + 1
-        spent = (now - since).total_seconds()
-        if lasting or spent >= self.lookups.budget:
-            self._stop_looking(marker)
-            # For a person: what went wrong with the call, if its answer was lost, and why
-            # no lookup could settle it.
-            lost = f"{record['lost']}; " if record.get("lost") else ""
-            if lasting:
-                return ledger.UNKNOWN, f"{lost}{reason}"
-            return ledger.UNKNOWN, f"{lost}{reason} (looked up {tries} times in {spent:.0f} s)"
-        until = min(
-            now + timedelta(seconds=self.lookups.wait(tries)),
-            since + timedelta(seconds=self.lookups.budget),
+        """Given a call a lookup could not settle, return (DEFERRED, (reason, when)) or, once
+        looking again cannot tell, (UNKNOWN, reason): see lookups.look_again."""
+        return look_again(
+            self.ledger, marker, reason, now=self.clock(), lookups=self.lookups, lasting=lasting
         )
-        note = f"{reason}; lookup {tries} could not settle it, so vaultd looks again"
-        schedule = {"since": since.isoformat(), "tries": tries, "until": until.isoformat()}
-        schedule["lost"] = record.get("lost")
-        self.ledger.remember(marker, LOOKING, {**schedule, "reason": note})
-        return ledger.DEFERRED, (note, until)
 
     def reconcile(self) -> list[str]:
         """Settle every INTENT left by a crash, before anything else runs.

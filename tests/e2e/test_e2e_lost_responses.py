@@ -65,7 +65,8 @@ from daemon.core.audit import AuditLog
 from daemon.core.ledger import Ledger
 from daemon.core.models import parse_action
 from daemon.core.settings import Settings
-from daemon.lifecycle.execution import Executor, LookupSchedule
+from daemon.lifecycle.execution import Executor
+from daemon.lifecycle.lookups import LookupSchedule
 
 pytestmark = pytest.mark.e2e
 

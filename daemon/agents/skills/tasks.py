@@ -22,7 +22,7 @@ executing, never both.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from daemon.agents.skills.runs import RunError, Runs, RunView, Throttled
 from daemon.agents.skills.settle import WITHDRAWN, cancelled_run, reject_note, run_stamps
@@ -36,9 +36,9 @@ from daemon.core.outcome import Outcome
 from daemon.core.taskfile import Loaded
 from daemon.core.timestamps import now_iso
 from daemon.core.vault import DONE, FAILED
-
-if TYPE_CHECKING:
-    from daemon.lifecycle.pipeline import Pipeline
+from daemon.lifecycle.context import Context
+from daemon.lifecycle.rejection import reject
+from daemon.lifecycle.steps import log, write_and_move
 
 SKILL_KEYS = {"type", "skill", "params"}
 
@@ -46,25 +46,25 @@ SKILL_KEYS = {"type", "skill", "params"}
 class SkillRuns(Runs):
     """The run service, doing the pipeline's skill steps (its port SkillSteps)."""
 
-    def take_in(self, pipeline: Pipeline, loaded: Loaded, task_id: str) -> Outcome:
-        return skill_task(pipeline, self, loaded, task_id)
+    def take_in(self, context: Context, loaded: Loaded, task_id: str) -> Outcome:
+        return skill_task(context, self, loaded, task_id)
 
-    def withdrawn(self, pipeline: Pipeline, loaded: Loaded, task: Task | None) -> Outcome | None:
-        return withdrawn(pipeline, self, loaded, task)
+    def withdrawn(self, context: Context, loaded: Loaded, task: Task | None) -> Outcome | None:
+        return withdrawn(context, self, loaded, task)
 
-    def start_execution(self, pipeline: Pipeline, loaded: Loaded, task: Task) -> Outcome | None:
-        return start_execution(pipeline, self, loaded, task)
+    def start_execution(self, context: Context, loaded: Loaded, task: Task) -> Outcome | None:
+        return start_execution(context, self, loaded, task)
 
 
-def skill_task(pipeline: Pipeline, runs: Runs, loaded: Loaded, task_id: str) -> Outcome:
+def skill_task(context: Context, runs: Runs, loaded: Loaded, task_id: str) -> Outcome:
     """Start (once) the run a skill task file asks for; file the note by how it went."""
     meta = loaded.note.user_meta
     problems = skill_problems(meta)
     if problems:
-        return pipeline.reject_task(loaded, task_id, "; ".join(problems), "skill")
+        return reject(context, loaded, task_id, "; ".join(problems), "skill")
     # A restart finds the task it started by the file (its id is stamped only at the end).
-    started = pipeline.ledger.tasks_at(
-        pipeline.vault.relative(loaded.path),
+    started = context.ledger.tasks_at(
+        context.vault.relative(loaded.path),
         ledger.EXECUTING,
         ledger.APPROVED,
         ledger.DONE,
@@ -77,10 +77,10 @@ def skill_task(pipeline: Pipeline, runs: Runs, loaded: Loaded, task_id: str) -> 
         if earlier:
             view = runs.view(earlier[0].id)
         else:
-            pipeline.ledger.put_task(
+            context.ledger.put_task(
                 task_id,
                 type="skill",
-                file=pipeline.vault.relative(loaded.path),
+                file=context.vault.relative(loaded.path),
                 state=ledger.EXECUTING,
                 approval="not_required",
                 reason="a skill run asks for its world-changing actions one by one",
@@ -89,23 +89,24 @@ def skill_task(pipeline: Pipeline, runs: Runs, loaded: Loaded, task_id: str) -> 
                 meta["skill"], meta.get("params") or {}, requested_by=requested_by, execute=True
             )
     except Throttled as error:
-        pipeline.ledger.put_task(task_id, state=ledger.APPROVED, error=str(error))
+        context.ledger.put_task(task_id, state=ledger.APPROVED, error=str(error))
         return Outcome("deferred", loaded.path, retry_at=error.retry_at)
     except RunError as error:
-        return pipeline.reject_task(loaded, task_id, str(error), "skill")
-    return _file(pipeline, loaded, task_id, view)
+        return reject(context, loaded, task_id, str(error), "skill")
+    return _file(context, loaded, task_id, view)
 
 
-def _file(pipeline: Pipeline, loaded: Loaded, task_id: str, view: RunView) -> Outcome:
+def _file(context: Context, loaded: Loaded, task_id: str, view: RunView) -> Outcome:
     run = view.run
     failed = run.state == RUN_FAILED
     state, folder = (ledger.FAILED, FAILED) if failed else (ledger.DONE, DONE)
     stamps = {"id": task_id, **run_stamps(run)}
     result, error = stamps["result"], stamps["error"]
-    pipeline.ledger.put_task(task_id, state=state, error=error)
-    path = pipeline.write_and_move(loaded, stamps, folder)
-    pipeline.ledger.put_task(task_id, file=pipeline.vault.relative(path))
-    pipeline.log(
+    context.ledger.put_task(task_id, state=state, error=error)
+    path = write_and_move(context, loaded, stamps, folder)
+    context.ledger.put_task(task_id, file=context.vault.relative(path))
+    log(
+        context,
         "skill_run_started" if not failed else "failed",
         "skill",
         task_id,
@@ -131,7 +132,7 @@ def skill_problems(meta: dict[str, Any]) -> list[str]:
 UNDER_WAY = (ledger.EXECUTING, ledger.EXECUTED, ledger.DONE)
 
 
-def withdrawn(pipeline: Pipeline, runs: Runs, loaded: Loaded, task: Task | None) -> Outcome | None:
+def withdrawn(context: Context, runs: Runs, loaded: Loaded, task: Task | None) -> Outcome | None:
     """Given a file in Needs_Action/, Pending_Approval/ or Approved/ and the task it is (None
     if it is none), return how it went to Rejected/ if it is a request of a cancelled run
     and not under way; return None for any other file (with no query for one no run wrote).
@@ -154,8 +155,8 @@ def withdrawn(pipeline: Pipeline, runs: Runs, loaded: Loaded, task: Task | None)
     if run is None:
         return None
     reason = withdrawal(run.id, run.error)
-    task_id, action_type, new = (task.id, task.type, {}) if task else _new_task(pipeline, loaded)
-    pipeline.ledger.put_task(
+    task_id, action_type, new = (task.id, task.type, {}) if task else _new_task(context, loaded)
+    context.ledger.put_task(
         task_id,
         **new,
         state=ledger.REJECTED,
@@ -163,24 +164,24 @@ def withdrawn(pipeline: Pipeline, runs: Runs, loaded: Loaded, task: Task | None)
         error=reason,
         decided_at=now_iso(),
     )
-    path = reject_note(pipeline.vault, pipeline.audit.redact, loaded.path, task_id, reason)
-    pipeline.ledger.put_task(task_id, file=pipeline.vault.relative(path))
-    pipeline.log("rejected", action_type, task_id, path, approval_status=WITHDRAWN, error=reason)
+    path = reject_note(context.vault, context.audit.redact, loaded.path, task_id, reason)
+    context.ledger.put_task(task_id, file=context.vault.relative(path))
+    log(context, "rejected", action_type, task_id, path, approval_status=WITHDRAWN, error=reason)
     runs.refresh(run.id)  # its trace and output follow the request to Rejected/
     return Outcome("rejected", path)
 
 
-def _new_task(pipeline: Pipeline, loaded: Loaded) -> tuple[str, str | None, dict[str, Any]]:
+def _new_task(context: Context, loaded: Loaded) -> tuple[str, str | None, dict[str, Any]]:
     """Given a request not yet taken in, return a new task id, its type and its fields."""
     meta = loaded.note.meta
     action_type = meta["type"] if isinstance(meta.get("type"), str) else None
-    origin = read_origin(meta, loaded.path.name, pipeline.ledger).key
-    here = pipeline.vault.relative(loaded.path)
+    origin = read_origin(meta, loaded.path.name, context.ledger).key
+    here = context.vault.relative(loaded.path)
     fields = {"type": action_type, "origin": origin, "file": here}
-    return pipeline.ledger.new_task_id(), action_type, fields
+    return context.ledger.new_task_id(), action_type, fields
 
 
-def start_execution(pipeline: Pipeline, runs: Runs, loaded: Loaded, task: Task) -> Outcome | None:
+def start_execution(context: Context, runs: Runs, loaded: Loaded, task: Task) -> Outcome | None:
     """Given an approved task about to be executed, record it as executing and return None;
     if it is the request of a run that was cancelled, withdraw it and return how instead.
 
@@ -188,11 +189,11 @@ def start_execution(pipeline: Pipeline, runs: Runs, loaded: Loaded, task: Task) 
     (RunStore.claim): a cancel made a moment before is seen here, and one made after finds
     the request executing and says so.
     """
-    here = pipeline.vault.relative(loaded.path)
+    here = context.vault.relative(loaded.path)
     run_id = run_of(task.origin)
     if run_id is None:
-        pipeline.ledger.put_task(task.id, state=ledger.EXECUTING, file=here)
+        context.ledger.put_task(task.id, state=ledger.EXECUTING, file=here)
         return None
     if runs.store.claim(task.id, run_id, here):
         return None
-    return withdrawn(pipeline, runs, loaded, task) or Outcome("unchanged", loaded.path)
+    return withdrawn(context, runs, loaded, task) or Outcome("unchanged", loaded.path)
