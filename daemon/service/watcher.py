@@ -233,7 +233,7 @@ class _Hints(FileSystemEventHandler):
     and a close after writing say the file is complete; without (polling, or a platform
     whose events may merge), every event is only a write."""
 
-    def __init__(self, vault: Vault, queue: StableQueue, *, closes: bool) -> None:
+    def __init__(self, vault: Vault, queue: StableQueue, *, closes: bool = False) -> None:
         self.vault = vault
         self.queue = queue
         self.closes = closes
