@@ -5,14 +5,19 @@ Pending_Approval/. Then the daemon is started; once it is watching and idle, eac
 moved into Approved/ in turn (a rename, as a person dragging the note in Obsidian does) and
 the time until the note is in Done/ is taken, polling every millisecond. The next move waits
 for the previous note, so each latency is that of one approval on an otherwise idle daemon
-(the stability window, reading, checking the approval, the dry-run call, the ledger's
-durable writes, the move, and whatever the daemon does meanwhile: the Dashboard, the
-scheduler).
+(the file event, reading, checking the approval, the dry-run call, the ledger's durable
+writes, the move, and whatever the daemon does meanwhile: the Dashboard, the scheduler).
+
+The daemon runs with the default config but for `stability_ms` (vaultd's 300 unless
+`--stability-ms` says otherwise), and a rename into Approved/ does not wait for it: a rename
+is atomic, so the note is complete when it lands, and the approval is bound to its content
+hash whatever the wait. The goal holds for any stability window.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import subprocess
 import time
@@ -30,8 +35,8 @@ from bench.daemon_process import (
 from bench.report import Figure
 from daemon.core.vault import Vault
 
-# Over the stability window, the goal allows this much for the work itself.
-ALLOWANCE_MS = 150
+# The goal for the p99 of one approval on an idle daemon, whatever the stability window.
+GOAL_MS = 50
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -89,16 +94,17 @@ def measure(root: Path, count: int, stability_ms: int) -> list[float]:
 
 
 def figures(root: Path, count: int, stability_ms: int) -> list[Figure]:
+    load = os.getloadavg()[0]
     latencies = sorted(measure(root, count, stability_ms))
     p50 = statistics.median(latencies) * 1000
     p99 = percentile(latencies, 0.99) * 1000
-    goal = stability_ms + ALLOWANCE_MS
     return [
         Figure(
             f"approve → execute latency ({count} moves into Approved/, real daemon)",
             f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {latencies[-1] * 1000:.0f} ms",
-            f"p99 < {goal} ms (stability window {stability_ms} ms + {ALLOWANCE_MS} ms)",
-            p99 < goal,
-            f"beyond the window: p50 {p50 - stability_ms:.0f} ms, p99 {p99 - stability_ms:.0f} ms",
+            f"p99 < {GOAL_MS} ms, idle daemon, default config",
+            p99 < GOAL_MS,
+            f"stability_ms = {stability_ms}, not waited: a rename is complete; "
+            f"load average {load:.2f} before the run",
         )
     ]

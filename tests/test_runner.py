@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -29,15 +30,23 @@ def audit_events(vault: Path) -> list[str]:
 
 @contextmanager
 def running(
-    app: App, *, stability_ms: int = 50, rescan_seconds: float = 3600, polling: bool = False
+    app: App,
+    *,
+    stability_ms: int = 50,
+    quiet_ms: int | None = None,
+    rescan_seconds: float = 3600,
+    polling: bool = False,
 ) -> Iterator[Runner]:
     """Run `Runner.run_forever()` in a thread until the block ends, then stop it cleanly.
 
     The block starts once the runner is watching: a probe task dropped before the start is
     done, so the start-up scan has run, and the observer (started before it) is live. With
     the default hour-long rescan interval, anything later can only arrive by a file event.
+    The probe is an hour old, so the start-up scan hands it out at once whatever the window.
     """
-    config = Config(daemon=Timing(stability_ms=stability_ms, rescan_seconds=rescan_seconds))
+    quiet = {} if quiet_ms is None else {"quiet_ms": quiet_ms}
+    timing = Timing(stability_ms=stability_ms, rescan_seconds=rescan_seconds, **quiet)
+    config = Config(daemon=timing)
     runner = Runner(app.pipeline, config, polling=polling)
     errors: list[BaseException] = []
 
@@ -50,6 +59,8 @@ def running(
 
     probe = {**POST, "text": "Is the runner up yet?"}  # unlike any test's task: no replay
     make_files(app.vault.root, {f"Needs_Action/{PROBE}": note(probe)})
+    hour_ago = time.time() - 3600
+    os.utime(app.vault.root / "Needs_Action" / PROBE, (hour_ago, hour_ago))
     thread = threading.Thread(target=run, name="vaultd-runner", daemon=True)
     thread.start()
     try:
@@ -327,3 +338,138 @@ def test_a_folder_named_like_a_note_is_reported_once_and_left_alone(app: App, va
     reports = [json.loads(e) for e in audit_events(vault_root) if '"not_a_note"' in e]
     assert [r["file"] for r in reports] == ["Needs_Action/odd.md"]
     assert (vault_root / "Needs_Action/odd.md").is_dir()
+
+
+# -- a rename and a close say the file is complete: no stability window ----------------------
+# These runners wait a minute before reading a file no event said was complete: whatever
+# they read within a test did not wait the window.
+
+PATIENT_MS = 60_000
+
+
+def sent_messages(app: App) -> list[str]:
+    outbox = app.state_dir / "dry_run_outbox.jsonl"
+    if not outbox.exists():
+        return []
+    return [json.loads(line)["request"]["params"].get("message", "") for line in outbox.open()]
+
+
+def test_a_request_moved_into_approved_is_executed_without_waiting_the_stability_window(
+    app: App, vault_root: Path
+):
+    with running(app, stability_ms=PATIENT_MS):
+        # Dropped and closed: read after the quiet time, not the minute.
+        make_files(vault_root, {"Needs_Action/reply.md": note(REPLY)})
+        wait_for(lambda: files_in(vault_root, "Pending_Approval") == ["reply.md"], timeout=5)
+        (vault_root / "Pending_Approval/reply.md").rename(vault_root / "Approved/reply.md")
+        wait_for(lambda: done_without_probe(vault_root) == ["reply.md"], timeout=5)
+
+    assert sent_messages(app)[-1:] == ["Thanks!"]
+
+
+def test_a_note_written_in_place_in_approved_is_not_read_before_it_is_closed(
+    app: App, vault_root: Path
+):
+    make_files(vault_root, {"Needs_Action/reply.md": note(REPLY)})
+    Runner(app.pipeline, app.config).run_once()
+    pending = vault_root / "Pending_Approval/reply.md"
+    request = pending.read_text(encoding="utf-8")
+    pending.unlink()
+    approved = vault_root / "Approved/reply.md"
+    with running(app, stability_ms=PATIENT_MS, quiet_ms=50):
+        # A person pastes the request into a new note in Approved/, and the editor saves it
+        # in two writes: what is there before the close is not the request.
+        with approved.open("w", encoding="utf-8") as handle:
+            handle.write(request[: len(request) // 2])
+            handle.flush()
+            time.sleep(0.5)  # ten quiet times
+            assert files_in(vault_root, "Approved") == ["reply.md"], "read while open"
+            handle.write(request[len(request) // 2 :])
+        wait_for(lambda: done_without_probe(vault_root) == ["reply.md"], timeout=5)
+
+    assert files_in(vault_root, "Rejected") == []
+    assert files_in(vault_root, "Pending_Approval") == []
+    assert sent_messages(app) == ["Is the runner up yet?", "Thanks!"]
+
+
+def test_an_editor_that_writes_closes_and_writes_again_is_read_only_once_complete(
+    app: App, vault_root: Path
+):
+    text = note(POST, "Body line one.\nBody line two.\n")
+    cut = text.index("text:")  # the first save has no closing `---`: not a task yet
+    path = vault_root / "Needs_Action" / "twice.md"
+    with running(app, stability_ms=PATIENT_MS, quiet_ms=1000):
+        path.write_text(text[:cut], encoding="utf-8")
+        with path.open("a", encoding="utf-8") as handle:  # within the quiet time
+            handle.write(text[cut:])
+        wait_for(lambda: done_without_probe(vault_root) == ["twice.md"], timeout=10)
+
+    assert files_in(vault_root, "Rejected") == []
+    assert (
+        (vault_root / "Done/twice.md").read_text().endswith("---\nBody line one.\nBody line two.\n")
+    )
+
+
+def test_a_sync_tool_that_writes_a_temp_file_and_renames_it_in_is_processed_at_once(
+    app: App, vault_root: Path
+):
+    temp = vault_root / "Needs_Action" / ".syncthing.synced.md.tmp"
+    text = note(POST, "Synced from the laptop.\n")
+    with running(app, stability_ms=PATIENT_MS):
+        with temp.open("w", encoding="utf-8") as handle:
+            handle.write(text[:20])
+            handle.flush()
+            time.sleep(0.3)
+            handle.write(text[20:])
+        temp.rename(vault_root / "Needs_Action" / "synced.md")
+        wait_for(lambda: done_without_probe(vault_root) == ["synced.md"], timeout=5)
+
+    assert (vault_root / "Done/synced.md").read_text().endswith("---\nSynced from the laptop.\n")
+    assert ".syncthing" not in "".join(audit_events(vault_root))
+
+
+def test_a_forged_note_renamed_into_approved_from_outside_is_read_at_once_and_not_executed(
+    app: App, vault_root: Path, tmp_path: Path
+):
+    forged = tmp_path / "forged.md"
+    forged.write_text(note({**REPLY, "text": "Send the money"}), encoding="utf-8")
+    with running(app, stability_ms=PATIENT_MS):
+        forged.rename(vault_root / "Approved/forged.md")
+        wait_for(lambda: "forged.md" in files_in(vault_root, "Pending_Approval"), timeout=5)
+
+    assert "Send the money" not in sent_messages(app)
+    assert done_without_probe(vault_root) == []
+
+
+def test_a_request_swapped_right_after_its_rename_into_approved_never_runs_the_swap(
+    app: App, vault_root: Path
+):
+    # Rename, then rewrite in place at once: whichever version vaultd reads, only the one
+    # a person saw may run, and the swap never does.
+    make_files(vault_root, {"Needs_Action/reply.md": note(REPLY)})
+    Runner(app.pipeline, app.config).run_once()
+    pending, approved = vault_root / "Pending_Approval/reply.md", vault_root / "Approved/reply.md"
+    swapped = pending.read_text(encoding="utf-8").replace("Thanks!", "Send the money")
+    with running(app, stability_ms=300):
+        pending.rename(approved)
+        approved.write_text(swapped, encoding="utf-8")
+        wait_for(lambda: files_in(vault_root, "Approved") == [], timeout=10)
+        time.sleep(0.6)  # two windows: anything still in line is handled
+
+    assert "Send the money" not in sent_messages(app)
+    assert sent_messages(app).count("Thanks!") <= 1
+
+
+def test_with_polling_a_rename_into_approved_still_waits_the_stability_window(
+    app: App, vault_root: Path
+):
+    make_files(vault_root, {"Needs_Action/reply.md": note(REPLY)})
+    Runner(app.pipeline, app.config).run_once()
+    pending, approved = vault_root / "Pending_Approval/reply.md", vault_root / "Approved/reply.md"
+    hour_ago = time.time() - 3600
+    os.utime(pending, (hour_ago, hour_ago))  # settled before the start: no wait at start-up
+    with running(app, stability_ms=PATIENT_MS, polling=True) as runner:
+        pending.rename(approved)
+        wait_for(lambda: runner.queue.wait_of(approved) is not None, timeout=5)
+        assert runner.queue.wait_of(approved) == PATIENT_MS / 1000
+        assert files_in(vault_root, "Approved") == ["reply.md"]

@@ -134,6 +134,131 @@ def test_an_empty_queue_waits_no_longer_than_its_timeout():
     assert time.monotonic() - started < 2
 
 
+# -- how long each change waits -------------------------------------------------------------
+
+
+def test_a_renamed_path_is_ready_at_once_whatever_the_window(tmp_path: Path):
+    path = tmp_path / "approved.md"
+    path.write_text("complete", encoding="utf-8")
+    queue = StableQueue(60, quiet_seconds=30)
+
+    queue.hint(path, "renamed")
+
+    assert queue.wait_of(path) == 0
+    assert queue.next_ready(timeout=0) == path
+
+
+def test_a_closed_path_waits_its_quiet_time_not_the_window(tmp_path: Path):
+    path = tmp_path / "written.md"
+    path.write_text("complete", encoding="utf-8")
+    queue = StableQueue(60, quiet_seconds=0.5)
+    queue.hint(path, "written")
+    assert queue.wait_of(path) == 60
+
+    queue.hint(path, "closed")
+
+    assert queue.wait_of(path) == 0.5
+    assert queue.next_ready(timeout=0) is None, "not before its quiet time"
+    assert queue.next_ready(timeout=10) == path
+
+
+def test_a_write_with_no_close_waits_the_full_window(tmp_path: Path):
+    path = tmp_path / "open.md"
+    path.write_text("half", encoding="utf-8")
+    queue = StableQueue(60, quiet_seconds=0)
+
+    queue.hint(path, "written")
+
+    assert queue.wait_of(path) == 60
+    assert queue.next_ready(timeout=0.2) is None
+
+
+def test_a_write_after_the_close_waits_the_full_window_again(tmp_path: Path):
+    # An editor that writes, closes, and writes again: the second write may be half-way in.
+    path = tmp_path / "note.md"
+    path.write_text("first half", encoding="utf-8")
+    queue = StableQueue(60, quiet_seconds=0)
+    queue.hint(path, "closed")
+
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(" and the second half")
+    queue.hint(path, "written")
+
+    assert queue.wait_of(path) == 60
+    assert queue.next_ready(timeout=0) is None
+
+
+def test_a_write_after_the_close_is_not_mistaken_for_nothing_new_when_its_bytes_were_seen(
+    tmp_path: Path,
+):
+    # The close was fingerprinted after the next write had begun: the write's own event
+    # then finds the same signature. It must still restart the full wait, not keep the
+    # short one: the writer may not be done.
+    path = tmp_path / "note.md"
+    path.write_text("first half and the start of the next wri", encoding="utf-8")
+    queue = StableQueue(60, quiet_seconds=0)
+    queue.hint(path, "closed")
+
+    queue.hint(path, "written")
+
+    assert queue.wait_of(path) == 60
+    assert queue.next_ready(timeout=0) is None
+
+
+def test_a_write_after_a_rename_waits_the_full_window(tmp_path: Path):
+    path = tmp_path / "approved.md"
+    path.write_text("as approved", encoding="utf-8")
+    queue = StableQueue(60, quiet_seconds=0)
+    queue.hint(path, "renamed")
+
+    queue.hint(path, "written")
+
+    assert queue.wait_of(path) == 60
+    assert queue.next_ready(timeout=0) is None
+
+
+def test_a_renamed_file_changed_before_it_is_handed_out_waits_the_full_window(tmp_path: Path):
+    # Rewritten in place right after its rename, before the write's event arrived.
+    path = tmp_path / "approved.md"
+    path.write_text("as approved", encoding="utf-8")
+    queue = StableQueue(60, quiet_seconds=0)
+    queue.hint(path, "renamed")
+
+    path.write_text("swapped after the rename", encoding="utf-8")
+
+    assert queue.next_ready(timeout=0) is None
+    assert queue.wait_of(path) == 60
+
+
+def test_a_scan_neither_shortens_nor_restarts_a_wait(tmp_path: Path):
+    writing, renamed = tmp_path / "writing.md", tmp_path / "renamed.md"
+    writing.write_text("half", encoding="utf-8")
+    renamed.write_text("complete", encoding="utf-8")
+    queue = StableQueue(60, quiet_seconds=0)
+    queue.hint(writing, "written")
+    queue.hint(renamed, "renamed")
+
+    queue.hint(writing)  # what a rescan does
+    queue.hint(renamed)
+
+    assert queue.wait_of(writing) == 60
+    assert queue.wait_of(renamed) == 0
+    assert queue.next_ready(timeout=0) == renamed
+    assert queue.next_ready(timeout=0) is None
+
+
+def test_with_no_window_a_closed_file_waits_no_quiet_time_either(tmp_path: Path):
+    # `vaultd run --once` sets the window to 0: nothing is left waiting.
+    path = tmp_path / "note.md"
+    path.write_text("x", encoding="utf-8")
+    queue = StableQueue(0.3, quiet_seconds=0.05)
+    queue.window = 0
+
+    queue.hint(path, "closed")
+
+    assert queue.next_ready(timeout=0) == path
+
+
 # -- Watcher -------------------------------------------------------------------------------
 
 
@@ -291,3 +416,100 @@ def test_a_symlink_is_fingerprinted_without_reading_its_target(tmp_path: Path):
     signature, digest = fingerprint(link)
     assert signature is not None
     assert digest is None
+
+
+# -- what each event says, with the real observers --------------------------------------------
+
+
+@pytest.fixture
+def patient(request: pytest.FixtureRequest, vault_root: Path) -> Iterator[StableQueue]:
+    """A started Watcher feeding a queue whose window is a minute: whatever it hands out
+    within a test did not wait the window. Parametrize indirectly with True to poll."""
+    queue = StableQueue(60, quiet_seconds=0.05)
+    watcher = Watcher(Vault(vault_root), queue, polling=getattr(request, "param", False))
+    watcher.start()
+    yield queue
+    watcher.stop()
+
+
+def test_a_note_renamed_into_approved_is_handed_out_without_the_window(
+    patient: StableQueue, vault_root: Path
+):
+    source = vault_root / "Pending_Approval" / "request.md"
+    source.write_text(TASK, encoding="utf-8")
+    target = vault_root / "Approved" / "request.md"
+
+    source.rename(target)
+
+    assert wait_for(lambda: patient.wait_of(target) is not None, timeout=5)
+    assert wait_for(lambda: patient.next_ready(timeout=0.2), timeout=5) == target
+
+
+def test_a_note_renamed_in_from_outside_the_vault_is_handed_out_without_the_window(
+    patient: StableQueue, vault_root: Path, tmp_path: Path
+):
+    outside = tmp_path / "drafts"
+    outside.mkdir()
+    source = outside / "request.md"
+    source.write_text(TASK, encoding="utf-8")
+    target = vault_root / "Approved" / "request.md"
+    assert source.stat().st_dev == vault_root.stat().st_dev, "test needs one filesystem"
+
+    source.rename(target)
+
+    assert wait_for(lambda: patient.next_ready(timeout=0.2), timeout=5) == target
+
+
+def test_a_note_written_in_place_is_handed_out_only_after_it_is_closed(
+    patient: StableQueue, vault_root: Path
+):
+    path = vault_root / "Approved" / "request.md"
+    half = len(TASK) // 2
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(TASK[:half])
+        handle.flush()
+        wait_for(lambda: patient.wait_of(path) is not None, timeout=5)
+        assert patient.wait_of(path) == 60, "open for writing: the full window"
+        assert patient.next_ready(timeout=0.3) is None
+        handle.write(TASK[half:])
+
+    assert wait_for(lambda: patient.next_ready(timeout=0.2), timeout=5) == path
+    assert path.read_text(encoding="utf-8") == TASK
+
+
+def test_a_sync_tool_temp_file_is_never_hinted_and_its_rename_is_handed_out_at_once(
+    patient: StableQueue, vault_root: Path
+):
+    # Syncthing, Dropbox and Obsidian's own safe writes: write a hidden temp file, rename it.
+    temp = vault_root / "Approved" / ".syncthing.request.md.tmp"
+    target = vault_root / "Approved" / "request.md"
+    with temp.open("w", encoding="utf-8") as handle:
+        handle.write(TASK[:10])
+        handle.flush()
+        time.sleep(0.2)
+        handle.write(TASK[10:])
+    assert patient.wait_of(temp) is None
+
+    temp.rename(target)
+
+    assert wait_for(lambda: patient.next_ready(timeout=0.2), timeout=5) == target
+    assert len(patient) == 0
+
+
+@pytest.mark.parametrize("patient", [True], ids=["polling"], indirect=True)
+def test_with_polling_a_rename_and_a_close_wait_the_full_window(
+    patient: StableQueue, vault_root: Path
+):
+    # The polling observer sees no closes, and on a network drive a rename is no promise.
+    source = vault_root / "Pending_Approval" / "request.md"
+    source.write_text(TASK, encoding="utf-8")
+    renamed = vault_root / "Approved" / "request.md"
+    written = vault_root / "Approved" / "written.md"
+
+    source.rename(renamed)
+    written.write_text(TASK, encoding="utf-8")
+
+    wait_for(lambda: None not in (patient.wait_of(renamed), patient.wait_of(written)), timeout=5)
+    assert patient.wait_of(renamed) == 60
+    assert patient.wait_of(written) == 60
+    assert patient.next_ready(timeout=0.3) is None

@@ -13,7 +13,14 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from daemon.core.costs import Prices
 from daemon.core.errors import ConfigError
@@ -49,10 +56,17 @@ class PolicyConfig(Policy):
 
 
 class Timing(BaseModel):
+    """The `[daemon]` table: the daemon's timings."""
+
     model_config = ConfigDict(extra="forbid")
 
-    # A file is read only after its size and mtime held still this long.
+    # A file is read only after its size, mtime and content held still this long, when no
+    # event said it is complete: a write not closed yet, a file found by a scan, and every
+    # file with --polling (network drives), which sees no closes.
     stability_ms: int = Field(default=300, ge=0)
+    # A file closed after writing (inotify's IN_CLOSE_WRITE) is read after this much quiet
+    # instead; a rename into a pipeline folder (atomic) is read at once. At most stability_ms.
+    quiet_ms: int = Field(default=50, ge=0)
     # Full rescan of the pipeline folders, in case the file watcher missed something.
     rescan_seconds: float = Field(default=60, gt=0)
     # Dashboard.md is rewritten at most this often.
@@ -63,6 +77,17 @@ class Timing(BaseModel):
     # The executor rewrites the heartbeat of the vault's lease (`.vaultd/executor.json`) this
     # often. Only for people to read: no daemon takes a lease over because it is old.
     lease_heartbeat_seconds: float = Field(default=30, gt=0)
+
+    @model_validator(mode="after")
+    def _quiet_within_the_window(self) -> Timing:
+        # Set alone, stability_ms may go below the default quiet_ms: the queue takes the
+        # smaller. Both set, a longer quiet than window is a mistake worth saying.
+        if "quiet_ms" in self.model_fields_set and self.quiet_ms > self.stability_ms:
+            raise ValueError(
+                f"quiet_ms ({self.quiet_ms}) must not be longer than stability_ms "
+                f"({self.stability_ms}): a closed file never waits longer than an open one"
+            )
+        return self
 
 
 class SkillsConfig(BaseModel):

@@ -59,7 +59,9 @@ class Runner:
         self.pipeline = pipeline
         self.lease = lease
         self.config = config
-        self.queue = StableQueue(config.daemon.stability_ms / 1000)
+        self.queue = StableQueue(
+            config.daemon.stability_ms / 1000, quiet_seconds=config.daemon.quiet_ms / 1000
+        )
         self.watcher = Watcher(pipeline.vault, self.queue, polling=polling)
         self.stop_event = stop or threading.Event()
         self.on_change = on_change or (lambda: None)
