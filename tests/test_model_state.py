@@ -25,9 +25,9 @@ After every step the model checks the promises of design §3:
   own name, with its body byte for byte and its user keys as written (an unreadable file
   byte for byte, with one rejection note beside it); nothing else appears;
 - after a run that completed: nothing is left in Needs_Action/ or Approved/, each file is
-  in a folder its history allows (a request that was approved as shown ends in Done/ or
-  Failed/, a forgery never runs, a replay is refused into Rejected/ …), and the runner
-  logged no unexpected error.
+  in a folder its history allows (a request that was approved as shown before its expiry
+  ends in Done/ or Failed/, after it in Rejected/, a forgery never runs, a replay is
+  refused into Rejected/ …), and the runner logged no unexpected error.
 
 Each hypothesis example gets its own temporary vault (tmp_path is shared by all examples).
 CI runs 200 examples; VAULTD_NIGHTLY=1 runs many more and longer sequences.
@@ -42,7 +42,7 @@ import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -468,10 +468,20 @@ class VaultModel(RuleBasedStateMachine):
             return stamps["id"], shown
         return None
 
+    def _expired(self, model: Model) -> bool:
+        """Return whether the expiry a request shows has passed (the daemon was down since)."""
+        expires_at = (self._stamps(model).get("approval") or {}).get("expires_at")
+        return isinstance(expires_at, str) and datetime.fromisoformat(expires_at) <= self.clock.now
+
     def _approve(self, model: Model) -> None:
-        """Move a request to Approved/, noting what the person saw and so approved."""
+        """Move a request to Approved/, noting what the person saw and so approved.
+
+        A request approved after the expiry it shows is approved too late: it expires.
+        """
         approval = self._shown_and_approvable(model)
-        if approval is not None:
+        if approval is not None and self._expired(model):
+            model.allowed = frozenset({REJECTED})
+        elif approval is not None:
             self.human_approved.add(approval)
             model.allowed = frozenset({DONE, FAILED})
         else:
@@ -828,3 +838,31 @@ def test_a_flow_mapping_frontmatter_stays_readable_after_stamping(
 
     assert again.status != "unreadable"
     assert notes.parse(outcome.path.read_text()).body == "body\n"
+
+
+def test_a_request_approved_after_its_expiry_passed_while_the_daemon_was_down_expires() -> None:
+    """Found by the machine; the model was wrong, not vaultd (design §3: a request expires).
+
+    A power cut stops the expiry run after the first of two requests, so the second still
+    says `pending_approval` when a person approves it, an hour after the expiry it shows.
+    vaultd expires it, as test_a_request_approved_after_it_expired_is_not_executed says it
+    must; the model expected it to run.
+    """
+    machine = VaultModel()
+    try:
+        machine.start()
+        machine.drop_odoo_task(invoice=True, amount=3, body="")
+        machine.drop_odoo_task(invoice=True, amount=5, body="")
+        machine.power_cut_in_the_next_run(point="mid-move", at_once=False)
+        machine.two_days_pass()  # the cut stops the run as it expires odoo-1.md
+        late = notes.parse((machine.root / PENDING / "odoo-2.md").read_text(encoding="utf-8"))
+        assert late.stamps["status"] == "pending_approval"
+        assert datetime.fromisoformat(late.stamps["approval"]["expires_at"]) < machine.clock.now
+
+        machine.approve(pick=1)  # odoo-2.md, while the daemon is down; the restart follows
+
+        rejected = (machine.root / REJECTED / "odoo-2.md").read_text(encoding="utf-8")
+        assert notes.parse(rejected).stamps["status"] == "expired"
+        assert machine.remote.calls == {}
+    finally:
+        machine.teardown()
