@@ -25,7 +25,6 @@ OVERSIZED = {
     "lifecycle/pipeline.py",
     "lifecycle/execution.py",
     "reports/briefing.py",
-    "connectors/odoo_live.py",
 }
 
 
