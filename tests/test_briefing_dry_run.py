@@ -23,7 +23,7 @@ from daemon.cli.main import main
 from daemon.core.schedule_config import DAYS, Schedule, zone
 from daemon.core.weeks import IsoWeek
 from daemon.reports.briefing import Figures, briefing_figures, write_briefing
-from daemon.reports.briefing_week import week_ends_at, week_of_briefing
+from daemon.reports.briefing.week import week_ends_at, week_of_briefing
 from daemon.service.app import App, open_app
 from daemon.service.scheduler import Clockwork, last_briefing_time
 

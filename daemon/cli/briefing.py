@@ -11,7 +11,7 @@ from daemon.core.errors import VaultdError
 from daemon.core.schedule_config import Schedule
 from daemon.core.weeks import IsoWeek
 from daemon.reports.briefing import last_completed_week, write_briefing
-from daemon.reports.briefing_week import week_ends_at
+from daemon.reports.briefing.week import week_ends_at
 from daemon.service.app import open_app
 
 
@@ -56,7 +56,7 @@ def cmd_briefing(args: argparse.Namespace) -> int:
 
 
 def week_is_over(schedule: Schedule, week: IsoWeek, now: datetime, *, partial: bool) -> bool:
-    """Given a week, return whether it is over for its briefing at `now` (see briefing_week).
+    """Given a week, return whether it is over for its briefing at `now` (see briefing.week).
 
     Raise VaultdError if it is not, naming when it will be, unless `partial` allows it.
     """

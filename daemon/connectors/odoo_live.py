@@ -3,8 +3,9 @@
 The vaultd marker goes into the invoice's `ref` and the payment's memo (the wizard's
 `communication`), so `lookup(marker)` finds a call whose answer was lost. Reads are retried
 on transient errors; writes (create, action_post, action_create_payments) never are, and a
-write whose answer was lost raises OutcomeUnknown. Before writing, `execute` looks for an
-object that already carries the marker, so no path leads to a second invoice or payment.
+write whose answer was lost raises OutcomeUnknown (the calls: daemon/connectors/odoo_calls.py).
+Before writing, `execute` looks for an object that already carries the marker, so no path
+leads to a second invoice or payment.
 
 An invoice is created as a draft, then posted. A draft left between the two (a crash, a lost
 answer) is Unfinished to `lookup`, and `execute` posts it — after checking it is exactly what
@@ -15,16 +16,14 @@ found, and a post refused because the invoice was posted meanwhile is taken as d
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from typing import Any, TypeVar
-
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from typing import Any
 
 from daemon.connectors import odoo_invoices
 from daemon.connectors.base import Absent, Found, Health, Lookup, Memory, Undetermined, Unfinished
 from daemon.connectors.odoo import odoo_request
+from daemon.connectors.odoo_calls import READ_WAIT, OdooCalls
 from daemon.connectors.odoo_invoices import draft_differences, id_of, invoice_result, invoice_values
 from daemon.connectors.odoo_invoices import name_of as _name
 from daemon.connectors.odoo_names import candidates, find_partners, journal_id, listed, same_name
@@ -35,17 +34,11 @@ from daemon.core.errors import (
     NotConfigured,
     OutcomeUnknown,
     PermanentError,
-    TransientError,
 )
 from daemon.core.models import Action, OdooInvoice, OdooPayment
 from daemon.core.policy import Facts
 from daemon.core.settings import Settings
 
-T = TypeVar("T")
-
-READ_ATTEMPTS = 3  # a read is tried at most this many times, on transient errors only
-READ_WAIT = 0.2  # seconds; the backoff multiplier (random, exponential)
-READ_WAIT_MAX = 2.0  # seconds; the longest wait between two tries
 PROTOCOLS = ("xmlrpc", "json2")
 INVOICE_FIELDS = ["name", "state", "amount_total", "amount_residual", "payment_state"]
 INVOICE_FIELDS += ["partner_id", "currency_id", "ref", "move_type"]
@@ -74,7 +67,7 @@ def connect(settings: Settings, memory: Memory) -> OdooConnector:
     return OdooConnector(transport, url=url, database=database, username=username, memory=memory)
 
 
-class OdooConnector:
+class OdooConnector(OdooCalls):
     name = "odoo"
 
     def __init__(
@@ -87,12 +80,10 @@ class OdooConnector:
         memory: Memory | None = None,
         read_wait: float = READ_WAIT,
     ) -> None:
-        self.transport = transport
-        self.url = url.rstrip("/")
-        self.database = database
-        self.username = username
+        super().__init__(
+            transport, url=url, database=database, username=username, read_wait=read_wait
+        )
         self.memory = memory
-        self.read_wait = read_wait
         self._memo_field: str | None = None
 
     # -- the Connector interface ------------------------------------------------------------
@@ -164,9 +155,6 @@ class OdooConnector:
         except ConnectorError:
             pass  # None: "could not be checked", so the policy asks a human
         return Facts()
-
-    def invoice_url(self, move_id: int) -> str:
-        return f"{self.url}/web#id={move_id}&model=account.move&view_type=form"
 
     # -- invoices -----------------------------------------------------------------------------
 
@@ -334,59 +322,6 @@ class OdooConnector:
 
     # -- calls --------------------------------------------------------------------------------
 
-    def _retry(self, read: Callable[[], T]) -> T:
-        """Run a read, again on transient errors only (exponential backoff with jitter)."""
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(READ_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=self.read_wait, max=READ_WAIT_MAX),
-            reraise=True,
-        )
-        return retrying(read)
-
     def revenue(self, start: date, end: date) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
         """Return (invoiced, paid) per currency between two days (odoo_invoices.revenue)."""
         return odoo_invoices.revenue(self.search_read, start, end)
-
-    def search_read(
-        self,
-        model: str,
-        domain: list[Any],
-        fields: list[str],
-        *,
-        limit: int | None = None,
-        order: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Read records (a read: retried on transient errors)."""
-        params: dict[str, Any] = {"domain": domain, "fields": fields}
-        if limit is not None:
-            params["limit"] = limit
-        if order is not None:
-            params["order"] = order
-        found = self._retry(lambda: self.transport.call(model, "search_read", params=params))
-        return list(found or [])
-
-    def _create(self, model: str, values: dict[str, Any], **kwargs: Any) -> int:
-        created = self._write(model, "create", params={"vals_list": [values]}, **kwargs)
-        return int(created[0] if isinstance(created, list) else created)
-
-    def _write(
-        self,
-        model: str,
-        method: str,
-        *,
-        ids: list[int] | None = None,
-        params: dict[str, Any] | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> Any:
-        """A call that changes Odoo: made once, never retried."""
-        return self.transport.call(
-            model, method, ids=ids, params=params, context=context, write=True
-        )
-
-    def _after_write(self, read: Callable[[], T], done: str) -> T:
-        """Read back after a write; a failure here leaves the outcome to a lookup."""
-        try:
-            return read()
-        except ConnectorError as error:
-            raise OutcomeUnknown(f"{done}, but reading it back failed: {error}") from None

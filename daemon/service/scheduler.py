@@ -33,7 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.core.schedule_config import DAYS, Schedule
 from daemon.core.timestamps import iso, parse_time
-from daemon.reports.briefing_week import week_of_briefing
+from daemon.reports.briefing.week import week_of_briefing
 from daemon.service.app import App
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class Clockwork:
         if not self.app.ledger.claim_briefing(str(week)):
             return None
         late = now - scheduled > timedelta(hours=self.schedule.misfire_grace_hours)
-        # The scheduled briefing is its week's regular one, never partial (briefing_week).
+        # The scheduled briefing is its week's regular one, never partial (briefing.week).
         path = self.write_briefing(self.app, week, late=late, partial=False)
         relative = self.app.vault.relative(path)
         self.app.ledger.briefing_written(str(week), relative, late=late)

@@ -4,7 +4,7 @@ A dry-run action was executed by vaultd with connectors that record what they wo
 and send nothing. Its audit `executed` entry says so in one of two ways: a top-level
 `result.dry_run: true`, or a per-target answer such as `result.odoo.dry_run: true` or
 `result.facebook.dry_run: true`. `result.status` is not read: its values are vaultd's to
-change. The briefing counts dry-run actions only here (`DryRunFigures`), never as revenue,
+change. The briefing counts dry-run actions apart, in `Figures.dry_run`, never as revenue,
 invoices created, payments registered or posts per platform.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
+
+from daemon.reports.briefing.figures import ActionFigures
 
 # A raw log line that may be dry-run: only such lines are parsed to find out.
 _DRY_RUN = re.compile(r'"dry_run":\s*true')
@@ -46,31 +46,7 @@ def line_is_dry_run(line: str) -> bool:
     return isinstance(entry, dict) and is_dry_run(entry)
 
 
-@dataclass
-class Item:
-    """One note behind a number: a link target (vault path without .md) and what it is."""
-
-    link: str
-    label: str = ""
-
-
-@dataclass
-class DryRunFigures:
-    """A week's dry-run actions: named as the live figures they are kept out of."""
-
-    tasks_completed: int = 0
-    completed: list[Item] = field(default_factory=list)
-    posts: dict[str, int] = field(default_factory=dict)
-    post_links: dict[str, list[Item]] = field(default_factory=dict)
-    invoices_created: int = 0
-    invoiced_week: dict[str, Decimal] = field(default_factory=dict)
-    invoices: list[Item] = field(default_factory=list)
-    payments_registered: int = 0
-    paid_week: dict[str, Decimal] = field(default_factory=dict)
-    payments: list[Item] = field(default_factory=list)
-
-
-def dataview_dry_run(dry: DryRunFigures, currency: str) -> dict[str, Any]:
+def dataview_dry_run(dry: ActionFigures, currency: str) -> dict[str, Any]:
     """Given a week's dry-run figures, return the flat frontmatter keys that carry them."""
     return {
         "dry_run_tasks": dry.tasks_completed,

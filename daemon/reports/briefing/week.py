@@ -8,11 +8,16 @@ never refused and never marked partial, and neither is `vaultd briefing` for tha
 from 22:00 on. Before that time, a briefing of the week is partial: `vaultd briefing`
 refuses it unless given `--partial`, and marks it `partial: true`. A briefing scheduled on
 another day (say Monday 07:00) reports on the week before, which is over at Monday 00:00.
+
+`window` gives the span of time a briefing's figures cover, in the configured time zone: the
+log-based figures are "as of" the end of the week (or now, if the week is not over), so a
+briefing written again later says the same about its week.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from daemon.core.schedule_config import DAYS, Schedule
 from daemon.core.weeks import IsoWeek
@@ -36,3 +41,38 @@ def week_ends_at(schedule: Schedule, week: IsoWeek) -> datetime:
     if week_of_briefing(schedule, scheduled) == week:
         return scheduled
     return datetime.combine(week.briefing_date(), time(), tz)
+
+
+def last_completed_week(now: datetime, tz: tzinfo) -> IsoWeek:
+    """Return the most recent ISO week that has ended, in a time zone."""
+    return IsoWeek.of(now.astimezone(tz).date()).previous()
+
+
+@dataclass
+class Window:
+    """The times a briefing's figures are counted between, local to its time zone."""
+
+    tz: tzinfo
+    week_start: datetime  # Monday 00:00 local
+    week_end: datetime  # the next Monday 00:00 local
+    month_start: datetime
+    scan_start: datetime  # the earliest time parsed in full
+    as_of: datetime
+
+    def in_week(self, when: datetime) -> bool:
+        return self.week_start <= when < self.week_end
+
+
+def window(week: IsoWeek, tz: tzinfo, now: datetime) -> Window:
+    """Given a week, a time zone and now, return the window its briefing's figures cover."""
+
+    def local(day: date) -> datetime:
+        return datetime.combine(day, time(), tzinfo=tz)
+
+    week_start = local(week.monday())
+    week_end = local(week.briefing_date())
+    month_start = local(week.sunday().replace(day=1))
+    as_of = min(now.astimezone(tz), week_end)
+    # The week before is read in full too: approvals requested then and decided this week.
+    scan_start = min(month_start, week_start - timedelta(days=7))
+    return Window(tz, week_start, week_end, month_start, scan_start, as_of)

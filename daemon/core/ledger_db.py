@@ -1,0 +1,95 @@
+"""The ledger's connection to its SQLite database: opening it (and its schema), one lock, and
+the write transactions every ledger record is made in.
+
+A durable transaction is fsynced (`synchronous=FULL`) before it returns: an INTENT is recorded
+in one before the remote call it announces. Other stores keep their tables in this database
+too (`ensure_schema`, `transaction`, `rows`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from daemon.core.ledger_schema import SCHEMA, add_missing_columns
+
+
+class LedgerDatabase:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readonly: bool = False,
+        redact: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.path = path
+        # Requests, results and errors pass through `redact` before they are stored.
+        self._redact: Callable[[Any], Any] = redact or (lambda value: value)
+        if readonly:
+            uri = f"file:{path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            add_missing_columns(self._db)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                if durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+
+    # -- for other stores that keep their tables in this database ---------------------
+
+    def ensure_schema(self, script: str) -> None:
+        """Create another module's tables (CREATE ... IF NOT EXISTS) in this database."""
+        with self._lock:
+            self._db.executescript(script)
+
+    @contextmanager
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction (`durable`: fsynced before it returns)."""
+        with self._tx(durable=durable) as db:
+            yield db
+
+    def rows(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+        """Run a read query and return its rows as dicts."""
+        with self._lock:
+            return [dict(row) for row in self._db.execute(sql, args).fetchall()]
+
+    def redact(self, value: Any) -> Any:
+        return self._redact(value)
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            (result,) = self._db.execute("PRAGMA integrity_check").fetchone()
+        return bool(result == "ok")
+
+
+def as_json(value: Any) -> str | None:
+    """Given a value to store, return it as JSON text (None stays NULL)."""
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
