@@ -1,6 +1,8 @@
 """The audit log: daily JSON-lines files, the seed's fields, secrets redacted."""
 
 import json
+import os
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -117,3 +119,68 @@ def test_an_entry_without_an_outcome_has_no_status_and_a_caller_state_becomes_it
         "deferred", action=None, task_id="t", file=None, result={"status": "waiting"}
     )
     assert waiting["result"] == {"outcome": "waiting"}
+
+
+def _write(log: AuditLog, task_id: str) -> dict:
+    return log.write("executed", action="social_post", task_id=task_id, file="Done/a.md")
+
+
+def test_the_days_file_is_opened_once_for_many_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    opened: list[str] = []
+    real_os_open, real_path_open = os.open, Path.open
+
+    def os_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_os_open(path, *args, **kwargs)
+
+    def path_open(self, *args, **kwargs):
+        opened.append(str(self))
+        return real_path_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(Path, "open", path_open)
+    log = AuditLog(tmp_path / "Logs", Redactor([]))
+    for n in range(50):
+        _write(log, f"t{n}")
+    (path,) = (tmp_path / "Logs").iterdir()
+    assert opened == [str(path)]
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["task_id"] for line in lines] == [f"t{n}" for n in range(50)]
+
+
+def test_each_line_is_in_the_file_when_write_returns(tmp_path: Path):
+    """Nothing waits in a buffer of the process: a kill -9 after `write` loses no line."""
+    log = AuditLog(tmp_path / "Logs", Redactor([]))
+    for n in range(3):
+        entry = _write(log, f"t{n}")
+        path = tmp_path / "Logs" / f"{entry['timestamp'][:10]}.json"
+        assert json.loads(path.read_text().splitlines()[-1]) == entry
+
+
+def test_a_log_file_deleted_or_moved_away_is_written_again_at_its_name(tmp_path: Path):
+    log = AuditLog(tmp_path / "Logs", Redactor([]))
+    path = tmp_path / "Logs" / f"{_write(log, 't1')['timestamp'][:10]}.json"
+    path.rename(tmp_path / "moved.json")
+    _write(log, "t2")
+    shutil.rmtree(tmp_path / "Logs")
+    _write(log, "t3")
+    assert [
+        json.loads(x)["task_id"] for x in (tmp_path / "moved.json").read_text().splitlines()
+    ] == ["t1"]
+    assert [json.loads(x)["task_id"] for x in path.read_text().splitlines()] == ["t3"]
+
+
+def test_two_logs_on_one_folder_append_whole_lines_in_turn(tmp_path: Path):
+    """A `vaultd approve` beside the running daemon: each line stays whole and in order."""
+    first, second = (
+        AuditLog(tmp_path / "Logs", Redactor([])),
+        AuditLog(tmp_path / "Logs", Redactor([])),
+    )
+    for n in range(20):
+        _write(first if n % 2 else second, f"t{n}")
+    first.close()
+    _write(first, "t20")
+    entries = list(read_entries(tmp_path / "Logs"))
+    assert [entry["task_id"] for entry in entries] == [f"t{n}" for n in range(21)]

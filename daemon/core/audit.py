@@ -7,6 +7,11 @@ content hash, result, approval_status, duration_ms, error), plus `event`, `task_
 On every entry with an outcome, `result.status` is the seed's `success` or `error`, so
 `jq 'select(.result.status == "error")'` finds every failure, outcome unknown and rejection;
 vaultd's finer state is `result.outcome` (`done`, `failed`, `outcome_unknown`, `rejected` …).
+
+Each line is handed to the kernel whole, in one append, before `write` returns: a kill -9
+right after cannot lose it (a power cut can: the log is not fsynced, the ledger is what
+must survive one). The day's file stays open between lines; it is opened again when the
+day changes or when the file at that name is no longer the one held open (deleted, moved).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 import os
 import re
 import threading
+import weakref
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -119,6 +125,14 @@ class AuditLog:
         self.folder = folder
         self.redact = redact or Redactor()
         self._lock = threading.Lock()
+        self._day = _DayFile()
+        # An AuditLog nobody closes still gives its file back when it is dropped.
+        self._finalizer = weakref.finalize(self, self._day.close)
+
+    def close(self) -> None:
+        """Close the day's file; the next `write` opens it again."""
+        with self._lock:
+            self._day.close()
 
     def write(
         self,
@@ -153,10 +167,51 @@ class AuditLog:
         line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
         path = self.folder / f"{entry['timestamp'][:10]}.json"
         with self._lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(line)
+            self._day.append(path, line.encode("utf-8"))
         return entry
+
+
+class _DayFile:
+    """The day's log held open for appends: one `write` per line, O_APPEND, so lines from
+    other vaultd processes appending to the same file never interleave inside a line.
+    """
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.fd: int | None = None
+        self.identity: tuple[int, int] = (0, 0)
+
+    def append(self, path: Path, data: bytes) -> None:
+        """Given the day's path and one encoded line, append the line to the file that is
+        at that path now (created, with its folder, if missing). Raise OSError as `open`
+        and `write` do.
+        """
+        fd = self.fd
+        if fd is None or path != self.path or not self._still_there(path):
+            fd = self._open(path)
+        view = memoryview(data)
+        while view:  # a regular file takes the whole line at once; a full disk raises
+            view = view[os.write(fd, view) :]
+
+    def _still_there(self, path: Path) -> bool:
+        try:
+            info = path.stat()
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self.identity
+
+    def _open(self, path: Path) -> int:
+        self.close()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        info = os.fstat(fd)
+        self.path, self.fd, self.identity = path, fd, (info.st_dev, info.st_ino)
+        return fd
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+        self.path, self.fd = None, None
 
 
 def read_entries(folder: Path, since: date | None = None) -> Iterator[dict[str, Any]]:

@@ -293,8 +293,9 @@ def render(note: Note, stamps: dict[str, Any], block: str | None = None) -> str:
 
 
 def _loads_as(frontmatter: str, wanted: dict[str, Any]) -> bool:
+    # Compared in place, never handed out: the cached value needs no copy here.
     try:
-        return _load(frontmatter) == wanted
+        return _load_cached(frontmatter) == wanted
     except NoteError:
         return False
 

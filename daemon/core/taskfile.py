@@ -46,11 +46,15 @@ def read_task_file(path: Path) -> Loaded:
     and result (a task of exactly MAX_NOTE_BYTES must not be refused after its approval).
     """
     limit = MAX_NOTE_BYTES if path.parent.name == NEEDS_ACTION else STAMPED_NOTE_BYTES
-    if path.is_symlink():
+    try:
+        info = path.lstat()  # one look, for the link test and the signature
+    except (FileNotFoundError, NotADirectoryError):  # gone: the open below says so
+        info = None
+    if info is not None and stat.S_ISLNK(info.st_mode):
         raise Unreadable("is a symbolic link; vaultd never follows links")
     if path.suffix.lower() != ".md":
         raise Unreadable("is not a Markdown (.md) file")
-    signature = Signature.of(path)
+    signature = Signature.from_stat(info) if info is not None else None
     if signature and signature.size > limit:
         raise Unreadable(
             f"is {signature.size:,} bytes; task files may be at most {limit:,} "
