@@ -331,3 +331,47 @@ def test_a_ledger_from_the_previous_version_is_migrated_and_its_tasks_still_coun
         assert reopened.ledger.integrity_ok()
     finally:
         reopened.close()
+
+
+def test_the_budget_counts_from_sql_are_those_of_every_row_read_one_by_one(
+    app: App, vault_root: Path, odoo: KnownToOdoo, social: dict[str, StandInService]
+):
+    """The counts SQLite groups (posts by platform list, money over rows with an amount) are
+    what reading every auto-approved task one by one gives, as vaultd did before."""
+    import json
+    from collections import Counter, defaultdict
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from daemon.core import ledger_counts
+
+    post(app, vault_root, "one.md", "One", ["facebook"])
+    post(app, vault_root, "two.md", "Two", ["facebook", "twitter"])
+    post(app, vault_root, "three.md", "Three", ["twitter", "facebook"])
+    for day in (1, 2):
+        pay(app, vault_root, day, amount="12.34")
+    pay(app, vault_root, 3, invoice="INV/2026/0007", amount="0.66")
+    since = app.pipeline.clock() - timedelta(hours=24)
+
+    counted = ledger_counts.auto_approved_since(app.ledger, since)
+
+    money: defaultdict[str, Decimal] = defaultdict(Decimal)
+    by_payee: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    posts: Counter[str] = Counter()
+    rows = app.ledger.rows(
+        "SELECT t.amount, t.currency, k.payees, k.platforms, t.state FROM tasks t"
+        " LEFT JOIN payload_keys k ON k.payload_hash = t.payload_hash"
+        " WHERE t.approval = 'auto_approved'"
+    )
+    assert len(rows) == 6
+    for row in rows:
+        assert row["state"] == ledger.DONE
+        posts.update(json.loads(row["platforms"]))
+        if row["amount"] is not None:
+            money[row["currency"]] += Decimal(row["amount"])
+            for key in json.loads(row["payees"]):
+                by_payee[(row["currency"], key)] += Decimal(row["amount"])
+    assert counted.posts == dict(posts) == {"facebook": 3, "twitter": 2}
+    assert counted.money == dict(money) == {"USD": Decimal("25.34")}
+    assert counted.by_payee == dict(by_payee)
+    assert by_payee

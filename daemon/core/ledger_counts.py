@@ -140,18 +140,25 @@ def auto_approved_since(book: Ledger, since: datetime) -> AutoApproved:
     posts by platform, over the tasks in the `_COUNTED` states.
     """
     migrate(book)
-    rows = book.rows(
-        "SELECT t.amount, t.currency, k.payees, k.platforms FROM tasks t"  # noqa: S608
-        " LEFT JOIN payload_keys k ON k.payload_hash = t.payload_hash"
+    counted = (
+        " FROM tasks t LEFT JOIN payload_keys k ON k.payload_hash = t.payload_hash"
         " WHERE t.approval = 'auto_approved' AND t.decided_at >= ?"
-        f" AND t.state IN ({','.join('?' * len(_COUNTED))})",
-        [_timestamp(since), *_COUNTED],
+        f" AND t.state IN ({','.join('?' * len(_COUNTED))})"
     )
+    args = [_timestamp(since), *_COUNTED]
+    # Posts are counted by SQLite, one row per distinct platform list: a burst of posts
+    # costs one short answer per decision, not every earlier post decoded again.
+    posts: Counter[str] = Counter()
+    for row in book.rows(f"SELECT k.platforms, COUNT(*) AS n{counted} GROUP BY k.platforms", args):
+        for platform in _list(row["platforms"]):
+            posts[platform] += row["n"]
+    # Money is summed here, exactly (Decimal), over the tasks that carry an amount.
     money: defaultdict[str, Decimal] = defaultdict(Decimal)
     by_payee: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    posts: Counter[str] = Counter()
+    rows = book.rows(
+        f"SELECT t.amount, t.currency, k.payees{counted} AND t.amount IS NOT NULL", args
+    )
     for row in rows:
-        posts.update(_list(row["platforms"]))
         amount, currency = _decimal(row["amount"]), row["currency"]
         if amount is None or not currency:
             continue

@@ -26,3 +26,4 @@ class App:
 
     def close(self) -> None:
         self.ledger.close()
+        self.audit.close()
