@@ -93,10 +93,16 @@ def build_notes_vault(root: Path, notes: int) -> Path:
 
 
 def reset_pipeline(vault: Path) -> None:
-    """Empty the pipeline folders, Logs/ and Briefings/, leaving the notes alone."""
+    """Empty the pipeline folders, Logs/ and Briefings/, leaving the notes alone.
+
+    The executor lease goes too: each run starts a daemon with a fresh state directory, a
+    new machine to vaultd, which would otherwise find the previous run's lease still fresh
+    and (rightly) execute nothing until a person runs `vaultd run --take-over`.
+    """
     for name in ALL_FOLDERS:
         shutil.rmtree(vault / name, ignore_errors=True)
     (vault / "Dashboard.md").unlink(missing_ok=True)
+    (vault / ".vaultd" / "executor.json").unlink(missing_ok=True)
     Vault(vault).ensure_folders()
 
 
