@@ -254,11 +254,17 @@ RAM = Path("/dev/shm")
 _RAM_BASETEMP = pytest.StashKey[Path]()
 
 
+def ram_dir() -> Path | None:
+    """Return the machine's tmpfs if this user may write there, else None."""
+    return RAM if RAM.is_dir() and os.access(RAM, os.W_OK) else None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    if config.option.basetemp or not (RAM.is_dir() and os.access(RAM, os.W_OK)):
+    ram = ram_dir()
+    if config.option.basetemp or ram is None:
         return  # given (xdist gives each worker a folder inside the controller's), or no RAM
-    config.option.basetemp = tempfile.mkdtemp(prefix="vaultd-tests-", dir=RAM)
+    config.option.basetemp = tempfile.mkdtemp(prefix="vaultd-tests-", dir=ram)
     config.stash[_RAM_BASETEMP] = Path(config.option.basetemp)
 
 

@@ -48,7 +48,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Clock, move, outbox
+from conftest import Clock, move, outbox, ram_dir
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -73,7 +73,7 @@ FOLDERS = (NEEDS_ACTION, PENDING, APPROVED, REJECTED, DONE, FAILED)
 NIGHTLY = os.environ.get("VAULTD_NIGHTLY") == "1"
 # Real files on a RAM disk where there is one: the same system calls, but fsync (which vaultd
 # does on every write) costs nothing, so many more sequences fit in the time.
-RAM_DIR = "/dev/shm" if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) else None
+RAM_DIR = ram_dir()
 
 
 # -- the network edge ---------------------------------------------------------------------
