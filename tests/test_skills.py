@@ -110,6 +110,32 @@ def test_an_invalid_skill_is_reported_with_its_folder_and_skipped(
     assert problem in registry.problems[0].message
 
 
+def test_every_builtin_skills_schema_is_valid_as_the_start_up_assumes():
+    # load_skill does not check the built-in schemas against the metaschema on each start
+    # (it costs jsonschema's import); this test is where they are checked.
+    from jsonschema import Draft202012Validator
+
+    builtins = [s for s in load_registry(SkillsConfig(dirs=[])).listed() if s.builtin]
+    assert {skill.key for skill in builtins} == BUILTIN
+    for skill in builtins:
+        Draft202012Validator.check_schema(skill.manifest.parameters)
+        assert skill.manifest.parameters["type"] == "object"
+
+
+def test_a_skill_outside_the_builtin_folder_has_its_schema_checked_whatever_its_name(
+    tmp_path: Path,
+):
+    make_skill(
+        tmp_path / "a",
+        "my-poster",
+        "def run(inputs, tools):\n    return 1\n",
+        parameters={"type": "object", "properties": {"x": {"type": 5}}},
+    )
+    registry = load_registry(SkillsConfig(dirs=[tmp_path / "a"]))
+    assert "my-poster" not in registry.skills
+    assert "not a valid JSON Schema" in registry.problems[0].message
+
+
 def test_skill_folders_inside_the_vault_are_refused(vault_root: Path):
     make_skill(vault_root / "skills", "synced", "def run(inputs, tools):\n    return 1\n")
     registry = load_registry(SkillsConfig(dirs=[vault_root / "skills"]), vault=vault_root)

@@ -10,7 +10,7 @@ from typing import Any
 from daemon.core.errors import VaultdError
 from daemon.core.schedule_config import Schedule
 from daemon.core.weeks import IsoWeek
-from daemon.reports.briefing import last_completed_week, write_briefing
+from daemon.reports import briefing as reports
 from daemon.reports.briefing.week import week_ends_at
 from daemon.service.app import open_app
 
@@ -47,9 +47,9 @@ def cmd_briefing(args: argparse.Namespace) -> int:
     app = open_app(args.vault, config_path=args.config, state_dir=args.state_dir)
     try:
         now = clock()
-        week = args.week or last_completed_week(now, app.config.schedule.zone())
+        week = args.week or reports.last_completed_week(now, app.config.schedule.zone())
         partial = not week_is_over(app.config.schedule, week, now, partial=args.partial)
-        print(write_briefing(app, week, now=now, partial=partial))
+        print(reports.write_briefing(app, week, now=now, partial=partial))
         return 0
     finally:
         app.close()

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from daemon import __version__
 from daemon.agents.skills.runs import Runs
@@ -27,8 +27,9 @@ from daemon.core.errors import VaultdError
 from daemon.core.lease import ExecutorLease
 from daemon.core.settings import load_settings
 from daemon.core.vault import ALL_FOLDERS, LOGS, Vault
+from daemon.core.weeks import IsoWeek
 from daemon.lifecycle.approval import resource_dir
-from daemon.reports.briefing import write_briefing
+from daemon.reports import briefing as reports_briefing
 from daemon.reports.dashboard import Dashboard
 from daemon.service.app import App, open_app
 from daemon.service.retention import apply_retention
@@ -218,7 +219,7 @@ def _run(
             count = once.run_once()
             # A daemon run from cron still writes a briefing whose time has passed.
             if lease.holds():
-                Clockwork(app, write_briefing=write_briefing).settle()
+                Clockwork(app, write_briefing=_write_briefing).settle()
             log.info("processed %d file(s)", count)
             return 0
         # The skill run service open_app plugged into the pipeline (a Runs), if any.
@@ -237,7 +238,7 @@ def _run(
         )
         clockwork = Clockwork(
             app,
-            write_briefing=write_briefing,
+            write_briefing=_write_briefing,
             on_expire=runner.request_expiry,
             on_dashboard=dashboard.changed,
             apply_retention=_retain_logs,
@@ -269,6 +270,11 @@ def _run(
     finally:
         dashboard.close()
         app.close()
+
+
+def _write_briefing(app: App, week: IsoWeek, **options: Any) -> Path:
+    """The scheduler's briefing writer, imported when a briefing is due, not at start-up."""
+    return reports_briefing.write_briefing(app, week, **options)
 
 
 def _retain_logs(app: App, today: date) -> None:

@@ -1,4 +1,4 @@
-"""vaultd's sense of time (design §5): APScheduler 3 with a SQLite job store outside the vault.
+"""vaultd's sense of time (design §5): APScheduler 3, its jobs in SQLite outside the vault.
 
     weekly_briefing   cron, default Sunday 22:00 in the configured time zone, coalesced,
                       misfire grace 12 h: the Monday Morning CEO Briefing
@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -35,6 +34,7 @@ from daemon.core.schedule_config import DAYS, Schedule
 from daemon.core.timestamps import iso, parse_time
 from daemon.reports.briefing.week import week_of_briefing
 from daemon.service.app import App
+from daemon.service.jobstore import SqliteJobStore
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Clockwork:
     def start(self) -> None:
         """Add (or replace) the jobs in the job store, start them, and catch up."""
         tz = self.schedule.zone()
-        store = SQLAlchemyJobStore(url=f"sqlite:///{self.app.state_dir / JOBS_FILE}")
+        store = SqliteJobStore(self.app.state_dir / JOBS_FILE)
         self.scheduler = BackgroundScheduler(
             jobstores={"default": store},
             timezone=tz,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -67,9 +66,11 @@ ACTIONS = 1000 if nightly() else 30
 # Seeds that found bugs stay in the suite, beside one new random seed a run, printed at the
 # end of the run (see `pytest_terminal_summary` in tests/conftest.py) and in every failure.
 FIXED_SEEDS = (2215385157, 20261201)
-# The daemon takes about half a second to start: some kills land during start-up and
-# reconciliation, most while it works through the queue.
-DELAYS = (0.3, 1.0)
+# The daemon takes about half a second to start (0.6 s on a 2-core EPYC): some kills land
+# during start-up and reconciliation, most while it works through the queue.
+DELAYS = (0.15, 0.8)
+# ... or sooner, once it has finished between 1 and 4 more files.
+FINISHES = (1, 4)
 MAX_STARTS = 400
 DEADLINE_SECONDS = 600 if nightly() else 240
 # The slow-Odoo run: how many invoices (under the daily auto-approval budget per payee), and
@@ -84,6 +85,22 @@ SLOW_DELAYS = (2.5, 6.0)
 
 def drained(vault: Path) -> bool:
     return not any(files_in(vault, f) for f in ("Needs_Action", "Pending_Approval", "Approved"))
+
+
+def finished_files(vault: Path) -> int:
+    return len(files_in(vault, "Done")) + len(files_in(vault, "Failed"))
+
+
+def wait_to_kill(daemon: Daemon, vault: Path, delay: float, most: int) -> None:
+    """Return after `delay` seconds, once the daemon has finished `most` more files, or
+    when it ended (killed by a test's `on_start`), whichever comes first. The count keeps
+    the kills many however fast the daemon is: the delay alone let a faster start-up drain
+    the queue in three kills."""
+    deadline, before = time.monotonic() + delay, finished_files(vault)
+    while time.monotonic() < deadline and daemon.process.poll() is None:
+        if finished_files(vault) - before >= most:
+            return
+        time.sleep(0.02)
 
 
 def kill_seeds() -> list[str]:
@@ -115,11 +132,13 @@ def kill_until_drained(
     rng: random.Random,
     seed: int,
     delays: tuple[float, float] = DELAYS,
+    finishes: tuple[int, int] = FINISHES,
     on_start: Callable[[Daemon], None] | None = None,
 ) -> Killed:
     """Drop the tasks, then start `vaultd run --live` and SIGKILL it after a random delay,
     again and again, until nothing is left in Needs_Action/, Pending_Approval/ or
-    Approved/ (SQLite's integrity check passing after every kill); then start it twice with
+    Approved/ (SQLite's integrity check passing after every kill), or sooner once it has
+    finished a random number of files (`finishes`); then start it twice with
     `--once`, the second changing nothing. `on_start` is told of each daemon started (a
     test may kill it itself: it then counts as killed). Return what the services saw."""
     before = write_calls(standins)  # the seeded invoice
@@ -135,8 +154,7 @@ def kill_until_drained(
         daemon = Daemon(vault, state, *live)
         if on_start is not None:
             on_start(daemon)
-        with suppress(subprocess.TimeoutExpired):  # a kill by `on_start`'s test ends it early
-            daemon.process.wait(timeout=rng.uniform(*delays) + patience)
+        wait_to_kill(daemon, vault, rng.uniform(*delays) + patience, rng.randint(*finishes))
         exited = daemon.process.poll()
         daemon.kill()
         killed = None if on_start is None else -signal.SIGKILL
@@ -146,7 +164,7 @@ def kill_until_drained(
             assert integrity(state) == "ok", f"seed {seed}: after kill {kills}"
         # On a slow (busy) machine a start can take longer than the delay: wait longer
         # each time nothing finished, so that the queue always drains.
-        now_finished = len(files_in(vault, "Done")) + len(files_in(vault, "Failed"))
+        now_finished = finished_files(vault)
         patience = 0.0 if now_finished > finished else patience + 0.5
         finished = now_finished
     print(f"{kills} kills, {time.monotonic() - started:.1f}s")
@@ -285,6 +303,7 @@ def test_random_kill_9_with_a_slow_odoo_posts_every_invoice_once(
             rng=rng,
             seed=seed,
             delays=SLOW_DELAYS,
+            finishes=(SLOW_INVOICES + 1, SLOW_INVOICES + 1),  # by the delay alone
             on_start=running.append,
         )
         invoices = {

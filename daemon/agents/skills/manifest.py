@@ -18,11 +18,12 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Literal
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from daemon.core.models import Platform
+
+# The validation context key that marks a manifest shipped with vaultd (registry.load_skill).
+BUILTIN = "builtin"
 
 # Tools a skill may name, and whether each changes the world (and so becomes a task file).
 TOOLS: dict[str, bool] = {
@@ -72,10 +73,15 @@ class SkillManifest(BaseModel):
 
     @field_validator("parameters")
     @classmethod
-    def _a_json_schema_of_an_object(cls, schema: dict[str, Any]) -> dict[str, Any]:
-        problem = _schema_problem(json.dumps(schema, sort_keys=True))
-        if problem is not None:
-            raise ValueError(f"not a valid JSON Schema: {problem}")
+    def _a_json_schema_of_an_object(
+        cls, schema: dict[str, Any], info: ValidationInfo
+    ) -> dict[str, Any]:
+        # The built-in skills ship with vaultd and tests/test_skills.py checks their schemas
+        # against the metaschema; checking them again on every start cost jsonschema's import.
+        if not (info.context or {}).get(BUILTIN):
+            problem = _schema_problem(json.dumps(schema, sort_keys=True))
+            if problem is not None:
+                raise ValueError(f"not a valid JSON Schema: {problem}")
         if schema.get("type") != "object":
             raise ValueError('must be an object schema ("type": "object")')
         return schema
@@ -85,6 +91,8 @@ class SkillManifest(BaseModel):
 
     def input_errors(self, inputs: Any) -> list[tuple[str, str]]:
         """Return every (field path, message) by which inputs break the parameters schema."""
+        from jsonschema import Draft202012Validator  # noqa: PLC0415 (a tenth of a second)
+
         validator = Draft202012Validator(self.parameters)
         return [
             ("/".join(str(part) for part in error.absolute_path) or "(inputs)", error.message)
@@ -97,6 +105,9 @@ def _schema_problem(schema_json: str) -> str | None:
     """Given a JSON Schema as canonical JSON, return why it is not a valid draft 2020-12
     schema, or None. Checked once per distinct schema: every open of a vault loads the same
     builtin skills, and checking a schema against the metaschema costs about 10 ms."""
+    from jsonschema import Draft202012Validator  # noqa: PLC0415 (a tenth of a second)
+    from jsonschema.exceptions import SchemaError  # noqa: PLC0415
+
     try:
         Draft202012Validator.check_schema(json.loads(schema_json))
     except SchemaError as error:

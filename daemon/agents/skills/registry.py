@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from daemon.agents.skills.manifest import SkillManifest
+from daemon.agents.skills.manifest import BUILTIN, SkillManifest
 from daemon.core.config import SkillsConfig
 from daemon.core.vault import inside
 
@@ -120,7 +120,7 @@ def load_skill(folder: Path, *, builtin: bool = False) -> Skill:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SkillInvalid(f"skill.json is not valid JSON: {error}") from None
     try:
-        manifest = SkillManifest.model_validate(data)
+        manifest = SkillManifest.model_validate(data, context={BUILTIN: builtin})
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in item['loc']) or 'skill.json'}: {item['msg']}"

@@ -9,7 +9,7 @@ from daemon.agents.skills.registry import Registry, load_registry
 from daemon.agents.skills.tasks import SkillRuns
 from daemon.core.schedule_config import zone
 from daemon.core.weeks import IsoWeek
-from daemon.reports.briefing import last_completed_week, write_briefing
+from daemon.reports import briefing
 from daemon.reports.status import build_snapshot
 
 if TYPE_CHECKING:
@@ -23,10 +23,11 @@ def open_runs(app: App, registry: Registry | None = None) -> SkillRuns:
     def generate_briefing(args: dict[str, Any]) -> dict[str, Any]:
         week = args.get("week")
         if week is None:
-            chosen = last_completed_week(datetime.now(UTC), zone(app.config.schedule.timezone))
+            now, tz = datetime.now(UTC), zone(app.config.schedule.timezone)
+            chosen = briefing.last_completed_week(now, tz)
         else:
             chosen = IsoWeek.parse(str(week))
-        path = write_briefing(app, chosen)
+        path = briefing.write_briefing(app, chosen)
         return {"week": str(chosen), "path": app.vault.relative(path)}
 
     def vault_status(_args: dict[str, Any]) -> dict[str, Any]:
