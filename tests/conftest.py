@@ -27,6 +27,11 @@ from daemon.core.vault import Vault
 from daemon.lifecycle.lookups import LookupSchedule
 from daemon.service.app import App, open_app
 
+# Where PYTHONDONTWRITEBYTECODE is set (as here and on CI), pytest rewrote the asserts of all
+# 90 test modules again on every run, in every worker: 8 s of collection. Its cache of them
+# (and Python's own bytecode) goes to the ignored __pycache__ folders, as on any machine.
+sys.dont_write_bytecode = False
+
 VAULTD = [sys.executable, "-m", "daemon"]
 
 

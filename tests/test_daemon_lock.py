@@ -97,7 +97,7 @@ def test_the_lock_of_a_daemon_killed_with_sigkill_is_gone_with_it(
     assert again.returncode == 0, again.stderr
 
 
-ROUNDS = 20 if os.environ.get("VAULTD_NIGHTLY") == "1" else 5
+ROUNDS = 20 if os.environ.get("VAULTD_NIGHTLY") == "1" else 3
 POST = "---\ntype: social_post\nplatforms: [facebook]\ntext: Round {n}\n---\nBody {n}.\n"
 
 

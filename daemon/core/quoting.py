@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 NEWLINE = "⏎"
 _ESCAPE_OPEN = "⟨"
@@ -47,6 +48,7 @@ _IGNORABLE = (
 )  # fmt: skip
 
 
+@lru_cache(maxsize=4096)
 def _hidden(char: str) -> bool:
     point = ord(char)
     return (
@@ -57,6 +59,16 @@ def _hidden(char: str) -> bool:
     )
 
 
+# The characters _hidden finds that str.isprintable() lets through: the fillers, vaultd's
+# own escapes and the ignorable ranges (some of them are letters, marks or symbols).
+_HIDDEN_PRINTABLE = re.compile(
+    "["
+    + re.escape("".join(sorted(_FILLERS)) + _ESCAPE_OPEN + NEWLINE)
+    + "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}" for low, high in _IGNORABLE)
+    + "]"
+)
+
+
 def visible(value: str, *, keep_newlines: bool = False) -> str:
     """Given a value, return it with every character a reader could not see escaped.
 
@@ -64,6 +76,10 @@ def visible(value: str, *, keep_newlines: bool = False) -> str:
     `keep_newlines` (the value is shown in a code block); every other hidden character,
     and `⟨` and `⏎` themselves, becomes `⟨U+XXXX⟩`.
     """
+    # Most values hide nothing: a printable text (no Cc, Cf, Cs, Co, Cn, Zl or Zp, and no
+    # newline) needs only the few characters isprintable() allows checked, not each one.
+    if value.isprintable() and not _HIDDEN_PRINTABLE.search(value):
+        return value
     shown = []
     for char in value:
         if char == "\n":

@@ -49,7 +49,7 @@ from daemon.core.vault import Vault
 
 pytestmark = pytest.mark.e2e
 
-ROUNDS = 20 if nightly() else 3
+ROUNDS = 20 if nightly() else 2
 LIVE_ROUNDS = 5 if nightly() else 1
 STANDBY = "not the executor: machine "
 LOST = "took the executor lease: this daemon stops executing now"
