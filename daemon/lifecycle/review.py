@@ -14,7 +14,7 @@ from daemon.core.models import Action
 from daemon.core.outcome import Outcome
 from daemon.core.policy import decide
 from daemon.core.taskfile import Loaded, Unreadable, read_task_file, validate_note
-from daemon.core.vault import REJECTED
+from daemon.core.vault import APPROVED, REJECTED
 from daemon.lifecycle.approval_check import has_expired
 from daemon.lifecycle.context import Context
 from daemon.lifecycle.request import (
@@ -48,6 +48,8 @@ def review(context: Context, path: Path) -> Outcome:
         return _finish_rejection(context, loaded, task)
     if task is None or task.state not in (ledger.PENDING, ledger.APPROVED):
         return adopt(context, loaded, task, "was placed in Pending_Approval/ by hand")
+    if task.state == ledger.APPROVED and context.ledger.steps(task.id):
+        return _keep_approved(context, loaded, task)
     if has_expired(task, context.clock()):
         return expire(context, loaded, task)
     try:
@@ -61,6 +63,20 @@ def review(context: Context, path: Path) -> Outcome:
         return Outcome("unchanged", loaded.path)
     decision = decide(action, context.policy, facts(context, action))
     return request_approval(context, loaded, task.id, action, decision, expires=task.expires_at)
+
+
+def _keep_approved(context: Context, loaded: Loaded, task: Task) -> Outcome:
+    """Send back to Approved/ an approved note whose execution began and that was moved
+    back here: its calls may have gone out and cannot be taken back, so it is settled in
+    Approved/ as ever (a lookup, or its end), never expired as if no one had decided."""
+    path = context.vault.move(loaded.path, APPROVED)
+    context.ledger.put_task(task.id, file=context.vault.relative(path))
+    reason = (
+        "moved back to Pending_Approval/ after its execution had begun; a call that went "
+        "out cannot be taken back, so it stays approved and is finished in Approved/"
+    )
+    log(context, "approval_kept", task.type, task.id, path, error=reason)
+    return Outcome("approval_kept", path)
 
 
 def _restore_request(context: Context, loaded: Loaded, task: Task, action: Action) -> Outcome:

@@ -32,6 +32,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from daemon.core.vault import ACTIVE_FOLDERS, Signature, Vault, is_ignored
+from daemon.service import inotify_moves
 
 if TYPE_CHECKING:
     from watchdog.observers.inotify import InotifyObserver
@@ -291,6 +292,7 @@ class Watcher:
             return PollingObserver(timeout=1)
         if self.closes:
             inotify = cast("type[InotifyObserver]", Observer)
+            inotify_moves.install()  # a rename is handed on when paired, not 0.5 s later
             # Full events: a rename in from outside the vault is a rename too, not a creation.
             return inotify(generate_full_events=True)
         return Observer()
