@@ -93,6 +93,7 @@ def test_parse_since_understands_dates_today_and_days():
         ("rejected_invalid", {}, "error", "invalid"),
         ("reconciled", {"lookup": "found"}, "success", "found"),
         ("reconciled", {"lookup": "undetermined"}, "error", "outcome_unknown"),
+        ("reconciled", {"lookup": "unfinished"}, "success", "unfinished"),
         ("run_cancelled", {}, "error", "cancelled"),
     ],
 )

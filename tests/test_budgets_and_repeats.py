@@ -20,6 +20,7 @@ from conftest import Clock, StandInService, files_in, move, note, parsed
 
 from daemon.connectors.base import Undetermined
 from daemon.core import ledger
+from daemon.core.ledger_counts import Repeat, repeat_of
 from daemon.core.models import Action, parse_action
 from daemon.core.policy import Facts
 from daemon.service.app import LEDGER_FILE, App, open_app
@@ -172,6 +173,30 @@ def test_budgets_survive_a_restart(
 
 
 # -- repeats ----------------------------------------------------------------------------
+
+
+def test_a_task_whose_call_left_an_unfinished_draft_counts_as_having_run(app: App):
+    """A draft invoice the call began (not posted) is a call made: the same invoice dropped
+    again is a repeat, not a new invoice approved by policy beside the draft."""
+    action = parse_action(
+        {
+            "type": "odoo_invoice",
+            "partner": "Acme Corp",
+            "lines": [{"product": "Consulting", "quantity": 1, "price_unit": 50}],
+        }
+    )
+    book = app.ledger
+    book.put_task(
+        "20261201-aaaaaa",
+        file="Approved/inv.md",
+        state=ledger.APPROVED,
+        payload_hash=action.payload_hash(),
+    )
+    run = book.start_run("20261201-aaaaaa", action.payload_hash(), dry_run=False)
+    step = book.record_intent(run, "20261201-aaaaaa", "odoo", "vaultd:20261201-aaaaaa:odoo", {})
+    book.finish_step(step, ledger.UNFINISHED, error="draft invoice 7, not posted")
+
+    assert repeat_of(book, action) == Repeat("20261201-aaaaaa", unsure=True)
 
 
 def assert_a_repeat_of_the_first(app: App, root: Path, first: str, second: str) -> None:

@@ -98,6 +98,8 @@ LOOKUP_OUTCOMES = {
     "found": ("success", "found"),
     "absent": ("success", "absent"),
     "undetermined": ("error", "outcome_unknown"),
+    # A draft the call began (not posted): settled, the next call of the target finishes it.
+    "unfinished": ("success", "unfinished"),
 }
 
 

@@ -31,6 +31,7 @@ from daemon.core.ledger_states import (
     REJECTED,
     RUNNING,
     SUCCEEDED,
+    UNFINISHED,
     UNKNOWN,
 )
 from daemon.core.ledger_tasks import Task, TaskTable
@@ -50,6 +51,7 @@ __all__ = [
     "REJECTED",
     "RUNNING",
     "SUCCEEDED",
+    "UNFINISHED",
     "UNKNOWN",
     "Ledger",
     "Step",

@@ -53,7 +53,7 @@ WINDOW = timedelta(hours=24)
 # can send it there again by moving its note): it counts as executed for the repeat rule.
 _RAN = (ledger.EXECUTED, ledger.DONE, ledger.EXECUTING, ledger.UNKNOWN)
 # A step in one of these states made its call, or may have: the same, whatever the task's state.
-_CALLED = (ledger.INTENT, ledger.SUCCEEDED, ledger.UNKNOWN)
+_CALLED = (ledger.INTENT, ledger.SUCCEEDED, ledger.UNKNOWN, ledger.UNFINISHED)
 # An auto-approved task in one of these states counts towards the budgets: everything but
 # rejected (withdrawn, expired) and a request sent back to a person (no longer auto-approved).
 # Failed counts: a person moving it back to Approved/ runs it without a new decision.

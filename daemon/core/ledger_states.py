@@ -14,3 +14,7 @@ REJECTED = "rejected"
 # being done, so it is safe to make again later.
 QUEUED, RUNNING, SUCCEEDED = "queued", "running", "succeeded"
 INTENT, ABSENT, DEFERRED = "intent", "absent", "deferred"
+# The call began a remote object and stopped before it was finished (an Odoo draft invoice,
+# not posted). Settled, not in doubt: the next call of the target finishes that object (the
+# connector finds it by its marker) and makes no other. A call was made all the same.
+UNFINISHED = "unfinished"

@@ -52,10 +52,7 @@ from daemon.lifecycle.lookups import (
     stop_looking,
 )
 
-# A step state beside ledger.py's: the call began a remote object and stopped before it was
-# finished (an Odoo draft invoice, not posted). Settled, not in doubt: the next call of the
-# target finishes that object (the connector finds it by its marker) and makes no other.
-UNFINISHED = "unfinished"
+UNFINISHED = ledger.UNFINISHED  # a step that began a remote object (ledger_states)
 # How many calls one run makes to one target at most: the call and, when its answer was
 # lost and a lookup shows it unfinished, the call that finishes it.
 MAX_CALLS = 2
