@@ -30,7 +30,7 @@ After every step the model checks the promises of design §3:
   refused into Rejected/ …), and the runner logged no unexpected error.
 
 Each hypothesis example gets its own temporary vault (tmp_path is shared by all examples).
-CI runs 30 examples of 30 steps; VAULTD_NIGHTLY=1 runs many more and longer sequences.
+CI runs 20 examples of 30 steps; VAULTD_NIGHTLY=1 runs many more and longer sequences.
 """
 
 from __future__ import annotations
@@ -723,7 +723,7 @@ class VaultModel(RuleBasedStateMachine):
 
 
 MODEL_SETTINGS = settings(
-    max_examples=3000 if NIGHTLY else 30,
+    max_examples=3000 if NIGHTLY else 20,
     stateful_step_count=60 if NIGHTLY else 30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
