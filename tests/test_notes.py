@@ -4,6 +4,8 @@ import pytest
 
 from daemon.core import notes
 from daemon.core.errors import NoteError
+from daemon.core.models import SocialPost
+from daemon.core.taskfile import validate_note
 
 USER = "# written by the agent\ntype: social_post\nplatforms:\n- facebook\ntext: 'hi: there'\n"
 BODY = "First line.\n\n  indented, trailing spaces   \n\n\n"
@@ -140,3 +142,34 @@ def test_deep_flow_nesting_is_refused_by_vaultd_before_the_yaml_library_reads_it
 def test_brackets_in_quotes_comments_or_side_by_side_are_not_nesting(text: str):
     assert not notes.flow_depth_exceeds(text, notes.MAX_DEPTH)
     notes._refuse_structure(text)  # and the full check accepts it
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("104954_12345", "104954_12345"),  # a Facebook object id; YAML 1.1: 10495412345
+        ("0123", "0123"),  # YAML 1.1: octal 83
+        ("0x1F", "0x1F"),  # 31
+        ("1:30", "1:30"),  # sexagesimal 90
+        ("1_000", "1_000"),  # 1000
+        ("42", 42),
+        ("-7", -7),
+        ("+5", 5),
+        ("12345678901234567890", 12345678901234567890),
+    ],
+)
+def test_an_unquoted_number_is_a_number_only_as_written_in_plain_decimal(
+    written: str, read: object
+):
+    note = notes.parse(f"---\ntype: social_post\nin_reply_to: {written}\n---\nbody\n")
+    assert note.meta["in_reply_to"] == read
+
+
+def test_a_reply_to_an_unquoted_facebook_id_goes_to_that_id():
+    text = (
+        "---\ntype: social_post\nplatforms: [facebook]\nkind: reply\n"
+        "in_reply_to: 104954_12345\ntext: Thanks!\n---\n"
+    )
+    action = validate_note(notes.parse(text))
+    assert isinstance(action, SocialPost)
+    assert action.in_reply_to == "104954_12345"

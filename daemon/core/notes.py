@@ -146,6 +146,14 @@ class _StrictLoader(_BaseLoader):
             line = node.start_mark.line + 2  # counted from the opening --- line
             raise NoteError(f"invalid value at line {line}: {error}") from None
 
+    def construct_yaml_int(self, node: Any) -> Any:
+        """An integer as written in plain decimal; anything else YAML 1.1 reads as one
+        (`104954_12345`, `0123`, `0x1F`, `1:30`) stays the text the person wrote: read as a
+        number, a Facebook id `104954_12345` became 10495412345, another object's id."""
+        number = super().construct_yaml_int(node)
+        text = str(node.value)
+        return number if text.lstrip("+") == str(number) else text
+
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
         for key_node, _ in node.value:
@@ -159,6 +167,9 @@ class _StrictLoader(_BaseLoader):
                 raise NoteError(f"key {key!r} appears twice", field=str(key))
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
 class _Handler(YAMLHandler):
