@@ -378,7 +378,11 @@ def _handler(standin: GraphStandIn) -> type[BaseHTTPRequestHandler]:
             params = dict(parse_qsl(split.query))
             if method == "POST":
                 length = int(self.headers.get("Content-Length") or 0)
-                params.update(parse_qsl(self.rfile.read(length).decode("utf-8")))
+                raw = self.rfile.read(length)
+                if len(raw) < length:  # the client died mid-request: Graph never took it
+                    self.close_connection = True
+                    return
+                params.update(parse_qsl(raw.decode("utf-8")))
             answer = standin.handle(method, split.path, params)
             if standin.latency_s:  # outside the lock: the work is done, the answer is slow
                 standin.stall(standin.latency_s)

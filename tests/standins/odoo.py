@@ -507,7 +507,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         odoo = self.server.odoo
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length)
+        if len(body) < length:  # the client died mid-request: Odoo never took it
+            self.close_connection = True
+            return
         status = odoo.http_errors.pop(0) if odoo.http_errors else None
         if status is None and time.monotonic() < odoo.down_until:
             status = 503

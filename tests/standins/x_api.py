@@ -119,8 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
         return ok
 
     def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        data = json.loads(self.rfile.read(length) or b"{}")
+        data = json.loads(self._raw or b"{}")
         return data if isinstance(data, dict) else {}
 
     # -- routes -----------------------------------------------------------------------
@@ -179,6 +178,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._stall: float | None = None
         self._replies = []
+        length = int(self.headers.get("Content-Length") or 0)
+        self._raw = self.rfile.read(length)
+        if len(self._raw) < length:  # the client died mid-request: X never took it
+            self.close_connection = True
+            return
         self._post()
         self._flush()
         if self._stall is not None:  # outside the lock: reads are still answered meanwhile
