@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from standins.http_body import whole_body
+
 TOKEN = "EAAGstandInPageToken0123456789"  # noqa: S105 - a test token
 PAGE_ID = "104000000000001"
 IG_ID = "17841400000000001"
@@ -377,10 +379,8 @@ def _handler(standin: GraphStandIn) -> type[BaseHTTPRequestHandler]:
             split = urlsplit(self.path)
             params = dict(parse_qsl(split.query))
             if method == "POST":
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                if len(raw) < length:  # the client died mid-request: Graph never took it
-                    self.close_connection = True
+                raw = whole_body(self)
+                if raw is None:  # the client died mid-request: Graph never took it
                     return
                 params.update(parse_qsl(raw.decode("utf-8")))
             answer = standin.handle(method, split.path, params)

@@ -38,6 +38,7 @@ from urllib.parse import unquote, urlsplit
 if __name__ == "__main__":  # run as a script: make `standins` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from standins.http_body import whole_body
 from standins.odoo_like import LIKE_OPERATORS, LikeError, like
 
 FAULT_CODES = {
@@ -507,10 +508,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         odoo = self.server.odoo
-        length = int(self.headers.get("Content-Length", 0))
-        body = self.rfile.read(length)
-        if len(body) < length:  # the client died mid-request: Odoo never took it
-            self.close_connection = True
+        body = whole_body(self)
+        if body is None:  # the client died mid-request: Odoo never took it
             return
         status = odoo.http_errors.pop(0) if odoo.http_errors else None
         if status is None and time.monotonic() < odoo.down_until:

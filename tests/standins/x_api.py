@@ -24,8 +24,14 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+if __name__ == "__main__":  # run as a script: make `standins` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from standins.http_body import whole_body
 
 CONSUMER_KEY = "x-test-consumer-key"
 USER = {"id": "1700000000000000001", "name": "vaultd test", "username": "vaultd_test"}
@@ -178,11 +184,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._stall: float | None = None
         self._replies = []
-        length = int(self.headers.get("Content-Length") or 0)
-        self._raw = self.rfile.read(length)
-        if len(self._raw) < length:  # the client died mid-request: X never took it
-            self.close_connection = True
+        raw = whole_body(self)
+        if raw is None:  # the client died mid-request: X never took it
             return
+        self._raw = raw
         self._post()
         self._flush()
         if self._stall is not None:  # outside the lock: reads are still answered meanwhile
