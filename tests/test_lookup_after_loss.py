@@ -28,7 +28,7 @@ from daemon.core.errors import ConfigError, OutcomeUnknown
 from daemon.core.ledger import Ledger
 from daemon.core.models import Action, parse_action
 from daemon.core.policy import Facts
-from daemon.lifecycle.execution import UNFINISHED, Executor
+from daemon.lifecycle.execution import Executor
 from daemon.lifecycle.lookups import LookupSchedule
 from daemon.service.app import App
 
@@ -252,7 +252,7 @@ def test_an_unfinished_object_left_by_a_lost_answer_is_finished_in_the_same_run(
     assert outcome.state == ledger.SUCCEEDED
     assert outcome.results == {"twitter": {"id": "obj-2"}}
     assert service.calls == [MARKER, MARKER]  # the write, and the one that finished it
-    assert states(run) == [UNFINISHED, ledger.SUCCEEDED]
+    assert states(run) == [ledger.UNFINISHED, ledger.SUCCEEDED]
 
 
 def test_an_unfinished_object_found_at_start_up_is_finished_without_a_second_lookup(
@@ -270,7 +270,7 @@ def test_an_unfinished_object_found_at_start_up_is_finished_without_a_second_loo
 
     assert outcome.state == ledger.SUCCEEDED
     assert service.lookups == 1
-    assert states(run) == [UNFINISHED, ledger.SUCCEEDED]
+    assert states(run) == [ledger.UNFINISHED, ledger.SUCCEEDED]
 
 
 def test_the_schedule_outlives_a_restart(tmp_path: Path):

@@ -52,7 +52,6 @@ from daemon.lifecycle.lookups import (
     stop_looking,
 )
 
-UNFINISHED = ledger.UNFINISHED  # a step that began a remote object (ledger_states)
 # How many calls one run makes to one target at most: the call and, when its answer was
 # lost and a lookup shows it unfinished, the call that finishes it.
 MAX_CALLS = 2
@@ -302,7 +301,7 @@ class Executor:
         elif isinstance(answer, Absent):
             self.ledger.finish_step(step.id, ledger.ABSENT)
         elif isinstance(answer, Unfinished):
-            self.ledger.finish_step(step.id, UNFINISHED, error=answer.reason)
+            self.ledger.finish_step(step.id, ledger.UNFINISHED, error=answer.reason)
         else:
             self.ledger.finish_step(step.id, ledger.UNKNOWN, error=answer.reason)
         self.audit.write(
