@@ -46,3 +46,11 @@ def test_any_text_is_shown_as_defined(value: str, keep_newlines: bool):
     assert visible(value, keep_newlines=keep_newlines) == shown_char_by_char(
         value, keep_newlines=keep_newlines
     )
+
+
+def test_a_text_of_several_lines_is_shown_as_defined_in_both_modes():
+    text = "First line 🎉\nsecond line\n\nthird ⟨not an escape⟩\n"
+    for keep in (True, False):
+        assert visible(text, keep_newlines=keep) == shown_char_by_char(text, keep_newlines=keep)
+    assert visible("a\nb") == f"a{NEWLINE}b"
+    assert visible("a\nb", keep_newlines=True) == "a\nb"

@@ -76,10 +76,10 @@ def visible(value: str, *, keep_newlines: bool = False) -> str:
     `keep_newlines` (the value is shown in a code block); every other hidden character,
     and `⟨` and `⏎` themselves, becomes `⟨U+XXXX⟩`.
     """
-    # Most values hide nothing: a printable text (no Cc, Cf, Cs, Co, Cn, Zl or Zp, and no
-    # newline) needs only the few characters isprintable() allows checked, not each one.
-    if value.isprintable() and not _HIDDEN_PRINTABLE.search(value):
-        return value
+    # Most values hide nothing: a text printable but for its newlines (no Cc, Cf, Cs, Co,
+    # Cn, Zl or Zp) needs only the few characters isprintable() allows checked, not each one.
+    if not _HIDDEN_PRINTABLE.search(value) and value.replace("\n", "").isprintable():
+        return value if keep_newlines else value.replace("\n", NEWLINE)
     shown = []
     for char in value:
         if char == "\n":
