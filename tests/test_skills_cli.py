@@ -80,7 +80,10 @@ def test_runs_create_show_list_and_cancel(
 
     code, out = vaultd(capsys, "runs", "cancel", run_id, *where)
     assert code == 1
-    assert "is cancelled; only a draft or a run waiting for approval can be cancelled" in out
+    assert (
+        "is cancelled; only a draft, a queued run or a run waiting for approval can be cancelled"
+        in out
+    )
 
 
 def test_runs_create_with_bad_inputs_names_the_field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -139,6 +140,54 @@ class Agents(BaseModel):
     )
 
 
+class QueueConfig(BaseModel):
+    """`[queue]`: the workers of `vaultd run` that execute skill runs in the background.
+
+    A skill names its channel in its manifest (`"channel": "odoo"`, default `default`); a
+    channel runs at most its capacity of runs at once, across every worker process of the
+    ledger (capacity 1: a sequential channel).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: dict[str, int] = Field(default_factory=lambda: {"default": 2})
+    # A worker holds a run for this long, renewed every third of it while it works; a run
+    # whose worker died is taken back once its lease runs out (at once if its process is
+    # seen dead on this machine).
+    lease_seconds: float = Field(default=30, ge=1, le=3600)
+    # How often an idle worker looks for a run that is due.
+    poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    # How many times a run that failed before it asked for anything is tried again.
+    max_retries: int = Field(default=2, ge=0, le=100)
+    # Seconds to wait before the next try, after N tries: {1 = 10, 5 = 60} waits 10 s
+    # after tries 1 to 4 and 60 s from the 5th on.
+    retry_pattern: dict[int, float] = Field(default_factory=lambda: {1: 10.0, 3: 60.0})
+
+    @field_validator("channels")
+    @classmethod
+    def _capacities(cls, channels: dict[str, int]) -> dict[str, int]:
+        for name, capacity in channels.items():
+            if not re.fullmatch(CHANNEL, name):
+                raise ValueError(f"{name!r}: a channel is 1-32 lowercase letters, digits, - or _")
+            if not 1 <= capacity <= 64:
+                raise ValueError(f"{name}: a capacity is from 1 to 64 runs at once")
+        if "default" not in channels:
+            raise ValueError("the channel `default` is required (skills use it by default)")
+        return channels
+
+    @field_validator("retry_pattern")
+    @classmethod
+    def _pattern(cls, pattern: dict[int, float]) -> dict[int, float]:
+        for tries, seconds in pattern.items():
+            if tries < 1 or seconds < 0:
+                raise ValueError(f"{tries} = {seconds}: tries from 1, seconds from 0")
+        return dict(sorted(pattern.items()))
+
+
+# A channel's name, in the config and in a skill's manifest.
+CHANNEL = r"[a-z0-9][a-z0-9_-]{0,31}"
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -153,6 +202,7 @@ class Config(BaseModel):
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     agents: Agents = Field(default_factory=Agents)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
 
 
 def default_config_path() -> Path | None:

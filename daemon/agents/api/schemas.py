@@ -46,6 +46,7 @@ class SkillOut(BaseModel):
     cooldown_seconds: float
     required_groups: list[str]
     tools: list[str]
+    channel: str = Field(description="the queue channel its runs wait in")
     builtin: bool
     parameters: dict[str, Any] = Field(
         deprecated=True,

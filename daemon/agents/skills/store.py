@@ -39,7 +39,8 @@ FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     DRAFT: (QUEUED, CANCELLED),
     QUEUED: (RUNNING, FAILED, CANCELLED),
-    RUNNING: (AWAITING_APPROVAL, SUCCEEDED, FAILED),
+    # running → queued: the queue tries again a run that failed before asking for anything.
+    RUNNING: (AWAITING_APPROVAL, SUCCEEDED, FAILED, QUEUED),
     AWAITING_APPROVAL: (SUCCEEDED, FAILED, CANCELLED),
     FAILED: (QUEUED,),
     SUCCEEDED: (),
@@ -113,6 +114,8 @@ class Run:
     started_at: str | None
     finished_at: str | None
     updated_at: str
+    # Set when the run was enqueued: no two unfinished runs share one (daemon/agents/queue).
+    identity_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ class RunStore:
         self, run_id: str, *, error: str, withdrawal: str
     ) -> tuple[Run, list[dict[str, Any]]]:
         """Given a run, cancel it and withdraw its requests; return the run and its requests'
-        tasks as they were. Raise TransitionRefused unless it is a draft or waits for approval.
+        tasks as they were. Raise TransitionRefused unless it is a draft, queued or waiting.
 
         One transaction: the tasks in WITHDRAWABLE states become rejected, with `withdrawal`
         as their error. The pipeline records a request as executing only through `claim`,
@@ -232,7 +235,7 @@ class RunStore:
         that race, one comes first: a request is withdrawn here or found executing.
         """
         with self.ledger.transaction() as db:
-            self._move(db, run_id, CANCELLED, (DRAFT, AWAITING_APPROVAL), {"error": error})
+            self._move(db, run_id, CANCELLED, (DRAFT, QUEUED, AWAITING_APPROVAL), {"error": error})
             tokens = db.execute(
                 "SELECT token FROM skill_steps WHERE run_id = ? AND token IS NOT NULL", (run_id,)
             ).fetchall()
