@@ -1,7 +1,11 @@
 """`vaultd skills ...` and `vaultd runs ...`: what agents can ask for, and what they asked.
 
 vaultd skills list | show NAME
-vaultd runs list | show ID | create SKILL [--input JSON] [--execute] | execute ID | cancel ID
+vaultd runs list | show ID | create SKILL [--input JSON] [--execute [--wait]] | execute ID
+            | cancel ID
+
+`runs create --execute` enqueues the run for `vaultd run`'s workers; `--wait` follows it to
+its end (succeeded, failed or cancelled), showing each change of state.
 
 `runs cancel` withdraws the run's requests that are not yet executing (to Rejected/, "run
 cancelled"), and says of each request what became of it: one already executed stays done.
@@ -12,13 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daemon.agents.queue.service import Options, RunQueue
 from daemon.agents.skills.registry import Registry, load_registry
-from daemon.agents.skills.runs import RunError, RunView
+from daemon.agents.skills.runs import RunError, Runs, RunView
 from daemon.agents.skills.service import open_runs
+from daemon.agents.skills.store import FINISHED, SUCCEEDED
 from daemon.core.config import default_config_path, load_config
 from daemon.core.errors import ConfigError
 from daemon.service.app import open_app
@@ -54,7 +61,13 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
     add_vault(create, config=True, state=True)
     create.add_argument("skill")
     create.add_argument("--input", default="{}", help="the inputs as a JSON object")
-    create.add_argument("--execute", action="store_true", help="run it now")
+    create.add_argument(
+        "--execute", action="store_true", help="enqueue it for the workers of `vaultd run`"
+    )
+    create.add_argument("--priority", type=int, default=10, help="with --execute: lower first")
+    create.add_argument(
+        "--wait", action="store_true", help="with --execute: follow the run to its end"
+    )
     create.set_defaults(func=cmd_runs_create)
     execute = run_commands.add_parser("execute", help="execute a draft or failed run")
     add_vault(execute, config=True, state=True)
@@ -132,12 +145,43 @@ def cmd_runs_create(args: argparse.Namespace) -> int:
         inputs = json.loads(args.input)
     except json.JSONDecodeError as error:
         raise ConfigError(f"--input is not JSON: {error}") from None
-    return _with_runs(
-        args,
-        lambda runs: runs.create(
-            args.skill, inputs, requested_by=f"cli:{_user()}", execute=args.execute
-        ),
-    )
+    if not args.execute:
+        return _with_runs(
+            args, lambda runs: runs.create(args.skill, inputs, requested_by=f"cli:{_user()}")
+        )
+    if not 0 <= args.priority <= 1000:
+        raise ConfigError(f"--priority {args.priority}: from 0 to 1000")
+    app = open_app(args.vault, config_path=args.config, state_dir=args.state_dir)
+    try:
+        runs = open_runs(app)
+        queue = RunQueue(runs, app.config.queue)
+        try:
+            view = queue.enqueue(
+                args.skill, inputs, requested_by=f"cli:{_user()}", options=Options(args.priority)
+            )
+        except RunError as error:
+            print(f"vaultd: {error}")
+            return 1
+        print(format_run(view))
+        return follow(runs, view.run.id) if args.wait else 0
+    finally:
+        app.close()
+
+
+def follow(runs: Runs, run_id: str, *, every: float = 0.5) -> int:
+    """Given a run, print each change of its state until it ends; return 0 if it
+    succeeded, 1 if it failed or was cancelled."""
+    print("waiting for the workers of `vaultd run` (Ctrl-C stops waiting, not the run)")
+    shown = None
+    while True:
+        view = runs.view(run_id)
+        if view.run.state != shown:
+            shown = view.run.state
+            print(f"{run_id}: {shown}", flush=True)
+        if shown in FINISHED:
+            print(format_run(view))
+            return 0 if shown == SUCCEEDED else 1
+        time.sleep(every)
 
 
 def cmd_runs_execute(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from daemon.agents.api.views import skill_json
 from daemon.agents.skills.registry import Skill
@@ -24,7 +24,22 @@ class CreateRun(BaseModel):
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="checked against the skill's `input_schema`"
     )
-    execute: bool = Field(default=False, description="start the run now; else it is a draft")
+    execute: bool = Field(
+        default=False,
+        description="enqueue the run (202 Accepted, state queued; the daemon's workers run "
+        "it); else it is a draft",
+    )
+    priority: int = Field(default=10, ge=0, le=1000, description="with execute: lower first")
+    eta: AwareDatetime | None = Field(default=None, description="with execute: not before")
+    max_retries: int | None = Field(
+        default=None, ge=0, le=100, description="with execute: tries after the first"
+    )
+    identity_key: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._:@-]{1,128}$",
+        description="with execute: no two unfinished runs share one (default: SHA-256 of "
+        "the skill and its canonical inputs); a duplicate is 409 with the run's id",
+    )
 
 
 class SkillOut(BaseModel):
@@ -100,6 +115,11 @@ class RunOut(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     trace: list[TraceStepOut] = Field(description="one step per tool call, in order")
+    queue: dict[str, Any] | None = Field(
+        default=None,
+        description="how an enqueued run is scheduled: channel, priority, eta, tries, "
+        "max_retries, lease_owner, lease_until, heartbeat_at, last_error",
+    )
 
 
 class Problem(BaseModel):
