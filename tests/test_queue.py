@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import files_in
+from conftest import files_in, outbox
 
 from daemon.agents.queue.service import Options, RunQueue
 from daemon.agents.queue.store import (
@@ -335,3 +335,37 @@ def test_worker_threads_hold_the_channel_capacity(app: App, runs: Runs, tmp_path
     assert most == 2  # in parallel, and never more than the capacity
     assert {slow_runs.view(run_id).run.state for run_id in ids} == {"succeeded"}
     assert Options().priority == 10
+
+
+def test_a_runs_request_whose_intake_a_crash_cut_before_its_move_still_finishes_the_run(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Found by the kill -9 test under the queue: the task was recorded approved at its
+    Needs_Action/ path, the daemon died before the move, and the next look took the note
+    for a copy of the run's request: posted once, but the run waited for ever."""
+    skills = tmp_path / "announcing"
+    post = (
+        "def run(inputs, tools):\n"
+        "    tools.call('social.post', platforms=['facebook'], text='Hi')\n"
+    )
+    make_skill(skills, "announce", post, tools=["social.post"], approval_required=False)
+    runs = open_runs(app, load_registry(SkillsConfig(dirs=[skills]), vault=app.vault.root))
+    run = RunQueue(runs, QueueConfig()).enqueue("announce", {}, requested_by="t").run
+    Workers(runs, QueueConfig()).drain()
+    [name] = files_in(app.vault.root, "Needs_Action")
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt  # stands for SIGKILL between the record and the move
+
+    with monkeypatch.context() as patched:
+        patched.setattr("daemon.lifecycle.intake.write_and_move", crash)
+        with pytest.raises(KeyboardInterrupt):
+            app.pipeline.process(app.vault.root / "Needs_Action" / name)
+    app.pipeline.process(app.vault.root / "Needs_Action" / name)
+
+    assert files_in(app.vault.root, "Done") == [name]
+    assert runs.view(run.id).run.state == "succeeded"
+    assert len(outbox(app.state_dir)) == 1
+    origins = app.ledger.rows("SELECT origin, state FROM tasks")
+    assert [row["state"] for row in origins] == ["done"]
+    assert origins[0]["origin"].startswith(f"run:{run.id}:")
