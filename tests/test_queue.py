@@ -369,3 +369,106 @@ def test_a_runs_request_whose_intake_a_crash_cut_before_its_move_still_finishes_
     origins = app.ledger.rows("SELECT origin, state FROM tasks")
     assert [row["state"] for row in origins] == ["done"]
     assert origins[0]["origin"].startswith(f"run:{run.id}:")
+
+
+def test_a_run_longer_than_its_lease_is_kept_by_the_heartbeat_and_never_taken_twice(
+    app: App, tmp_path: Path
+):
+    skills, marks = tmp_path / "long", tmp_path / "long-marks"
+    marks.mkdir()
+    long_run = (
+        "import time\n"
+        "def run(inputs, tools):\n"
+        f"    open({str(marks / 'starts')!r}, 'a').write('x')\n"
+        "    time.sleep(2.5)\n"
+        "    return 'done'\n"
+    )
+    make_skill(skills, "long", long_run)
+    runs = open_runs(app, load_registry(SkillsConfig(dirs=[skills]), vault=app.vault.root))
+    config = QueueConfig(lease_seconds=1, poll_seconds=0.05, max_retries=3, retry_pattern={1: 0})
+    run = RunQueue(runs, config).enqueue("long", {}, requested_by="t").run
+    working, watching = Workers(runs, config), Workers(runs, config)  # two pools, as two daemons
+    working.start()
+    try:
+        deadline = time.monotonic() + 10
+        while runs.view(run.id).run.state != "succeeded" and time.monotonic() < deadline:
+            assert watching.recover() == []  # its lease is renewed: nothing to take back
+            time.sleep(0.1)
+    finally:
+        working.stop()
+    assert runs.view(run.id).run.state == "succeeded"
+    assert (marks / "starts").read_text() == "x"
+
+
+class ThreadKilled(BaseException):
+    """Ends a worker thread as nothing but a bug would (an error is logged and survived)."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_thread_that_died_is_seen_unhealthy_and_restarted(
+    runs: Runs, monkeypatch: pytest.MonkeyPatch
+):
+    workers = Workers(runs, QueueConfig(channels={"default": 1}, poll_seconds=0.01))
+
+    def broken(_channel: str, _owner: str) -> bool:
+        raise ThreadKilled
+
+    monkeypatch.setattr(workers, "work_one", broken)
+    workers.start()
+    try:
+        deadline = time.monotonic() + 5
+        while workers.healthy() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not workers.healthy()
+        monkeypatch.undo()
+        workers.restart()
+        assert workers.healthy()
+        run = RunQueue(runs, QueueConfig()).enqueue("echo", {}, requested_by="t").run
+        deadline = time.monotonic() + 10
+        while runs.view(run.id).run.state != "succeeded" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runs.view(run.id).run.state == "succeeded"
+    finally:
+        workers.stop()
+
+
+def test_a_lease_under_this_pid_from_a_pool_no_longer_alive_is_taken_back_at_once(
+    app: App, runs: Runs
+):
+    """A container's daemon is pid 1 again after a restart: its predecessor's leases carry
+    the same pid, but no pool of this process has their prefix."""
+    store = RunQueue(runs, QueueConfig()).store
+    enqueue(store, "r", "k", retry_pattern=((1, 0.0),))
+    predecessor = f"{socket.gethostname()}:{os.getpid()}:0ld0ld00:default-0"
+    assert store.claim("default", 2, predecessor, 3600) == "r"
+    live = Workers(runs, QueueConfig())
+    enqueue(store, "s", "k2")
+    assert store.claim("default", 2, live._owner("default-0"), 3600) == "s"
+
+    recovered = Workers(runs, QueueConfig()).recover()
+
+    assert [(item.run_id, item.state) for item in recovered] == [("r", "queued")]
+    assert state_of(app, "s") == "running"
+
+
+def test_an_error_in_a_worker_is_logged_and_the_worker_goes_on(
+    runs: Runs, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    workers = Workers(runs, QueueConfig(channels={"default": 1}, poll_seconds=0.01))
+    calls: list[str] = []
+
+    def flaky(channel: str, _owner: str) -> bool:
+        calls.append(channel)
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(workers, "work_one", flaky)
+    workers.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert workers.healthy()  # the same thread, still working
+    finally:
+        workers.stop()
+    assert len(calls) >= 3  # it went on after each error
+    assert "database is locked" in caplog.text

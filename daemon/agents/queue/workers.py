@@ -27,6 +27,10 @@ from daemon.agents.skills.store import AWAITING_APPROVAL, FAILED, STEP_REQUESTED
 from daemon.core.config import QueueConfig
 
 log = logging.getLogger(__name__)
+# The worker pools alive in this process, by their owner prefix: a lease of this process's
+# pid under another prefix is a predecessor's that had the same pid (a container's daemon
+# is pid 1 again after a restart), dead.
+_LIVE: set[str] = set()
 
 
 class Workers:
@@ -44,6 +48,7 @@ class Workers:
         self.store = QueueStore(runs.store.ledger)
         self.may_work = may_work
         self._prefix = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        _LIVE.add(self._prefix)
         self._stop = threading.Event()
         self._holding: set[str] = set()
         self._threads: dict[str, threading.Thread] = {}
@@ -86,7 +91,11 @@ class Workers:
 
     def _work(self, slot: str, channel: str) -> None:
         while not self._stop.is_set():
-            worked = self.may_work() and self.work_one(channel, self._owner(slot))
+            try:
+                worked = self.may_work() and self.work_one(channel, self._owner(slot))
+            except Exception:  # a busy ledger, say: the run's lease runs out
+                log.exception("queue worker %s: unexpected error; going on", slot)
+                worked = False
             if not worked:
                 self._stop.wait(self.config.poll_seconds)
 
@@ -175,7 +184,7 @@ class Workers:
                 continue
             pid = int(parts[1])
             if pid == os.getpid():
-                if not owner.startswith(self._prefix + ":"):
+                if ":".join(parts[:3]) not in _LIVE:
                     dead.add(owner)
                 continue
             try:
