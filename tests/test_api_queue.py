@@ -109,6 +109,8 @@ def test_an_explicit_identity_key_makes_different_inputs_one_run(served: Served)
         ({"eta": "2026-12-01T10:00:00"}, "body/eta"),  # no time zone: refused, not guessed
         ({"max_retries": 1000}, "body/max_retries"),
         ({"identity_key": "../../etc"}, "body/identity_key"),
+        ({"depends_on": ["run-1/../2"]}, "body/depends_on/0"),
+        ({"depends_on": ["run-20260101-00000000"]}, "depends_on"),  # no such run
     ],
 )
 def test_a_queue_field_out_of_bounds_is_422_naming_it_and_nothing_is_enqueued(

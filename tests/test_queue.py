@@ -20,14 +20,9 @@ from typing import Any
 import pytest
 from conftest import files_in, outbox
 
+from daemon.agents.queue.records import IdentityTaken, Scheduling, identity_key, retry_delay
 from daemon.agents.queue.service import Options, RunQueue
-from daemon.agents.queue.store import (
-    IdentityTaken,
-    QueueStore,
-    Scheduling,
-    identity_key,
-    retry_delay,
-)
+from daemon.agents.queue.store import QueueStore
 from daemon.agents.queue.workers import Workers
 from daemon.agents.skills.registry import load_registry
 from daemon.agents.skills.run_errors import Duplicate, InputsInvalid

@@ -100,7 +100,9 @@ def create_run(request: Request, response: Response, body: CreateRun, caller: Ca
     and inputs) makes this a 409 naming that run (`run_id`, Location)."""
     access = _state(request).access
     if body.execute:
-        options = Options(body.priority, body.eta, body.max_retries, body.identity_key)
+        options = Options(
+            body.priority, body.eta, body.max_retries, body.identity_key, tuple(body.depends_on)
+        )
         view = access.enqueue(caller, body.skill_key, body.inputs, options)
         response.status_code = 202
     else:

@@ -7,7 +7,7 @@ deprecated, for one release (see daemon/agents/api/views.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -39,6 +39,11 @@ class CreateRun(BaseModel):
         pattern=r"^[A-Za-z0-9._:@-]{1,128}$",
         description="with execute: no two unfinished runs share one (default: SHA-256 of "
         "the skill and its canonical inputs); a duplicate is 409 with the run's id",
+    )
+    depends_on: list[Annotated[str, Field(pattern=r"^run-\d{8}-[0-9a-f]{8}$")]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="with execute: runs that must succeed first (it fails if one fails)",
     )
 
 

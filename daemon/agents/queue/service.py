@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from daemon.agents.queue.store import IdentityTaken, QueueStore, Scheduling, identity_key
+from daemon.agents.queue.records import IdentityTaken, Scheduling, identity_key
+from daemon.agents.queue.store import QueueStore
 from daemon.agents.skills.run_errors import Duplicate, InputsInvalid
 from daemon.agents.skills.runs import Runs, RunView
 from daemon.core.config import QueueConfig
@@ -29,6 +30,8 @@ class Options:
     eta: datetime | None = None
     max_retries: int | None = None
     identity_key: str | None = None
+    # Runs that must succeed first; the run fails if one of them fails or is cancelled.
+    depends_on: tuple[str, ...] = ()
 
 
 class RunQueue:
@@ -53,9 +56,10 @@ class RunQueue:
         """Given a skill, its inputs and who asks, enqueue a run; return it (queued).
 
         `also(run_id)` gives statements recorded in the same transaction; `sees(run_id)`
-        says whether the caller may learn an existing run's id. Raise what Runs.admit raises,
-        InputsInvalid for an unknown channel, and Duplicate if an unfinished run has the same
-        identity key (its id only if `sees` it).
+        says whether the caller may learn an existing run's id (or depend on it). Raise what
+        Runs.admit raises, InputsInvalid for an unknown channel or a parent that is unknown
+        or failed, and Duplicate if an unfinished run has the same identity key (its id only
+        if `sees` it).
         """
         options = options or Options()
         skill = self.runs.admit(skill_key, inputs, groups)
@@ -66,6 +70,7 @@ class RunQueue:
                 skill_key,
                 [("channel", f"skill's channel {channel!r} is not in [queue.channels] ({known})")],
             )
+        parents = self._parents(options.depends_on, sees)
         run_id = f"run-{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(4)}"
         key = options.identity_key or identity_key(skill_key, inputs)
         scheduling = Scheduling(
@@ -86,6 +91,7 @@ class RunQueue:
                 key=key,
                 scheduling=scheduling,
                 also=also(run_id) if also else [],
+                parents=parents,
             )
         except IdentityTaken as taken:
             visible = sees(taken.run_id)
@@ -99,6 +105,22 @@ class RunQueue:
         assert run is not None  # noqa: S101 - written just above
         self.runs.logged(run, "run_queued")
         return self.runs.view(run_id)
+
+    def _parents(self, depends_on: tuple[str, ...], sees: Callable[[str], bool]) -> list[str]:
+        """Given the runs a new run depends on, return them (once each); raise InputsInvalid
+        naming `depends_on` for one that does not exist (or the caller may not see: the
+        same words), or that already failed or was cancelled."""
+        problems = []
+        parents = list(dict.fromkeys(depends_on))
+        for parent in parents:
+            run = self.runs.store.get(parent)
+            if run is None or not sees(parent):
+                problems.append(("depends_on", f"no run {parent!r}"))
+            elif run.state in ("failed", "cancelled"):
+                problems.append(("depends_on", f"run {parent} {run.state}: it cannot succeed"))
+        if problems:
+            raise InputsInvalid("the run", problems)
+        return parents
 
     def scheduling(self, run_id: str) -> dict[str, Any] | None:
         return self.store.entry(run_id)

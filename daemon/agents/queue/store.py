@@ -14,6 +14,8 @@ they may start, who holds each running one, and what happens to a run whose work
                - else, tries left: queued again after retry_pattern's delay
                - else: failed, saying why
     requeue  → a failed attempt with no request and tries left: queued again, same rules
+    orphans  → a queued run whose parent (depends_on) failed or was cancelled: failed, naming
+               it (and so on down); a run starts only once every parent succeeded
 
 A run's state lives in `skill_runs` (daemon/agents/skills/store.py); this module's table only
 says how it is scheduled. Times here are epoch seconds: they are compared, not shown.
@@ -21,15 +23,13 @@ says how it is scheduled. Times here are epoch seconds: they are compared, not s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from daemon.agents.queue.records import IdentityTaken, Recovered, Scheduling, retry_delay, when
 from daemon.agents.skills.store import AWAITING_APPROVAL, FAILED, QUEUED, RUNNING
 from daemon.core.ledger_db import LedgerDatabase
 from daemon.core.timestamps import now_iso
@@ -50,53 +50,21 @@ CREATE TABLE IF NOT EXISTS run_queue (
     last_error    TEXT
 );
 CREATE INDEX IF NOT EXISTS run_queue_due ON run_queue(channel, priority, eta, enqueued_at);
+CREATE TABLE IF NOT EXISTS run_dependencies (
+    run_id        TEXT NOT NULL REFERENCES skill_runs(id),
+    parent_id     TEXT NOT NULL REFERENCES skill_runs(id),
+    PRIMARY KEY (run_id, parent_id)
+);
+CREATE INDEX IF NOT EXISTS run_dependencies_parent ON run_dependencies(parent_id);
 """
+# A parent is always older than its child (it must exist when the child is enqueued), so
+# no cycle of depends_on can be written.
 # Unfinished: any state but succeeded, failed and cancelled (a run waiting for approval too:
 # a second one would write its requests again).
 IDENTITY_INDEX = """
 CREATE UNIQUE INDEX IF NOT EXISTS skill_runs_identity ON skill_runs(identity_key)
 WHERE identity_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'cancelled');
 """
-
-
-def identity_key(skill: str, inputs: Any) -> str:
-    """Given a skill and its inputs, return the default identity key: the SHA-256 of the
-    skill's key and the inputs as canonical JSON (sorted keys, no spaces)."""
-    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{skill}\n{canonical}".encode()).hexdigest()
-
-
-def retry_delay(pattern: dict[int, float], tries: int) -> float:
-    """Given a retry pattern ({after N tries: seconds}) and the tries made, return the wait
-    before the next: the entry of the largest N not above `tries` (0 s before the first)."""
-    due = [seconds for after, seconds in sorted(pattern.items()) if after <= tries]
-    return due[-1] if due else 0.0
-
-
-@dataclass(frozen=True)
-class Scheduling:
-    """How an enqueued run is scheduled."""
-
-    channel: str = "default"
-    priority: int = 10
-    eta: float | None = None  # epoch seconds; None: now
-    max_retries: int = 2
-    retry_pattern: tuple[tuple[int, float], ...] = ((1, 10.0),)
-
-
-@dataclass(frozen=True)
-class Recovered:
-    """What recovery did with a run whose worker was lost: its new state, and why."""
-
-    run_id: str
-    state: str
-    reason: str
-
-
-class IdentityTaken(Exception):
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"an unfinished run with this identity key exists: {run_id}")
-        self.run_id = run_id
 
 
 class QueueStore:
@@ -119,9 +87,11 @@ class QueueStore:
         key: str,
         scheduling: Scheduling,
         also: Sequence[tuple[str, tuple[Any, ...]]] = (),
+        parents: Sequence[str] = (),
     ) -> None:
-        """Durably record a queued run and its queue row (and `also`'s statements) in one
-        transaction. Raise IdentityTaken, recording nothing, if an unfinished run has `key`."""
+        """Durably record a queued run, its queue row, the runs it depends on (which must
+        exist) and `also`'s statements in one transaction. Raise IdentityTaken, recording
+        nothing, if an unfinished run has `key`."""
         now, at = now_iso(), time.time()
         try:
             with self.ledger.transaction(durable=True) as db:
@@ -152,6 +122,11 @@ class QueueStore:
                         at,
                     ),
                 )
+                for parent in parents:
+                    db.execute(
+                        "INSERT OR IGNORE INTO run_dependencies (run_id, parent_id) VALUES (?, ?)",
+                        (run_id, parent),
+                    )
                 for sql, args in also:
                     db.execute(sql, args)
         except sqlite3.IntegrityError:
@@ -184,6 +159,8 @@ class QueueStore:
             row = db.execute(
                 "SELECT q.run_id FROM run_queue q JOIN skill_runs r ON r.id = q.run_id"
                 " WHERE q.channel = ? AND r.state = ? AND q.eta <= ?"
+                " AND NOT EXISTS (SELECT 1 FROM run_dependencies d JOIN skill_runs p"
+                " ON p.id = d.parent_id WHERE d.run_id = q.run_id AND p.state != 'succeeded')"
                 " ORDER BY q.priority, q.eta, q.enqueued_at LIMIT 1",
                 (channel, QUEUED, now),
             ).fetchone()
@@ -283,7 +260,7 @@ class QueueStore:
                 if owner not in dead and until is not None and until > now:
                     continue
                 lost = (
-                    f"its worker {owner} stopped (lease until {_when(until)} not renewed) "
+                    f"its worker {owner} stopped (lease until {when(until)} not renewed) "
                     f"in try {tries}"
                 )
                 (requests,) = db.execute(
@@ -321,6 +298,37 @@ class QueueStore:
             (self.ledger.redact(reason), run_id),
         )
 
+    def orphans(self) -> list[Recovered]:
+        """Fail every queued run whose parent failed or was cancelled, and so on down to
+        their children; return each, with why."""
+        query = (
+            "SELECT d.run_id, p.id, p.state FROM run_dependencies d"
+            " JOIN skill_runs r ON r.id = d.run_id JOIN skill_runs p ON p.id = d.parent_id"
+            " WHERE r.state = ? AND p.state IN ('failed', 'cancelled')"
+        )
+        if not self.ledger.rows(query, (QUEUED,)):
+            return []  # the common case: read only, no write transaction
+        done: list[Recovered] = []
+        with self.ledger.transaction() as db:
+            while rows := db.execute(query, (QUEUED,)).fetchall():
+                for run_id, parent, state in rows:
+                    reason = f"its parent run {parent} {state}: it does not start (depends_on)"
+                    cursor = db.execute(
+                        "UPDATE skill_runs SET state = ?, error = ?, updated_at = ?,"
+                        " finished_at = ? WHERE id = ? AND state = ?",
+                        (FAILED, reason, now_iso(), now_iso(), run_id, QUEUED),
+                    )
+                    if cursor.rowcount:
+                        done.append(Recovered(run_id, FAILED, reason))
+        return done
+
+    def parents(self, run_id: str) -> list[str]:
+        rows = self.ledger.rows(
+            "SELECT parent_id FROM run_dependencies WHERE run_id = ? ORDER BY parent_id",
+            (run_id,),
+        )
+        return [row["parent_id"] for row in rows]
+
     def owners(self) -> list[str]:
         """Return the workers that hold a lease on a running run now."""
         rows = self.ledger.rows(
@@ -339,19 +347,12 @@ class QueueStore:
         return {
             "channel": row["channel"],
             "priority": row["priority"],
-            "eta": _when(row["eta"]),
+            "eta": when(row["eta"]),
             "tries": row["tries"],
             "max_retries": row["max_retries"],
             "lease_owner": row["lease_owner"],
-            "lease_until": _when(row["lease_until"]),
-            "heartbeat_at": _when(row["heartbeat_at"]),
+            "lease_until": when(row["lease_until"]),
+            "heartbeat_at": when(row["heartbeat_at"]),
             "last_error": row["last_error"],
+            "depends_on": self.parents(run_id),
         }
-
-
-def _when(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return (
-        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )

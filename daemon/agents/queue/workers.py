@@ -124,6 +124,7 @@ class Workers:
         capacity = self.config.channels[channel]
         run_id = self.store.claim(channel, capacity, owner, self.config.lease_seconds)
         if run_id is None:
+            self._settled(self.store.orphans())  # a child whose parent failed fails too
             return False
         self._holding.add(owner)
         try:
@@ -173,6 +174,11 @@ class Workers:
                 self._check_requests(item.run_id)
             self._logged(item.run_id, "run_recovered", error=item.reason)
         return done
+
+    def _settled(self, failed: list[Recovered]) -> None:
+        for item in failed:
+            log.info("run %s: %s", item.run_id, item.reason)
+            self._logged(item.run_id, "run_failed", error=item.reason)
 
     def _dead(self, owners: list[str]) -> set[str]:
         """Given lease owners, return those whose process is seen dead on this machine (or is
