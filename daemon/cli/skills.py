@@ -1,8 +1,8 @@
 """`vaultd skills ...` and `vaultd runs ...`: what agents can ask for, and what they asked.
 
 vaultd skills list | show NAME
-vaultd runs list | show ID | create SKILL [--input JSON] [--execute [--wait]] | execute ID
-            | cancel ID
+vaultd runs list [--state S] [--channel C] [--skill K] | show ID | execute ID | cancel ID
+vaultd runs create SKILL [--input JSON] [--execute [--wait] [--priority N]]
 
 `runs create --execute` enqueues the run for `vaultd run`'s workers; `--wait` follows it to
 its end (succeeded, failed or cancelled), showing each change of state.
@@ -25,12 +25,13 @@ from daemon.agents.queue.service import Options, RunQueue
 from daemon.agents.skills.registry import Registry, load_registry
 from daemon.agents.skills.runs import RunError, Runs, RunView
 from daemon.agents.skills.service import open_runs
-from daemon.agents.skills.store import FINISHED, SUCCEEDED
+from daemon.agents.skills.store import FINISHED, SUCCEEDED, TRANSITIONS
 from daemon.core.config import default_config_path, load_config
 from daemon.core.errors import ConfigError
 from daemon.service.app import open_app
 
 Add = Callable[..., argparse.ArgumentParser]
+STATES = sorted(TRANSITIONS)
 
 
 def register(commands: Any, add_vault: Callable[..., None]) -> None:
@@ -51,6 +52,9 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
     listing = run_commands.add_parser("list", help="the latest runs, newest first")
     add_vault(listing, config=True, state=True)
     listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--state", choices=STATES, help="only runs in this state")
+    listing.add_argument("--channel", help="only runs enqueued in this channel")
+    listing.add_argument("--skill", help="only runs of this skill")
     listing.set_defaults(func=cmd_runs_list)
     show = run_commands.add_parser("show", help="one run with its trace")
     add_vault(show, config=True, state=True)
@@ -124,13 +128,18 @@ def cmd_skills_show(args: argparse.Namespace) -> int:
 def cmd_runs_list(args: argparse.Namespace) -> int:
     app = open_app(args.vault, config_path=args.config, state_dir=args.state_dir)
     try:
-        runs = open_runs(app).listed(limit=args.limit)
+        runs = open_runs(app)
+        runs.refresh_waiting()  # a state asked for is the state now
+        queue = RunQueue(runs, app.config.queue)
+        listed = queue.listed(
+            state=args.state, channel=args.channel, skill=args.skill, limit=args.limit
+        )
     finally:
         app.close()
-    if not runs:
-        print("no runs yet")
-    for run in runs:
-        print(f"{run.id}  {run.state:<17} {run.skill:<20} {run.created_at}")
+    if not listed:
+        print("no runs" + (" like that" if args.state or args.channel or args.skill else " yet"))
+    for run, channel in listed:
+        print(f"{run.id}  {run.state:<17} {run.skill:<20} {channel or '-':<10} {run.created_at}")
         if run.error:
             print(f"    {' '.join(run.error.split())[:200]}")
     return 0

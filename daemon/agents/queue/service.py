@@ -19,6 +19,7 @@ from daemon.agents.queue.records import IdentityTaken, Scheduling, identity_key
 from daemon.agents.queue.store import QueueStore
 from daemon.agents.skills.run_errors import Duplicate, InputsInvalid
 from daemon.agents.skills.runs import Runs, RunView
+from daemon.agents.skills.store import Run
 from daemon.core.config import QueueConfig
 
 
@@ -121,6 +122,30 @@ class RunQueue:
         if problems:
             raise InputsInvalid("the run", problems)
         return parents
+
+    def listed(
+        self,
+        *,
+        state: str | None = None,
+        channel: str | None = None,
+        skill: str | None = None,
+        limit: int = 50,
+    ) -> list[tuple[Run, str | None]]:
+        """Return the latest runs (newest first) with their channel (None: never enqueued),
+        only those in `state`, enqueued in `channel` and of `skill`, as each is given."""
+        query = "SELECT r.id, q.channel FROM skill_runs r LEFT JOIN run_queue q ON q.run_id = r.id"
+        where, args = [], []
+        for column, value in (("r.state", state), ("q.channel", channel), ("r.skill", skill)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        rows = self.runs.store.ledger.rows(
+            query + " ORDER BY r.created_at DESC LIMIT ?", [*args, limit]
+        )
+        found = [(self.runs.store.get(row["id"]), row["channel"]) for row in rows]
+        return [(run, channel) for run, channel in found if run is not None]
 
     def scheduling(self, run_id: str) -> dict[str, Any] | None:
         return self.store.entry(run_id)
