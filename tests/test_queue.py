@@ -304,7 +304,7 @@ def test_worker_threads_hold_the_channel_capacity(app: App, runs: Runs, tmp_path
         "def run(inputs, tools):\n"
         f"    d = {str(marks)!r}\n"
         "    open(os.path.join(d, f\"{inputs['n']}.start\"), 'w').write(str(time.time()))\n"
-        "    time.sleep(0.4)\n"
+        "    time.sleep(0.25)\n"
         "    open(os.path.join(d, f\"{inputs['n']}.end\"), 'w').write(str(time.time()))\n"
         "    return inputs\n"
     )
@@ -375,7 +375,7 @@ def test_a_run_longer_than_its_lease_is_kept_by_the_heartbeat_and_never_taken_tw
         "import time\n"
         "def run(inputs, tools):\n"
         f"    open({str(marks / 'starts')!r}, 'a').write('x')\n"
-        "    time.sleep(2.5)\n"
+        "    time.sleep(1.6)\n"
         "    return 'done'\n"
     )
     make_skill(skills, "long", long_run)

@@ -35,7 +35,11 @@ pytestmark = pytest.mark.e2e
 
 RUNS = 200 if nightly() else 30
 KILLS = 25 if nightly() else 4
-FIXED_SEED = 20261201
+# Seeds that found a bug stay here, beside one random seed a run (printed, and kept as a
+# user property for the summary). The first one to find a bug here (the intake one in
+# test_queue.py, under an older kill schedule) no longer replays the same kills, and that
+# bug has its own deterministic test, so none is kept yet.
+FIXED_SEEDS: tuple[int, ...] = ()
 # Asks for one post, between two short pauses, so that kills land before, in and after it.
 ANNOUNCE = """\
 import os, time
@@ -136,7 +140,7 @@ def test_runs_create_execute_wait_follows_a_run_the_daemon_works_to_its_end(tmp_
 def kill_seeds() -> list[str]:
     if os.environ.get("VAULTD_SEED"):
         return [os.environ["VAULTD_SEED"]]
-    return [str(FIXED_SEED), "random"]
+    return [*map(str, FIXED_SEEDS), "random"]
 
 
 @pytest.mark.parametrize("seed_name", kill_seeds())
