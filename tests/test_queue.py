@@ -25,7 +25,7 @@ from daemon.agents.queue.service import Options, RunQueue
 from daemon.agents.queue.store import QueueStore
 from daemon.agents.queue.workers import Workers
 from daemon.agents.skills.registry import load_registry
-from daemon.agents.skills.run_errors import Duplicate, InputsInvalid
+from daemon.agents.skills.run_errors import Duplicate, InputsInvalid, Throttled
 from daemon.agents.skills.runs import Runs
 from daemon.agents.skills.service import open_runs
 from daemon.agents.skills.store import RunStore
@@ -467,3 +467,23 @@ def test_an_error_in_a_worker_is_logged_and_the_worker_goes_on(
         workers.stop()
     assert len(calls) >= 3  # it went on after each error
     assert "database is locked" in caplog.text
+
+
+def test_a_burst_of_enqueues_cannot_outrun_the_skills_rate_limit_or_cooldown(
+    app: App, tmp_path: Path
+):
+    """Before any of them starts, queued runs count: else an agent could queue a hundred
+    runs of a skill limited to two an hour, each with other inputs, and all would run."""
+    skills = tmp_path / "paced"
+    make_skill(skills, "twice-an-hour", ECHO, rate_limit=2)
+    make_skill(skills, "cool", ECHO, cooldown_seconds=600)
+    runs = open_runs(app, load_registry(SkillsConfig(dirs=[skills]), vault=app.vault.root))
+    queue = RunQueue(runs, QueueConfig())
+
+    queue.enqueue("twice-an-hour", {"n": 1}, requested_by="t")
+    queue.enqueue("twice-an-hour", {"n": 2}, requested_by="t")
+    with pytest.raises(Throttled, match="rate_limit 2/hour"):
+        queue.enqueue("twice-an-hour", {"n": 3}, requested_by="t")
+    queue.enqueue("cool", {"n": 1}, requested_by="t")
+    with pytest.raises(Throttled, match="cooling down"):
+        queue.enqueue("cool", {"n": 2}, requested_by="t")

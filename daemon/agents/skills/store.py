@@ -300,13 +300,15 @@ class RunStore:
         return [_run(row) for row in rows]
 
     def started_since(self, skill: str, since: str) -> list[str]:
-        """Return when runs of a skill started since a time, oldest first."""
+        """Return when runs of a skill started since a time, oldest first; a queued run
+        not started yet counts as started when it was created (a burst of enqueues must
+        not outrun the skill's rate limit)."""
         rows = self.ledger.rows(
-            "SELECT started_at FROM skill_runs WHERE skill = ? AND started_at >= ?"
-            " ORDER BY started_at",
-            (skill, since),
+            "SELECT COALESCE(started_at, created_at) AS at FROM skill_runs WHERE skill = ?"
+            " AND (started_at >= ? OR (started_at IS NULL AND state = ?)) ORDER BY at",
+            (skill, since, QUEUED),
         )
-        return [row["started_at"] for row in rows]
+        return [row["at"] for row in rows]
 
     def add_step(
         self,
