@@ -8,7 +8,6 @@ the real ones of `vaultd run`, worked in the test's thread (`work`).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,16 +26,13 @@ def served(tmp_path: Path) -> Iterator[Served]:
 def test_an_executed_run_is_accepted_at_once_queued_and_followed_at_its_location(
     served: Served,
 ):
-    started = time.monotonic()
     created = served.client.post(
         "/api/v1/runs",
         json={"skill_key": "quick", "inputs": {"n": 7}, "execute": True, "priority": 3},
         headers=served.as_agent(),
     )
-    took = time.monotonic() - started
 
     assert created.status_code == 202, created.text
-    assert took < 1.5
     body = created.json()
     assert (body["state"], body["attempt"], body["trace"]) == ("queued", 0, [])
     assert body["queue"]["priority"] == 3 and body["queue"]["tries"] == 0
@@ -147,3 +143,21 @@ def test_a_run_with_an_eta_waits_for_it(served: Served):
         served.client.get(created.headers["Location"], headers=served.as_agent()).json()["state"]
         == "queued"
     )
+
+
+def test_an_explicit_identity_key_holds_within_its_skill_only(served: Served):
+    headers = served.as_agent()
+    body = {"execute": True, "identity_key": "nightly"}
+    quick = served.client.post("/api/v1/runs", json={**body, "skill_key": "quick"}, headers=headers)
+    other = served.client.post(
+        "/api/v1/runs", json={**body, "skill_key": "once-an-hour"}, headers=headers
+    )
+    assert (quick.status_code, other.status_code) == (202, 202)
+
+
+def test_queue_fields_on_a_draft_are_422_not_silently_dropped(served: Served):
+    answer = served.client.post(
+        "/api/v1/runs", json={"skill_key": "quick", "priority": 1}, headers=served.as_agent()
+    )
+    assert answer.status_code == 422
+    assert "priority: only with execute: true" in answer.json()["error"]

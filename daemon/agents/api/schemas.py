@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from daemon.agents.api.views import skill_json
 from daemon.agents.skills.registry import Skill
@@ -45,6 +45,16 @@ class CreateRun(BaseModel):
         max_length=100,
         description="with execute: runs that must succeed first (it fails if one fails)",
     )
+
+    @model_validator(mode="after")
+    def _queue_fields_only_with_execute(self) -> CreateRun:
+        given = sorted(self.model_fields_set & QUEUE_FIELDS)
+        if given and not self.execute:
+            raise ValueError(f"{', '.join(given)}: only with execute: true (a draft is not queued)")
+        return self
+
+
+QUEUE_FIELDS = {"priority", "eta", "max_retries", "identity_key", "depends_on"}
 
 
 class SkillOut(BaseModel):

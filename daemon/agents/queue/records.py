@@ -17,6 +17,12 @@ def identity_key(skill: str, inputs: Any) -> str:
     return hashlib.sha256(f"{skill}\n{canonical}".encode()).hexdigest()
 
 
+def callers_key(skill: str, key: str) -> str:
+    """Given a skill and an identity key a caller chose, return the key it holds: within
+    that skill, as the default one, and never equal to a default key."""
+    return hashlib.sha256(f"{skill}\ncaller's key\n{key}".encode()).hexdigest()
+
+
 def retry_delay(pattern: dict[int, float], tries: int) -> float:
     """Given a retry pattern ({after N tries: seconds}) and the tries made, return the wait
     before the next: the entry of the largest N not above `tries` (0 s before the first)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from daemon.agents.queue.records import IdentityTaken, Scheduling, identity_key
+from daemon.agents.queue.records import IdentityTaken, Scheduling, callers_key, identity_key
 from daemon.agents.queue.store import QueueStore
 from daemon.agents.skills.run_errors import Duplicate, InputsInvalid
 from daemon.agents.skills.runs import Runs, RunView
@@ -73,7 +73,11 @@ class RunQueue:
             )
         parents = self._parents(options.depends_on, sees)
         run_id = f"run-{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(4)}"
-        key = options.identity_key or identity_key(skill_key, inputs)
+        key = (
+            callers_key(skill_key, options.identity_key)
+            if options.identity_key
+            else identity_key(skill_key, inputs)
+        )
         scheduling = Scheduling(
             channel=channel,
             priority=options.priority,
