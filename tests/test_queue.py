@@ -29,7 +29,8 @@ from daemon.agents.skills.run_errors import Duplicate, InputsInvalid, Throttled
 from daemon.agents.skills.runs import Runs
 from daemon.agents.skills.service import open_runs
 from daemon.agents.skills.store import RunStore
-from daemon.core.config import QueueConfig, SkillsConfig
+from daemon.core.config import QueueConfig, SkillsConfig, load_config
+from daemon.core.errors import ConfigError
 from daemon.core.ledger import Ledger
 from daemon.service.app import App
 
@@ -487,3 +488,21 @@ def test_a_burst_of_enqueues_cannot_outrun_the_skills_rate_limit_or_cooldown(
     queue.enqueue("cool", {"n": 1}, requested_by="t")
     with pytest.raises(Throttled, match="cooling down"):
         queue.enqueue("cool", {"n": 2}, requested_by="t")
+
+
+def test_a_queue_table_that_would_break_the_queue_is_refused_listing_every_problem(
+    tmp_path: Path,
+):
+    config = tmp_path / "vaultd.toml"
+    config.write_text(
+        "[queue]\nlease_seconds = 0\nretry_pattern = {0 = 5}\n"
+        '[queue.channels]\nodoo = 0\n"Bad Name" = 1\n'
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    message = str(refused.value)
+    assert "queue.lease_seconds" in message
+    assert "queue.retry_pattern" in message and "tries from 1" in message
+    assert "queue.channels" in message and "'Bad Name'" in message
+    assert "odoo: a capacity is from 1 to 64" in message
+    assert "the channel `default` is required" in message

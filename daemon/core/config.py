@@ -166,13 +166,16 @@ class QueueConfig(BaseModel):
     @field_validator("channels")
     @classmethod
     def _capacities(cls, channels: dict[str, int]) -> dict[str, int]:
+        problems = []
         for name, capacity in channels.items():
             if not re.fullmatch(CHANNEL, name):
-                raise ValueError(f"{name!r}: a channel is 1-32 lowercase letters, digits, - or _")
+                problems.append(f"{name!r}: a channel is 1-32 lowercase letters, digits, - or _")
             if not 1 <= capacity <= 64:
-                raise ValueError(f"{name}: a capacity is from 1 to 64 runs at once")
+                problems.append(f"{name}: a capacity is from 1 to 64 runs at once")
         if "default" not in channels:
-            raise ValueError("the channel `default` is required (skills use it by default)")
+            problems.append("the channel `default` is required (skills use it by default)")
+        if problems:
+            raise ValueError("; ".join(problems))
         return channels
 
     @field_validator("retry_pattern")
