@@ -9,6 +9,7 @@ that fails, disappears (410), or never answers.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 from standins.webhooks import TEST_SECRET, Receiver, ReceiverState
 
+from daemon.agents.skills.store import RunStore
+from daemon.agents.webhooks import events
 from daemon.agents.webhooks.delivery import Deliverer
 from daemon.agents.webhooks.outbox import DELIVERED, DISABLED, FAILED, PENDING, Outbox
 from daemon.agents.webhooks.worker import WebhookWorker
@@ -24,7 +27,7 @@ from daemon.core.config import load_config
 from daemon.core.errors import ConfigError
 from daemon.core.ledger import Ledger
 from daemon.core.settings import Settings
-from daemon.core.webhook_config import WebhooksConfig, check_url
+from daemon.core.webhook_config import EVENTS, WebhooksConfig, check_url
 
 RUN = {"run_id": "run_01", "state": "succeeded", "skill_key": "demo", "output": {"n": 1}}
 
@@ -270,3 +273,106 @@ def test_the_worker_delivers_at_once_when_woken_and_survives_a_restart(world):
     while send.outbox.counts().get(DELIVERED) != 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert send.outbox.counts() == {DELIVERED: 2}
+
+
+# -- events: a run's change of state, captured by the trigger and expanded -----------------
+
+
+def make_run(ledger: Ledger, run_id: str, state: str = "running", webhook: str | None = None):
+    now = "2026-12-01T10:00:00.000Z"
+    with ledger.transaction() as db:
+        db.execute(
+            "INSERT INTO skill_runs (id, skill, inputs, state, attempt, created_at, updated_at,"
+            " webhook) VALUES (?, 'demo', '{}', ?, 1, ?, ?, ?)",
+            (run_id, state, now, now, webhook),
+        )
+
+
+def set_state(ledger: Ledger, run_id: str, *states: str, attempt: int | None = None):
+    """Move a run through states in one transaction (as the queue does a retry)."""
+    with ledger.transaction() as db:
+        for state in states:
+            db.execute("UPDATE skill_runs SET state = ? WHERE id = ?", (state, run_id))
+        if attempt is not None:
+            db.execute("UPDATE skill_runs SET attempt = ? WHERE id = ?", (attempt, run_id))
+
+
+@pytest.fixture
+def runs(world):
+    ledger = world[0]
+    RunStore(ledger)
+    events.install(ledger)
+    return ledger
+
+
+def view(run_id: str) -> dict:
+    return {"run_id": run_id, "state": "as GET shows it"}
+
+
+def test_every_final_state_and_awaiting_approval_becomes_one_delivery_per_url(runs):
+    ledger = runs
+    config = WebhooksConfig(
+        subscriptions=[
+            {"url": "http://127.0.0.1:9/all", "events": list(EVENTS)},
+            {"url": "http://127.0.0.1:9/ends", "events": ["run.succeeded", "run.failed"]},
+        ]
+    )
+    make_run(ledger, "r1", webhook="http://127.0.0.1:9/own")
+    set_state(ledger, "r1", "awaiting_approval")
+    set_state(ledger, "r1", "succeeded")
+    make_run(ledger, "r2")
+    set_state(ledger, "r2", "failed")
+    make_run(ledger, "r3")
+    set_state(ledger, "r3", "cancelled")  # no event is subscribable for it
+    assert events.expand(ledger, config, view) == 3
+    assert events.expand(ledger, config, view) == 0  # each event once
+    rows = ledger.rows("SELECT event, subject, url, body FROM webhook_outbox ORDER BY id")
+    assert [(r["event"], r["subject"], r["url"].rsplit("/", 1)[1]) for r in rows] == [
+        ("run.awaiting_approval", "r1#1", "all"),
+        ("run.awaiting_approval", "r1#1", "own"),
+        ("run.succeeded", "r1#1", "all"),
+        ("run.succeeded", "r1#1", "ends"),
+        ("run.succeeded", "r1#1", "own"),
+        ("run.failed", "r2#1", "all"),
+        ("run.failed", "r2#1", "ends"),
+    ]
+    assert json.loads(rows[0]["body"]) == view("r1")
+
+
+def test_a_failure_the_queue_retried_is_not_told_and_a_final_one_is(runs):
+    ledger = runs
+    config = WebhooksConfig(
+        subscriptions=[{"url": "http://127.0.0.1:9/h", "events": ["run.failed"]}]
+    )
+    make_run(ledger, "r4")
+    set_state(ledger, "r4", "failed", "queued", attempt=2)  # failed, retried at once
+    assert events.expand(ledger, config, view) == 1
+    set_state(ledger, "r4", "running")
+    set_state(ledger, "r4", "failed")  # attempt 2 failed, no tries left
+    assert events.expand(ledger, config, view) == 1
+    rows = ledger.rows("SELECT subject FROM webhook_outbox")
+    assert [r["subject"] for r in rows] == ["r4#2"]
+
+
+def test_a_change_rolled_back_writes_no_event_and_a_change_always_writes_one(runs):
+    ledger = runs
+    make_run(ledger, "r5")
+    with pytest.raises(RuntimeError), ledger.transaction() as db:
+        db.execute("UPDATE skill_runs SET state = 'succeeded' WHERE id = 'r5'")
+        raise RuntimeError("a crash midway")
+    assert ledger.rows("SELECT * FROM webhook_events") == []
+    other = sqlite3.connect(ledger.path)  # another process: `vaultd serve`, a CLI
+    other.execute("UPDATE skill_runs SET state = 'succeeded' WHERE id = 'r5'")
+    other.commit()
+    other.close()
+    assert [r["event"] for r in ledger.rows("SELECT event FROM webhook_events")] == [
+        "run.succeeded"
+    ]
+
+
+def test_a_runs_webhook_no_longer_allowed_is_not_delivered(runs):
+    ledger = runs
+    make_run(ledger, "r6", webhook="https://hooks.example.com/x")
+    set_state(ledger, "r6", "succeeded")
+    assert events.expand(ledger, WebhooksConfig(), view) == 1
+    assert ledger.rows("SELECT * FROM webhook_outbox") == []

@@ -1,7 +1,7 @@
-"""The webhook worker of `vaultd run`: one thread that delivers what the outbox owes, woken
-at once when a delivery is written (`wake`) and otherwise when the next retry is due, at
-least every `poll_seconds`. Supervised like the watcher (daemon/service/supervisor.py):
-`healthy` while its thread lives, `restart` starts a new one.
+"""The webhook worker of `vaultd run`: one thread that turns run events into deliveries and
+delivers what the outbox owes, woken at once when a run changed (`wake`) and otherwise when
+the next retry is due, at least every `poll_seconds`. Supervised like the watcher
+(daemon/service/supervisor.py): `healthy` while its thread lives, `restart` starts a new one.
 
 A delivery is marked delivered only after its receiver answered 2xx, so a daemon killed
 mid-delivery delivers it again after its restart, with the same `webhook-id`.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from daemon.agents.webhooks.delivery import Deliverer
@@ -22,8 +23,16 @@ log = logging.getLogger(__name__)
 class WebhookWorker:
     name = "webhooks"
 
-    def __init__(self, deliverer: Deliverer, *, poll_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        *,
+        expand: Callable[[], int] = lambda: 0,
+        poll_seconds: float = 30.0,
+    ) -> None:
         self.deliverer = deliverer
+        # Turns the events written since (daemon/agents/webhooks/events.py) into deliveries.
+        self.expand = expand
         self.poll_seconds = poll_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -55,6 +64,8 @@ class WebhookWorker:
         while not self._stop.is_set():
             self._wake.clear()
             try:
+                while self.expand():
+                    pass  # a full batch: there may be more events
                 while self.deliverer.deliver_due() and not self._stop.is_set():
                     pass  # a full batch: there may be more due
             except Exception:  # a bug must not end the deliveries; the supervisor sees the rest
