@@ -30,6 +30,7 @@ from daemon.core.policy import Policy
 from daemon.core.schedule_config import Briefing, Logs, Schedule
 from daemon.core.settings import Settings
 from daemon.core.vault import inside
+from daemon.core.webhook_config import WebhooksConfig
 
 # The doors through which agents write task files themselves (daemon/core/origin.py): "mcp" is
 # the MCP server's create_task_file; "api" a REST API that writes task files (it has no
@@ -206,6 +207,7 @@ class Config(BaseModel):
     api: ApiConfig = Field(default_factory=ApiConfig)
     agents: Agents = Field(default_factory=Agents)
     queue: QueueConfig = Field(default_factory=QueueConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
 
 def default_config_path() -> Path | None:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from daemon.core import ledger
+from daemon.core import ledger, ledger_budgets
 from daemon.core.ledger import Ledger
 from daemon.core.models import Action
 from daemon.core.policy import AutoApproved
@@ -44,6 +44,7 @@ CREATE INDEX IF NOT EXISTS payload_keys_repeat ON payload_keys(repeat_hash);
 CREATE INDEX IF NOT EXISTS tasks_decided ON tasks(decided_at);
 CREATE INDEX IF NOT EXISTS runs_payload ON runs(payload_hash);
 CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id);
+CREATE INDEX IF NOT EXISTS tasks_auto_decided ON tasks(approval, decided_at, state, payload_hash);
 """
 
 # The budgets' day: a rolling 24 hours back from now, whatever the time zone.
@@ -118,12 +119,14 @@ def repeat_of(book: Ledger, action: Action) -> Repeat | None:
         )
     ]
     marks = ",".join("?" * len(hashes))
+    # `+s.state`: SQLite would otherwise walk every step in a called state (all of them, in
+    # a burst) instead of the few runs of these hashes (runs_payload, then steps_run).
     rows = book.rows(
         f"SELECT id, state, created_at FROM tasks WHERE payload_hash IN ({marks})"  # noqa: S608
         f" AND state IN ({','.join('?' * len(_RAN))})"
         " UNION SELECT t.id, t.state, t.created_at FROM steps s"
         " JOIN runs r ON r.id = s.run_id JOIN tasks t ON t.id = s.task_id"
-        f" WHERE r.payload_hash IN ({marks}) AND s.state IN ({','.join('?' * len(_CALLED))})",
+        f" WHERE r.payload_hash IN ({marks}) AND +s.state IN ({','.join('?' * len(_CALLED))})",
         [*hashes, *_RAN, *hashes, *_CALLED],
     )
     if not rows:
@@ -134,38 +137,48 @@ def repeat_of(book: Ledger, action: Action) -> Repeat | None:
 
 
 def auto_approved_since(book: Ledger, since: datetime) -> AutoApproved:
-    """Given a ledger and a time, return what auto-approval let through since then.
+    """Given a writable ledger and a time, return what auto-approval let through since then.
 
     Counted by when each task was decided: money by currency and by (currency, payee),
-    posts by platform, over the tasks in the `_COUNTED` states.
+    posts by platform, over the tasks in the `_COUNTED` states. Kept as running totals
+    (daemon/core/ledger_budgets.py), so a decision costs what changed since the last one.
     """
     migrate(book)
-    counted = (
-        " FROM tasks t LEFT JOIN payload_keys k ON k.payload_hash = t.payload_hash"
-        " WHERE t.approval = 'auto_approved' AND t.decided_at >= ?"
-        f" AND t.state IN ({','.join('?' * len(_COUNTED))})"
+    start = _timestamp(since)
+    return ledger_budgets.totals(
+        book,
+        start,
+        window=lambda db: db.execute(_WINDOW, [*_COUNTED, start]).fetchall(),
+        changed=lambda db: db.execute(_CHANGED, _COUNTED).fetchall(),
+        read=_shares,
     )
-    args = [_timestamp(since), *_COUNTED]
-    # Posts are counted by SQLite, one row per distinct platform list: a burst of posts
-    # costs one short answer per decision, not every earlier post decoded again.
-    posts: Counter[str] = Counter()
-    for row in book.rows(f"SELECT k.platforms, COUNT(*) AS n{counted} GROUP BY k.platforms", args):
-        for platform in _list(row["platforms"]):
-            posts[platform] += row["n"]
-    # Money is summed here, exactly (Decimal), over the tasks that carry an amount.
-    money: defaultdict[str, Decimal] = defaultdict(Decimal)
-    by_payee: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    rows = book.rows(
-        f"SELECT t.amount, t.currency, k.payees{counted} AND t.amount IS NOT NULL", args
-    )
+
+
+_FROM = " FROM tasks t LEFT JOIN payload_keys k ON k.payload_hash = t.payload_hash"
+_COUNTED_IN = f"t.approval = 'auto_approved' AND +t.state IN ({','.join('?' * len(_COUNTED))})"
+# Every counted task of the window, read from tasks_auto_decided (`+t.state`: not from
+# every task in a counted state).
+_WINDOW = f"SELECT {ledger_budgets.COLUMNS}{_FROM} WHERE {_COUNTED_IN} AND t.decided_at >= ?"
+# The counted tasks among those changed since the last decision, found from them (CROSS
+# JOIN: SQLite would otherwise walk every auto-approved task looking for them).
+_CHANGED = (
+    f"SELECT {ledger_budgets.COLUMNS} FROM budget_changed c CROSS JOIN tasks t ON t.id = c.id"  # noqa: S608
+    f" LEFT JOIN payload_keys k ON k.payload_hash = t.payload_hash WHERE {_COUNTED_IN}"
+)
+
+
+def _shares(rows: Iterable[Mapping[str, Any]]) -> dict[str, ledger_budgets.Share]:
+    """Given counted task rows (`ledger_budgets.COLUMNS`), return each task's share."""
+    shares = {}
     for row in rows:
         amount, currency = _decimal(row["amount"]), row["currency"]
-        if amount is None or not currency:
-            continue
-        money[currency] += amount
-        for key in _list(row["payees"]):
-            by_payee[(currency, key)] += amount
-    return AutoApproved(dict(money), dict(by_payee), dict(posts))
+        money = None
+        if amount is not None and currency:
+            money = (str(currency), amount, tuple(_list(row["payees"])))
+        shares[str(row["id"])] = ledger_budgets.Share(
+            str(row["decided_at"] or ""), tuple(_list(row["platforms"])), money
+        )
+    return shares
 
 
 def _timestamp(when: datetime) -> str:

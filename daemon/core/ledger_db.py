@@ -76,6 +76,13 @@ class LedgerDatabase:
         with self._tx(durable=durable) as db:
             yield db
 
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """This connection, held alone: for a reader that keeps state per connection
+        (daemon/core/ledger_budgets.py) and must see no other thread's write midway."""
+        with self._lock:
+            yield self._db
+
     def rows(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
         """Run a read query and return its rows as dicts."""
         with self._lock:

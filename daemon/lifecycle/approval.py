@@ -9,14 +9,13 @@ value can restyle the request or end vaultd's block.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from daemon.connectors import targets
 from daemon.connectors.odoo import odoo_location
@@ -26,6 +25,9 @@ from daemon.core.notes import BLOCK_BEGIN
 from daemon.core.policy import Decision
 from daemon.core.quoting import block, cell, code
 from daemon.core.request_versions import Changed
+
+if TYPE_CHECKING:
+    import jinja2
 
 PACKAGE = Path(__file__).resolve().parents[1]  # daemon/
 
@@ -38,26 +40,36 @@ def resource_dir(name: str) -> Path:
     raise FileNotFoundError(f"vaultd is missing its {name}/ folder")
 
 
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(resource_dir("templates")),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    autoescape=False,  # noqa: S701 - Markdown, not HTML
-    # Compiling the templates took a seventh of a second on every start; jinja2 keeps the
-    # compiled code in a folder of this user's own (mode 700), keyed by the template's text.
-    bytecode_cache=jinja2.FileSystemBytecodeCache(),
-)
-_env.filters["code"] = code
-_env.filters["cell"] = cell
-_env.filters["text_block"] = block
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The templates' environment, made on the first request rendered: jinja2 costs a tenth
+    of a second to import, and most starts of vaultd (`status`, `approve`, `run --once` on
+    posts) render no request."""
+    import jinja2  # noqa: PLC0415 (see above)
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(resource_dir("templates")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 - Markdown, not HTML
+        # Compiling the templates took a seventh of a second on every start; jinja2 keeps
+        # the compiled code in a folder of this user's own (mode 700), keyed by its text.
+        bytecode_cache=jinja2.FileSystemBytecodeCache(),
+    )
+    env.filters["code"] = code
+    env.filters["cell"] = cell
+    env.filters["text_block"] = block
+    return env
+
+
 # How vaultd's block markers start ("<!-- vaultd:"): no line of a request may start so.
 _MARKER = BLOCK_BEGIN.partition(":")[0] + ":"
 
 
 def render_template(name: str, **values: Any) -> str:
-    return _env.get_template(name).render(**values)
+    return _environment().get_template(name).render(**values)
 
 
 @dataclass(frozen=True)

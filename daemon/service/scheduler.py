@@ -25,16 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
+from typing import TYPE_CHECKING
 
 from daemon.core.schedule_config import DAYS, Schedule
 from daemon.core.timestamps import iso, parse_time
 from daemon.reports.briefing.week import week_of_briefing
 from daemon.service.app import App
-from daemon.service.jobstore import SqliteJobStore
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +97,16 @@ class Clockwork:
 
     def start(self) -> None:
         """Add (or replace) the jobs in the job store, start them, and catch up."""
+        # APScheduler is imported here, by the one command that schedules (`vaultd run`):
+        # its import scans every installed package's entry points, a tenth of a second
+        # that `run --once`, `status` and `approve` do not need (they read the job store
+        # with sqlite3, and settle() needs no scheduler).
+        from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
+        from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
+        from apscheduler.triggers.interval import IntervalTrigger  # noqa: PLC0415
+
+        from daemon.service.jobstore import SqliteJobStore  # noqa: PLC0415
+
         tz = self.schedule.zone()
         store = SqliteJobStore(self.app.state_dir / JOBS_FILE)
         self.scheduler = BackgroundScheduler(
