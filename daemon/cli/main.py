@@ -37,6 +37,7 @@ from daemon.service.retention import apply_retention
 from daemon.service.runner import Runner, stop_on_signals
 from daemon.service.scheduler import Clockwork
 from daemon.service.supervisor import Component, Supervisor
+from daemon.service.webhooks import webhook_worker
 
 if TYPE_CHECKING:
     from daemon.agents.api.server import ApiServer
@@ -217,6 +218,7 @@ def _run(
         # The skill run service open_app plugged into the pipeline (a Runs), if any.
         runs = app.pipeline.skills if isinstance(app.pipeline.skills, Runs) else None
         workers = Workers(runs, app.config.queue, may_work=lease.holds) if runs else None
+        hooks = webhook_worker(app, runs) if runs else None  # completion webhooks
         if args.once:
             # The queue's due runs first: the requests they write are then taken in.
             worked = workers.drain() if workers is not None and lease.holds() else 0
@@ -225,6 +227,8 @@ def _run(
             count = once.run_once()
             if worked:
                 log.info("worked %d queued run(s)", worked)
+            if hooks is not None and lease.holds():
+                hooks.run_once()  # what the runs' ends owe their receivers, tried once
             # A daemon run from cron still writes a briefing whose time has passed.
             if lease.holds():
                 Clockwork(app, write_briefing=_write_briefing).settle()
@@ -253,6 +257,9 @@ def _run(
         if workers is not None:
             workers.start()
             components.append(workers)
+        if hooks is not None:
+            hooks.start()
+            components.append(hooks)
         api = _start_api(app, runs, args) if args.api and runs is not None else None
         if api is not None:
             components.append(api)
@@ -273,6 +280,8 @@ def _run(
             supervisor.stop()
             if workers is not None:
                 workers.stop()
+            if hooks is not None:
+                hooks.stop()
             clockwork.stop()
             if api is not None:
                 api.stop()

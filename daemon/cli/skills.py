@@ -2,7 +2,7 @@
 
 vaultd skills list | show NAME
 vaultd runs list [--state S] [--channel C] [--skill K] | show ID | execute ID | cancel ID
-vaultd runs create SKILL [--input JSON] [--execute [--wait] [--priority N]]
+vaultd runs create SKILL [--input JSON] [--execute [--wait] [--priority N] [--webhook URL]]
 
 `runs create --execute` enqueues the run for `vaultd run`'s workers; `--wait` follows it to
 its end (succeeded, failed or cancelled), showing each change of state.
@@ -28,6 +28,7 @@ from daemon.agents.skills.service import open_runs
 from daemon.agents.skills.store import FINISHED, SUCCEEDED, TRANSITIONS
 from daemon.core.config import default_config_path, load_config
 from daemon.core.errors import ConfigError
+from daemon.core.webhook_config import check_url
 from daemon.service.app import open_app
 
 Add = Callable[..., argparse.ArgumentParser]
@@ -71,6 +72,11 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
     create.add_argument("--priority", type=int, default=10, help="with --execute: lower first")
     create.add_argument(
         "--wait", action="store_true", help="with --execute: follow the run to its end"
+    )
+    create.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="with --execute: a URL told (signed) when the run ends or waits for approval",
     )
     create.set_defaults(func=cmd_runs_create)
     execute = run_commands.add_parser("execute", help="execute a draft or failed run")
@@ -160,13 +166,24 @@ def cmd_runs_create(args: argparse.Namespace) -> int:
         )
     if not 0 <= args.priority <= 1000:
         raise ConfigError(f"--priority {args.priority}: from 0 to 1000")
+    if args.webhook is not None and not args.execute:
+        raise ConfigError("--webhook: only with --execute (a draft is not queued)")
     app = open_app(args.vault, config_path=args.config, state_dir=args.state_dir)
     try:
+        webhook = None
+        if args.webhook is not None:
+            try:
+                webhook = check_url(args.webhook, app.config.webhooks.allowed_hosts)
+            except ValueError as error:
+                raise ConfigError(f"--webhook: {error}") from None
         runs = open_runs(app)
         queue = RunQueue(runs, app.config.queue)
         try:
             view = queue.enqueue(
-                args.skill, inputs, requested_by=f"cli:{_user()}", options=Options(args.priority)
+                args.skill,
+                inputs,
+                requested_by=f"cli:{_user()}",
+                options=Options(args.priority, webhook=webhook),
             )
         except RunError as error:
             print(f"vaultd: {error}")

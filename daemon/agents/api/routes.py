@@ -17,7 +17,8 @@ from daemon.agents.api.run_access import RunAccess
 from daemon.agents.api.schemas import CreateRun, ErrorOut, RunOut, SkillList, SkillOut
 from daemon.agents.api.views import run_json
 from daemon.agents.queue.service import Options
-from daemon.agents.skills.runs import Runs, SkillNotFound
+from daemon.agents.skills.runs import InputsInvalid, Runs, SkillNotFound
+from daemon.core.webhook_config import check_url
 
 PREFIX = "/api/v1"
 
@@ -29,6 +30,8 @@ class ApiState:
     runs: Runs
     auth: Authenticator
     access: RunAccess
+    # Hosts a run's webhook may name beyond loopback ([webhooks] allowed_hosts).
+    webhook_hosts: tuple[str, ...] = ()
 
 
 # Declared for the OpenAPI document (and /docs' "Authorize"); the headers are read raw, so
@@ -100,8 +103,19 @@ def create_run(request: Request, response: Response, body: CreateRun, caller: Ca
     and inputs) makes this a 409 naming that run (`run_id`, Location)."""
     access = _state(request).access
     if body.execute:
+        webhook = None
+        if body.webhook is not None:
+            try:
+                webhook = check_url(body.webhook, _state(request).webhook_hosts)
+            except ValueError as error:
+                raise InputsInvalid(body.skill_key, [("webhook", str(error))]) from None
         options = Options(
-            body.priority, body.eta, body.max_retries, body.identity_key, tuple(body.depends_on)
+            body.priority,
+            body.eta,
+            body.max_retries,
+            body.identity_key,
+            tuple(body.depends_on),
+            webhook,
         )
         view = access.enqueue(caller, body.skill_key, body.inputs, options)
         response.status_code = 202

@@ -46,6 +46,14 @@ class CreateRun(BaseModel):
         description="with execute: runs that must succeed first (it fails if one fails)",
     )
 
+    webhook: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="with execute: a URL told when the run ends (or waits for approval), "
+        "signed as Standard Webhooks says; loopback only unless [webhooks] allowed_hosts "
+        "names its host",
+    )
+
     @model_validator(mode="after")
     def _queue_fields_only_with_execute(self) -> CreateRun:
         given = sorted(self.model_fields_set & QUEUE_FIELDS)
@@ -54,7 +62,7 @@ class CreateRun(BaseModel):
         return self
 
 
-QUEUE_FIELDS = {"priority", "eta", "max_retries", "identity_key", "depends_on"}
+QUEUE_FIELDS = {"priority", "eta", "max_retries", "identity_key", "depends_on", "webhook"}
 
 
 class SkillOut(BaseModel):

@@ -33,6 +33,8 @@ class Options:
     identity_key: str | None = None
     # Runs that must succeed first; the run fails if one of them fails or is cancelled.
     depends_on: tuple[str, ...] = ()
+    # Told when the run ends (daemon/agents/webhooks/); checked by the caller (check_url).
+    webhook: str | None = None
 
 
 class RunQueue:
@@ -95,7 +97,7 @@ class RunQueue:
                 requested_by=requested_by,
                 key=key,
                 scheduling=scheduling,
-                also=also(run_id) if also else [],
+                also=[*(also(run_id) if also else []), *_webhook(run_id, options.webhook)],
                 parents=parents,
             )
         except IdentityTaken as taken:
@@ -153,3 +155,8 @@ class RunQueue:
 
     def scheduling(self, run_id: str) -> dict[str, Any] | None:
         return self.store.entry(run_id)
+
+
+def _webhook(run_id: str, url: str | None) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statement that records a run's own webhook, in its enqueuing transaction."""
+    return [("UPDATE skill_runs SET webhook = ? WHERE id = ?", (url, run_id))] if url else []

@@ -116,6 +116,8 @@ class Run:
     updated_at: str
     # Set when the run was enqueued: no two unfinished runs share one (daemon/agents/queue).
     identity_key: str | None = None
+    # The run's own completion webhook (daemon/agents/webhooks/), if it named one.
+    webhook: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The webhook worker of `vaultd run`: one thread that turns run events into deliveries and
-delivers what the outbox owes, woken at once when a run changed (`wake`) and otherwise when
-the next retry is due, at least every `poll_seconds`. Supervised like the watcher
+delivers what the outbox owes. It looks for new events every `poll_seconds` (half a second:
+a run's state may change in any process, and the look is one indexed query), at once when
+woken (`wake`), and when the next retry is due. Supervised like the watcher
 (daemon/service/supervisor.py): `healthy` while its thread lives, `restart` starts a new one.
 
 A delivery is marked delivered only after its receiver answered 2xx, so a daemon killed
@@ -28,7 +29,7 @@ class WebhookWorker:
         deliverer: Deliverer,
         *,
         expand: Callable[[], int] = lambda: 0,
-        poll_seconds: float = 30.0,
+        poll_seconds: float = 0.5,
     ) -> None:
         self.deliverer = deliverer
         # Turns the events written since (daemon/agents/webhooks/events.py) into deliveries.
@@ -60,14 +61,18 @@ class WebhookWorker:
         self.stop()
         self.start()
 
+    def run_once(self) -> None:
+        """Expand the events written so far and try what is due, once (`vaultd run --once`)."""
+        while self.expand():
+            pass  # a full batch: there may be more events
+        while self.deliverer.deliver_due() and not self._stop.is_set():
+            pass  # a full batch: there may be more due
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                while self.expand():
-                    pass  # a full batch: there may be more events
-                while self.deliverer.deliver_due() and not self._stop.is_set():
-                    pass  # a full batch: there may be more due
+                self.run_once()
             except Exception:  # a bug must not end the deliveries; the supervisor sees the rest
                 log.exception("webhooks: delivering failed; trying again later")
             self._wake.wait(self._until_next())
