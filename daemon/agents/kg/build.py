@@ -1,0 +1,197 @@
+"""Walking the vault into the index: which files are notes, which are skipped and why, and
+which must be read again.
+
+A file whose mtime and size are what the index holds is not opened; one whose bytes hash
+to the stored SHA-256 is not parsed again. Only the rest is read and extracted, then the
+whole graph is derived again from the stored facts (daemon/agents/kg/graph.py), so a link
+to a note that has just appeared resolves at this build, not at some later full re-index.
+Symbolic links are never followed, and a file is opened with O_NOFOLLOW, so a link swapped
+in after the walk is not read either.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon.agents.kg.extract import NoteFacts, extract, title_of
+from daemon.agents.kg.graph import derive
+from daemon.core.vault import is_ignored, is_sync_conflict
+
+# Larger notes are skipped, not read: a note of 4 MiB is a pasted log or a data dump.
+MAX_KG_NOTE_BYTES = 4 * 1024 * 1024
+NOT_MARKDOWN = "not a Markdown note"
+
+
+@dataclass
+class BuildReport:
+    """What one build did: files seen, and how many were opened, parsed or reused."""
+
+    seen: int = 0
+    unchanged: int = 0  # mtime and size as stored: not opened
+    same_content: int = 0  # opened, same SHA-256: not parsed again
+    extracted: int = 0
+    removed: int = 0
+    read_paths: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # vault-relative, with /
+    status: str  # "note", or "skipped" with a reason
+    reason: str = ""
+    mtime_ns: int = 0
+    size: int = 0
+
+
+def walk(root: Path) -> Iterator[Entry]:
+    """Yield every file of the vault in path order, dot-folders (.obsidian, .trash, .git)
+    left out, each as a note or skipped with its reason."""
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        base = Path(folder)
+        for name in sorted([*files, *[d for d in dirs if (base / d).is_symlink()]]):
+            relative = (base / name).relative_to(root).as_posix()
+            yield _entry(base / name, relative, name)
+
+
+def _entry(path: Path, relative: str, name: str) -> Entry:
+    try:
+        info = path.lstat()
+    except OSError as error:
+        return Entry(relative, "skipped", f"cannot be read ({error.strerror})")
+    if stat.S_ISLNK(info.st_mode):
+        return Entry(relative, "skipped", "a symbolic link: never followed")
+    if not stat.S_ISREG(info.st_mode):
+        return Entry(relative, "skipped", "not a regular file")
+    mtime, size = info.st_mtime_ns, info.st_size
+    if name.startswith("."):
+        return Entry(relative, "skipped", "a hidden file", mtime, size)
+    if is_sync_conflict(name):
+        return Entry(relative, "skipped", "a sync-conflict copy", mtime, size)
+    if is_ignored(name):
+        return Entry(relative, "skipped", "a temporary or backup file", mtime, size)
+    if not name.lower().endswith(".md"):
+        return Entry(relative, "skipped", NOT_MARKDOWN, mtime, size)
+    if size > MAX_KG_NOTE_BYTES:
+        limit = MAX_KG_NOTE_BYTES // (1024 * 1024)
+        return Entry(
+            relative, "skipped", f"{size:,} bytes, over the {limit} MiB limit", mtime, size
+        )
+    return Entry(relative, "note", "", mtime, size)
+
+
+def read_note(root: Path, relative: str) -> bytes | str:
+    """Return the bytes of a note, or why they cannot be read. Never follows a link."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(root / relative, flags)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symbolic link: never followed"
+        return f"cannot be read ({error.strerror})"
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return "not a regular file"
+        data = handle.read(MAX_KG_NOTE_BYTES + 1)
+    if len(data) > MAX_KG_NOTE_BYTES:
+        return f"over the {MAX_KG_NOTE_BYTES // (1024 * 1024)} MiB limit"
+    return data
+
+
+def rebuild(db: sqlite3.Connection, root: Path, *, full: bool = False) -> BuildReport:
+    """Bring the index up to date with the vault at `root`; with `full`, read every note
+    again. Return what was done. One note's failure is recorded, never raised."""
+    report = BuildReport()
+    stored = {
+        row[0]: row[1:]
+        for row in db.execute("SELECT path, mtime_ns, size, sha256, status FROM files")
+    }
+    seen: set[str] = set()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for entry in walk(root):
+            report.seen += 1
+            seen.add(entry.path)
+            _refresh(db, root, entry, stored.get(entry.path), full=full, report=report)
+        for gone in sorted(set(stored) - seen):
+            db.execute("DELETE FROM files WHERE path = ?", (gone,))
+            db.execute("DELETE FROM search WHERE path = ?", (gone,))
+            report.removed += 1
+        derive(db)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return report
+
+
+def _refresh(
+    db: sqlite3.Connection,
+    root: Path,
+    entry: Entry,
+    stored: tuple[int, int, str | None, str] | None,
+    *,
+    full: bool,
+    report: BuildReport,
+) -> None:
+    if entry.status == "skipped":
+        _forget_text(db, entry.path)
+        db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, NULL, 'skipped', ?, NULL)",
+            (entry.path, entry.mtime_ns, entry.size, entry.reason),
+        )
+        return
+    was_note = stored is not None and stored[3] in ("indexed", "failed")
+    if was_note and not full and stored[:2] == (entry.mtime_ns, entry.size):  # type: ignore[index]
+        report.unchanged += 1
+        return
+    data = read_note(root, entry.path)
+    report.read_paths.append(entry.path)
+    if isinstance(data, str):
+        _forget_text(db, entry.path)
+        db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, NULL, 'skipped', ?, NULL)",
+            (entry.path, entry.mtime_ns, entry.size, data),
+        )
+        return
+    facts = extract(entry.path, data)
+    if was_note and not full and stored[2] == facts.sha256:  # type: ignore[index]
+        report.same_content += 1
+        db.execute(
+            "UPDATE files SET mtime_ns = ?, size = ? WHERE path = ?",
+            (entry.mtime_ns, entry.size, entry.path),
+        )
+        return
+    report.extracted += 1
+    _store(db, entry, facts)
+
+
+def _store(db: sqlite3.Connection, entry: Entry, facts: NoteFacts) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.path,
+            entry.mtime_ns,
+            entry.size,
+            facts.sha256,
+            facts.status,
+            facts.reason,
+            json.dumps(facts.to_json(), sort_keys=True, ensure_ascii=False),
+        ),
+    )
+    _forget_text(db, entry.path)
+    db.execute(
+        "INSERT INTO search (path, title, body) VALUES (?, ?, ?)",
+        (entry.path, title_of(entry.path), facts.search_text),
+    )
+
+
+def _forget_text(db: sqlite3.Connection, path: str) -> None:
+    db.execute("DELETE FROM search WHERE path = ?", (path,))
