@@ -50,6 +50,9 @@ def find_node(db: sqlite3.Connection, ref: str) -> str:
         if not candidates:
             raise KgError(f"{ref!r}: no node of this name, key, id or path ({error})") from None
     if len(candidates) > 1:
+        # An unresolved link named like the notes it could mean adds nothing to choose from.
+        candidates = {c for c in candidates if not c.startswith("unresolved:")} or candidates
+    if len(candidates) > 1:
         listed = ", ".join(sorted(candidates))
         raise KgError(f"{ref!r} names {len(candidates)} nodes: {listed}; give one of these keys")
     return candidates.pop()
