@@ -1,5 +1,5 @@
 """`vaultd kg`: the knowledge graph of the vault (rebuild, status, export, search,
-neighborhood), kept in the state directory (daemon/agents/kg/)."""
+neighborhood, context), kept in the state directory (daemon/agents/kg/)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from daemon.agents.kg import query
 from daemon.agents.kg.build import rebuild
+from daemon.agents.kg.context import fetch_context
 from daemon.agents.kg.store import connect, kg_path
 from daemon.cli.common import open_vault
 
@@ -62,6 +63,20 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
     near.add_argument("--edge", help="follow only edges of this type (links_to, tagged …)")
     near.add_argument("--json", action="store_true", help="print JSON instead of text")
     near.set_defaults(func=cmd_neighborhood)
+
+    context = sub.add_parser(
+        "context",
+        help="a node's neighbours with evidence, each row checked against the vault now",
+        description="Like neighborhood, and every evidence row says whether its note has "
+        "changed since the last rebuild (stale) and where its quoted line is now.",
+    )
+    add_vault(context, state=True)
+    context.add_argument("ref", metavar="REF", help="what to start from (as for neighborhood)")
+    context.add_argument(
+        "--depth", type=int, default=1, help=f"edges to follow (1 to {query.MAX_DEPTH})"
+    )
+    context.add_argument("--json", action="store_true", help="print JSON instead of text")
+    context.set_defaults(func=cmd_context)
 
 
 def _path(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -144,7 +159,18 @@ def cmd_neighborhood(args: argparse.Namespace) -> int:
     _, path = _path(args)
     with closing(connect(path, create=False)) as db:
         found = query.neighborhood(db, args.ref, depth=args.depth, edge_type=args.edge)
-    if args.json:
+    return _show(found, as_json=args.json)
+
+
+def cmd_context(args: argparse.Namespace) -> int:
+    root, path = _path(args)
+    with closing(connect(path, create=False)) as db:
+        found = fetch_context(db, root, args.ref, depth=args.depth)
+    return _show(found, as_json=args.json)
+
+
+def _show(found: dict[str, Any], *, as_json: bool) -> int:
+    if as_json:
         print(json.dumps(found, indent=2, ensure_ascii=False))
         return 0
     labels = {n["key"]: n["label"] for n in found["nodes"]}
@@ -160,4 +186,8 @@ def cmd_neighborhood(args: argparse.Namespace) -> int:
             lines = row["lines"]
             where = f"{lines[0]}" if lines[0] == lines[1] else f"{lines[0]}-{lines[1]}"
             print(f"      {row['path']}:{where} @{row['sha256'][:12]}  {row['quote']}")
+            if row.get("stale"):
+                now = row["now"]
+                at = f"{now['path']}:{now['lines'][0]}" if now["lines"] else now["path"] or "-"
+                print(f"        STALE ({now['why']}); now at {at}")
     return 0

@@ -198,3 +198,21 @@ def test_reading_commands_before_a_rebuild_say_what_to_run(tmp_path: Path, capsy
         main(["kg", "--vault", str(vault)])
     assert usage.value.code == 2
     assert "KG_COMMAND" in capsys.readouterr().err
+
+
+def test_context_marks_the_evidence_of_an_edited_line_stale(tmp_path: Path, capsys):
+    vault = new_vault(tmp_path / "vault", {k: v for k, v in NOTES.items() if k != "Broken.md"})
+    kg = Kg(vault, tmp_path / "state", capsys)
+    assert kg.run("rebuild")[0] == 0
+    _, fresh, _ = kg.run("context", "Plans/Q1 plan.md")
+    assert "STALE" not in fresh
+    plan = vault / "Plans/Q1 plan.md"
+    plan.write_text(plan.read_text().replace("Also", "Intro.\nAlso"), encoding="utf-8")
+    _, text, _ = kg.run("context", "Plans/Q1 plan.md")
+    assert "Plans/Q1 plan.md:5 @" in text
+    assert "STALE (the note changed); now at Plans/Q1 plan.md:6" in text
+    found = kg.json("context", "Plans/Q1 plan.md")
+    assert isinstance(found, dict)
+    stale = {(r["path"], r["stale"]) for e in found["edges"] for r in e["evidence"]}
+    # the link from the Acme note into the plan was read from a note that did not change
+    assert stale == {("Plans/Q1 plan.md", True), ("Clients/Acme Corp.md", False)}
