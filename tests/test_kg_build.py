@@ -39,13 +39,13 @@ def test_unchanged_notes_are_not_read_again_and_same_bytes_are_not_parsed_again(
     db, first = build(vault, state)
     assert sorted(first.read_paths) == ["a.md", "b.md", "c.md"]
     _, again = build(vault, state)
-    assert (again.read_paths, again.unchanged) == ([], 3)
+    assert (again.read_paths, again.unchanged, again.derived) == ([], 3, False)
 
     os.utime(vault / "b.md", ns=(1, 1))  # touched: opened, hashed, not parsed
     (vault / "c.md").write_text("changed [[a]]\n", encoding="utf-8")
     _, third = build(vault, state)
     assert sorted(third.read_paths) == ["b.md", "c.md"]
-    assert (third.same_content, third.extracted) == (1, 1)
+    assert (third.same_content, third.extracted, third.derived) == (1, 1, True)
     assert edge(db, "note:c.md", "a")[:2] == ("note:a.md", "resolved")
 
     _, forced = build(vault, state, full=True)
@@ -66,6 +66,17 @@ def test_a_link_to_a_missing_note_is_kept_and_resolves_when_the_note_appears(tmp
     assert report.read_paths == ["Inbox/later idea.md"]  # a.md is not read again
     assert edge(db, "note:a.md", "later idea")[:2] == ("note:Inbox/later idea.md", "resolved")
     assert db.execute("SELECT count(*) FROM nodes WHERE type = 'unresolved'").fetchone() == (0,)
+
+
+def test_an_embed_of_an_attachment_resolves_when_the_file_appears(tmp_path):
+    vault, state = tmp_path / "vault", tmp_path / "state"
+    make_files(vault, {"a.md": "![[chart.png]]\n"})
+    db, _ = build(vault, state)
+    assert edge(db, "note:a.md", "chart.png")[1] == "missing"
+    make_files(vault, {"img/chart.png": b"\x89PNG"})
+    _, report = build(vault, state)
+    assert (report.read_paths, report.derived) == ([], True)
+    assert edge(db, "note:a.md", "chart.png")[:2] == ("file:img/chart.png", "resolved")
 
 
 def test_a_symlink_out_of_the_vault_is_skipped_and_never_read(tmp_path):
@@ -144,6 +155,7 @@ def test_dot_folders_and_sync_copies_are_left_out(tmp_path):
         vault,
         {
             ".obsidian/x.md": "[[a]]",
+            ".hidden.md": "[[a]]",
             ".trash/old.md": "[[a]]",
             "a.md": "",
             "a.sync-conflict-20261201-abc.md": "[[a]]",

@@ -38,6 +38,7 @@ class BuildReport:
     same_content: int = 0  # opened, same SHA-256: not parsed again
     extracted: int = 0
     removed: int = 0
+    derived: bool = False  # whether the graph was derived again (not when nothing changed)
     read_paths: list[str] = field(default_factory=list)
 
 
@@ -52,11 +53,14 @@ class Entry:
 
 def walk(root: Path) -> Iterator[Entry]:
     """Yield every file of the vault in path order, dot-folders (.obsidian, .trash, .git)
-    left out, each as a note or skipped with its reason."""
+    and dot-files left out, each as a note or skipped with its reason."""
     for folder, dirs, files in os.walk(root, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         base = Path(folder)
-        for name in sorted([*files, *[d for d in dirs if (base / d).is_symlink()]]):
+        # Dot-files (.gitkeep, .DS_Store) are left out as the dot-folders are: Obsidian
+        # does not show them, and vaultd never reads them.
+        listed = [f for f in files if not f.startswith(".")]
+        for name in sorted([*listed, *[d for d in dirs if (base / d).is_symlink()]]):
             relative = (base / name).relative_to(root).as_posix()
             yield _entry(base / name, relative, name)
 
@@ -71,8 +75,6 @@ def _entry(path: Path, relative: str, name: str) -> Entry:
     if not stat.S_ISREG(info.st_mode):
         return Entry(relative, "skipped", "not a regular file")
     mtime, size = info.st_mtime_ns, info.st_size
-    if name.startswith("."):
-        return Entry(relative, "skipped", "a hidden file", mtime, size)
     if is_sync_conflict(name):
         return Entry(relative, "skipped", "a sync-conflict copy", mtime, size)
     if is_ignored(name):
@@ -111,7 +113,7 @@ def rebuild(db: sqlite3.Connection, root: Path, *, full: bool = False) -> BuildR
     report = BuildReport()
     stored = {
         row[0]: row[1:]
-        for row in db.execute("SELECT path, mtime_ns, size, sha256, status FROM files")
+        for row in db.execute("SELECT path, mtime_ns, size, sha256, status, reason FROM files")
     }
     seen: set[str] = set()
     db.execute("BEGIN IMMEDIATE")
@@ -119,12 +121,16 @@ def rebuild(db: sqlite3.Connection, root: Path, *, full: bool = False) -> BuildR
         for entry in walk(root):
             report.seen += 1
             seen.add(entry.path)
-            _refresh(db, root, entry, stored.get(entry.path), full=full, report=report)
+            changes = _refresh(db, root, entry, stored.get(entry.path), full=full, report=report)
+            report.derived |= changes
         for gone in sorted(set(stored) - seen):
+            _forget_text(db, gone)
             db.execute("DELETE FROM files WHERE path = ?", (gone,))
-            db.execute("DELETE FROM search WHERE path = ?", (gone,))
             report.removed += 1
-        derive(db)
+            report.derived = True
+        if report.derived or full:
+            derive(db)
+            report.derived = True
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -136,31 +142,30 @@ def _refresh(
     db: sqlite3.Connection,
     root: Path,
     entry: Entry,
-    stored: tuple[int, int, str | None, str] | None,
+    stored: tuple[int, int, str | None, str, str] | None,
     *,
     full: bool,
     report: BuildReport,
-) -> None:
+) -> bool:
+    """Refresh one file's row; return whether what the graph is derived from changed."""
     if entry.status == "skipped":
+        if stored is not None and stored[3:] == ("skipped", entry.reason):
+            if stored[:2] != (entry.mtime_ns, entry.size):
+                _put(db, entry, sha256=None, status="skipped", reason=entry.reason, facts=None)
+            return False
         _forget_text(db, entry.path)
-        db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, NULL, 'skipped', ?, NULL)",
-            (entry.path, entry.mtime_ns, entry.size, entry.reason),
-        )
-        return
+        _put(db, entry, sha256=None, status="skipped", reason=entry.reason, facts=None)
+        return True
     was_note = stored is not None and stored[3] in ("indexed", "failed")
     if was_note and not full and stored[:2] == (entry.mtime_ns, entry.size):  # type: ignore[index]
         report.unchanged += 1
-        return
+        return False
     data = read_note(root, entry.path)
     report.read_paths.append(entry.path)
     if isinstance(data, str):
         _forget_text(db, entry.path)
-        db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, NULL, 'skipped', ?, NULL)",
-            (entry.path, entry.mtime_ns, entry.size, data),
-        )
-        return
+        _put(db, entry, sha256=None, status="skipped", reason=data, facts=None)
+        return True
     facts = extract(entry.path, data)
     if was_note and not full and stored[2] == facts.sha256:  # type: ignore[index]
         report.same_content += 1
@@ -168,30 +173,50 @@ def _refresh(
             "UPDATE files SET mtime_ns = ?, size = ? WHERE path = ?",
             (entry.mtime_ns, entry.size, entry.path),
         )
-        return
+        return False
     report.extracted += 1
     _store(db, entry, facts)
+    return True
 
 
 def _store(db: sqlite3.Connection, entry: Entry, facts: NoteFacts) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            entry.path,
-            entry.mtime_ns,
-            entry.size,
-            facts.sha256,
-            facts.status,
-            facts.reason,
-            json.dumps(facts.to_json(), sort_keys=True, ensure_ascii=False),
-        ),
-    )
     _forget_text(db, entry.path)
-    db.execute(
-        "INSERT INTO search (path, title, body) VALUES (?, ?, ?)",
-        (entry.path, title_of(entry.path), facts.search_text),
+    facts_json = json.dumps(facts.to_json(), sort_keys=True, ensure_ascii=False)
+    rowid = _put(
+        db,
+        entry,
+        sha256=facts.sha256,
+        status=facts.status,
+        reason=facts.reason,
+        facts=facts_json,
     )
+    db.execute(
+        "INSERT INTO search (rowid, path, title, body) VALUES (?, ?, ?, ?)",
+        (rowid, entry.path, title_of(entry.path), facts.search_text),
+    )
+
+
+def _put(
+    db: sqlite3.Connection,
+    entry: Entry,
+    *,
+    sha256: str | None,
+    status: str,
+    reason: str,
+    facts: str | None,
+) -> int:
+    """Insert or update a file's row, keeping its rowid (the key of its full text)."""
+    db.execute(
+        "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
+        " mtime_ns = excluded.mtime_ns, size = excluded.size, sha256 = excluded.sha256,"
+        " status = excluded.status, reason = excluded.reason, facts = excluded.facts",
+        (entry.path, entry.mtime_ns, entry.size, sha256, status, reason, facts),
+    )
+    return int(db.execute("SELECT rowid FROM files WHERE path = ?", (entry.path,)).fetchone()[0])
 
 
 def _forget_text(db: sqlite3.Connection, path: str) -> None:
-    db.execute("DELETE FROM search WHERE path = ?", (path,))
+    """Drop a file's full text, found by its row's rowid (FTS5 looks rows up only so)."""
+    row = db.execute("SELECT rowid FROM files WHERE path = ?", (path,)).fetchone()
+    if row is not None:
+        db.execute("DELETE FROM search WHERE rowid = ?", (row[0],))
