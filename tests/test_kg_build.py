@@ -240,3 +240,21 @@ def test_a_removed_note_leaves_the_graph_and_its_links_become_unresolved(tmp_pat
     assert (report.removed, report.read_paths) == (1, [])
     assert edge(db, "note:a.md", "b")[:2] == ("unresolved:b", "missing")
     assert query.search(db, "findme") == []
+
+
+def test_a_link_cycle_is_walked_once_at_any_depth(tmp_path):
+    vault, state = tmp_path / "vault", tmp_path / "state"
+    make_files(vault, {"a.md": "[[b]] [[a]]\n", "b.md": "[[c]]\n", "c.md": "[[a]]\n"})
+    db, _ = build(vault, state)
+    found = query.neighborhood(db, "a.md", depth=5)
+    assert [(n["key"], n["distance"]) for n in found["nodes"]] == [
+        ("note:a.md", 0),
+        ("note:b.md", 1),
+        ("note:c.md", 1),
+    ]
+    assert [(e["src"], e["dst"]) for e in found["edges"]] == [
+        ("note:a.md", "note:a.md"),
+        ("note:a.md", "note:b.md"),
+        ("note:b.md", "note:c.md"),
+        ("note:c.md", "note:a.md"),
+    ]

@@ -16,6 +16,7 @@ from daemon.agents.kg.build import rebuild
 from daemon.agents.kg.context import fetch_context
 from daemon.agents.kg.store import connect, kg_path
 from daemon.cli.common import open_vault
+from daemon.core.quoting import visible
 
 
 def register(commands: Any, add_vault: Callable[..., None]) -> None:
@@ -79,6 +80,12 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
     context.set_defaults(func=cmd_context)
 
 
+def _say(text: str) -> None:
+    """Print a line of text read from notes: every character a terminal would hide or act
+    on (an escape sequence in a quoted line) is shown escaped instead."""
+    print(visible(text))
+
+
 def _path(args: argparse.Namespace) -> tuple[Path, Path]:
     vault = open_vault(args)
     return vault.root, kg_path(vault.root, args.state_dir)
@@ -93,17 +100,17 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         done = {k: v for k, v in vars(report).items() if k != "read_paths"}
         print(json.dumps({"index": str(path), "build": done, "coverage": cover}, indent=2))
         return 0
-    print(
+    _say(
         f"knowledge graph of {root}: {cover['indexed']} note(s) indexed, {cover['failed']} "
         f"failed, {cover['skipped']} file(s) skipped; {cover['graph']['nodes']} nodes, "
         f"{cover['graph']['edges']} edges ({cover['graph']['unresolved_edges']} unresolved)"
     )
-    print(
+    _say(
         f"read {report.extracted} note(s); {report.unchanged} unchanged, "
         f"{report.same_content} with the same content, {report.removed} gone; index {path}"
     )
     if cover["failed"]:
-        print("see `vaultd kg status` for the notes that failed and why")
+        _say("see `vaultd kg status` for the notes that failed and why")
     return 0
 
 
@@ -115,19 +122,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({"index": str(path), **cover}, indent=2, ensure_ascii=False))
         return 0
     graph = cover["graph"]
-    print(f"index: {path}")
-    print(
+    _say(f"index: {path}")
+    _say(
         f"notes indexed: {cover['indexed']}  failed: {cover['failed']}  skipped files: "
         f"{cover['skipped']}"
     )
-    print(
+    _say(
         f"nodes: {graph['nodes']}  edges: {graph['edges']} "
         f"({graph['unresolved_edges']} unresolved)  evidence rows: {graph['evidence']}"
     )
     for file in cover["files"]:
-        print(f"  {file['status']:<8} {file['path']}: {file['reason']}")
+        _say(f"  {file['status']:<8} {file['path']}: {file['reason']}")
     for notice in cover["notices"]:
-        print(f"  notice   {notice['path']}: {notice['message']}")
+        _say(f"  notice   {notice['path']}: {notice['message']}")
     return 0
 
 
@@ -151,7 +158,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     elif not results:
         print(f"no note matches {args.text!r}", file=sys.stderr)
     for result in [] if args.json else results:
-        print(f"{result['score']:>9.3f}  {result['path']}  {result['snippet']}")
+        _say(f"{result['score']:>9.3f}  {result['path']}  {result['snippet']}")
     return 0
 
 
@@ -174,20 +181,20 @@ def _show(found: dict[str, Any], *, as_json: bool) -> int:
         print(json.dumps(found, indent=2, ensure_ascii=False))
         return 0
     labels = {n["key"]: n["label"] for n in found["nodes"]}
-    print(
+    _say(
         f"{found['start']} (depth {found['depth']}): {len(found['nodes'])} node(s), "
         f"{len(found['edges'])} edge(s)"
     )
     for edge in found["edges"]:
         field = f" [{edge['field']}]" if edge["field"] else ""
         state = "" if edge["status"] == "resolved" else f"  ({edge['status']}: {edge['reason']})"
-        print(f"  {labels[edge['src']]} -{edge['type']}{field}-> {labels[edge['dst']]}{state}")
+        _say(f"  {labels[edge['src']]} -{edge['type']}{field}-> {labels[edge['dst']]}{state}")
         for row in edge["evidence"]:
             lines = row["lines"]
             where = f"{lines[0]}" if lines[0] == lines[1] else f"{lines[0]}-{lines[1]}"
-            print(f"      {row['path']}:{where} @{row['sha256'][:12]}  {row['quote']}")
+            _say(f"      {row['path']}:{where} @{row['sha256'][:12]}  {row['quote']}")
             if row.get("stale"):
                 now = row["now"]
                 at = f"{now['path']}:{now['lines'][0]}" if now["lines"] else now["path"] or "-"
-                print(f"        STALE ({now['why']}); now at {at}")
+                _say(f"        STALE ({now['why']}); now at {at}")
     return 0

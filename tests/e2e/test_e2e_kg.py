@@ -216,3 +216,15 @@ def test_context_marks_the_evidence_of_an_edited_line_stale(tmp_path: Path, caps
     stale = {(r["path"], r["stale"]) for e in found["edges"] for r in e["evidence"]}
     # the link from the Acme note into the plan was read from a note that did not change
     assert stale == {("Plans/Q1 plan.md", True), ("Clients/Acme Corp.md", False)}
+
+
+def test_an_escape_sequence_in_a_note_reaches_the_terminal_escaped(tmp_path: Path, capsys):
+    hostile = "Pay [[Acme Corp]] now\x1b[2J\x1b]0;owned\x07 \u202eevil\n"
+    vault = new_vault(tmp_path / "vault", {"a.md": hostile, "Acme Corp.md": "x\n"})
+    kg = Kg(vault, tmp_path / "state", capsys)
+    assert kg.run("rebuild")[0] == 0
+    for args in (("neighborhood", "a.md"), ("context", "a.md"), ("search", "owned")):
+        code, out, _ = kg.run(*args)
+        assert code == 0
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, args
+        assert "⟨U+001B⟩" in out, args
