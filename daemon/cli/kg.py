@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from daemon.agents.kg import query
 from daemon.agents.kg.build import rebuild
 from daemon.agents.kg.context import fetch_context
-from daemon.agents.kg.store import connect, kg_path
+from daemon.agents.kg.store import KgError, connect, kg_path
 from daemon.cli.common import open_vault
 from daemon.core.quoting import visible
 
@@ -86,6 +87,18 @@ def _say(text: str) -> None:
     print(visible(text))
 
 
+@contextmanager
+def _index(path: Path, *, create: bool) -> Iterator[sqlite3.Connection]:
+    """Open the index; an SQLite error on the way (a locked or full disk) names the file."""
+    db = connect(path, create=create)
+    try:
+        yield db
+    except sqlite3.Error as error:
+        raise KgError(f"{path}: {error}") from None
+    finally:
+        db.close()
+
+
 def _path(args: argparse.Namespace) -> tuple[Path, Path]:
     vault = open_vault(args)
     return vault.root, kg_path(vault.root, args.state_dir)
@@ -93,7 +106,7 @@ def _path(args: argparse.Namespace) -> tuple[Path, Path]:
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     root, path = _path(args)
-    with closing(connect(path, create=True)) as db:
+    with _index(path, create=True) as db:
         report = rebuild(db, root, full=args.full)
         cover = query.coverage(db)
     if args.json:
@@ -116,7 +129,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     _, path = _path(args)
-    with closing(connect(path, create=False)) as db:
+    with _index(path, create=False) as db:
         cover = query.coverage(db)
     if args.json:
         print(json.dumps({"index": str(path), **cover}, indent=2, ensure_ascii=False))
@@ -140,7 +153,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     _, path = _path(args)
-    with closing(connect(path, create=False)) as db:
+    with _index(path, create=False) as db:
         text = "".join(line + "\n" for line in query.export_lines(db))
     if args.output:
         args.output.write_text(text, encoding="utf-8", newline="\n")
@@ -151,7 +164,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     _, path = _path(args)
-    with closing(connect(path, create=False)) as db:
+    with _index(path, create=False) as db:
         results = query.search(db, args.text, limit=args.limit)
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
@@ -164,14 +177,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_neighborhood(args: argparse.Namespace) -> int:
     _, path = _path(args)
-    with closing(connect(path, create=False)) as db:
+    with _index(path, create=False) as db:
         found = query.neighborhood(db, args.ref, depth=args.depth, edge_type=args.edge)
     return _show(found, as_json=args.json)
 
 
 def cmd_context(args: argparse.Namespace) -> int:
     root, path = _path(args)
-    with closing(connect(path, create=False)) as db:
+    with _index(path, create=False) as db:
         found = fetch_context(db, root, args.ref, depth=args.depth)
     return _show(found, as_json=args.json)
 

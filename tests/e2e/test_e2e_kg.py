@@ -228,3 +228,24 @@ def test_an_escape_sequence_in_a_note_reaches_the_terminal_escaped(tmp_path: Pat
         assert code == 0
         assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, args
         assert "⟨U+001B⟩" in out, args
+
+
+def test_a_damaged_index_or_a_state_dir_in_the_vault_is_refused_naming_the_file(
+    tmp_path: Path, capsys
+):
+    vault, state = new_vault(tmp_path / "vault", {"a.md": "x"}), tmp_path / "state"
+    state.mkdir()
+    (state / "kg.sqlite3").write_bytes(b"not a database at all, " * 20)
+    for command in ("rebuild", "status"):
+        code, _, err = Kg(vault, state, capsys).run(command)
+        assert (code, err) == (
+            1,
+            f"vaultd: {state / 'kg.sqlite3'}: cannot open the knowledge graph "
+            "(file is not a database)\n",
+        )
+    code, _, err = Kg(vault, vault / "state", capsys).run("rebuild")
+    assert (code, err) == (
+        1,
+        f"vaultd: {vault.resolve() / 'state'}: the state directory must be outside the vault\n",
+    )
+    assert not (vault / "state").exists()

@@ -111,13 +111,13 @@ def rebuild(db: sqlite3.Connection, root: Path, *, full: bool = False) -> BuildR
     """Bring the index up to date with the vault at `root`; with `full`, read every note
     again. Return what was done. One note's failure is recorded, never raised."""
     report = BuildReport()
-    stored = {
-        row[0]: row[1:]
-        for row in db.execute("SELECT path, mtime_ns, size, sha256, status, reason FROM files")
-    }
     seen: set[str] = set()
-    db.execute("BEGIN IMMEDIATE")
+    db.execute("BEGIN IMMEDIATE")  # a second rebuild waits for this one, then sees its rows
     try:
+        stored = {
+            row[0]: row[1:]
+            for row in db.execute("SELECT path, mtime_ns, size, sha256, status, reason FROM files")
+        }
         for entry in walk(root):
             report.seen += 1
             seen.add(entry.path)
