@@ -258,3 +258,32 @@ def test_a_link_cycle_is_walked_once_at_any_depth(tmp_path):
         ("note:b.md", "note:c.md"),
         ("note:c.md", "note:a.md"),
     ]
+
+
+def test_a_link_property_to_no_note_names_the_entity_of_exactly_that_name(tmp_path):
+    vault, state = tmp_path / "vault", tmp_path / "state"
+    make_files(
+        vault,
+        {
+            "plan.md": '---\nrelated: "[[ACME Corporation]]"\nother: "[[Acme Corp]]"\n---\n',
+            "invoice.md": "---\npartner: Acme Corporation\n---\n",
+        },
+    )
+    db, _ = build(vault, state)
+    names = db.execute("SELECT src, dst FROM edges WHERE type = 'names'").fetchall()
+    assert names == [("unresolved:acme corporation", "partner:acme corporation")]  # not Corp
+    subject = json.dumps(
+        ["edge", "unresolved:acme corporation", "names", "", "partner:acme corporation"]
+    )
+    quotes = db.execute("SELECT path, quote FROM evidence WHERE subject = ?", (subject,))
+    assert sorted(quotes) == [
+        ("invoice.md", "partner: Acme Corporation"),
+        ("plan.md", 'related: "[[ACME Corporation]]"'),
+    ]
+    make_files(vault, {"Clients/Acme Corporation.md": "the client\n"})
+    build(vault, state)
+    assert db.execute("SELECT count(*) FROM edges WHERE type = 'names'").fetchone() == (0,)
+    assert edge(db, "note:plan.md", "Acme Corporation")[:2] == (
+        "note:Clients/Acme Corporation.md",
+        "resolved",
+    )

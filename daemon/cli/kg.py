@@ -193,7 +193,10 @@ def _show(found: dict[str, Any], *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(found, indent=2, ensure_ascii=False))
         return 0
-    labels = {n["key"]: n["label"] for n in found["nodes"]}
+    labels = {
+        n["key"]: n["label"] if n["type"] in ("note", "tag") else f"{n['label']} ({n['type']})"
+        for n in found["nodes"]
+    }
     _say(
         f"{found['start']} (depth {found['depth']}): {len(found['nodes'])} node(s), "
         f"{len(found['edges'])} edge(s)"

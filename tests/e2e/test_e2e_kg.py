@@ -162,8 +162,8 @@ def test_neighborhood_follows_links_by_any_ref_with_evidence(kg: Kg):
         "note:Plans/Q1.md",
     }
     _, text, _ = kg.run("neighborhood", "Plans/Q1 plan.md")
-    assert "Q1 plan -links_to-> Q1  (ambiguous: 2 notes have this name" in text
-    assert "Q1 plan -links_to-> Someday Note  (missing: no note of this name)" in text
+    assert "Q1 plan -links_to-> Q1 (unresolved)  (ambiguous: 2 notes have this name" in text
+    assert "Q1 plan -links_to-> Someday Note (unresolved)  (missing: no note of this name)" in text
     assert "Plans/Q1 plan.md:2 @" in text and 'related: "[[Acme Corp]]"' in text
 
 

@@ -15,9 +15,13 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 
-from daemon.agents.kg.extract import Fact, NoteFacts, normal_name, title_of
-from daemon.agents.kg.resolve import RESOLVED, Resolution, Resolver, normal_target
+from daemon.agents.kg.extract import ENTITY_KEYS, Fact, NoteFacts, normal_name, title_of
+from daemon.agents.kg.resolve import MISSING, RESOLVED, Resolution, Resolver, normal_target
 
+# Built once: json.dumps with options builds a new encoder at every call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_ENCODE_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+ENTITY_KINDS = frozenset(ENTITY_KEYS.values())
 EDGE_TYPES = {"link": "links_to", "embed": "embeds", "property": "property", "tag": "tagged"}
 
 
@@ -28,11 +32,11 @@ class _Note:
 
 
 def subject_of_node(key: str) -> str:
-    return json.dumps(["node", key], ensure_ascii=False)
+    return _ENCODE(["node", key])
 
 
 def subject_of_edge(src: str, type_: str, field: str, dst: str) -> str:
-    return json.dumps(["edge", src, type_, field, dst], ensure_ascii=False)
+    return _ENCODE(["edge", src, type_, field, dst])
 
 
 def note_keys(facts: list[NoteFacts]) -> tuple[dict[str, str], list[tuple[str, str]]]:
@@ -81,7 +85,34 @@ def derive(db: sqlite3.Connection) -> None:
     for note in notes:
         for fact in note.facts:
             _add_fact(writer, resolver, keys, note, fact)
+    _join_names(writer)
     writer.flush()
+
+
+def _join_names(writer: _Writer) -> None:
+    """Connect a link that leads to no note (`related: "[[Acme Corporation]]"`) to the
+    entity of exactly that name (`partner: Acme Corporation`), as a `names` edge.
+
+    The names must be equal once case and blanks are ignored: nothing fuzzy. The edge's
+    evidence is the places that say each name. When a note of that name appears, the link
+    resolves to it and this edge goes away.
+    """
+    entities: dict[str, list[str]] = defaultdict(list)
+    for key, (type_, label, _) in writer.nodes.items():
+        if type_ in ENTITY_KINDS:
+            entities[normal_name(label)].append(key)
+    missing = {dst for (_, _, _, dst), (status, _) in writer.edges.items() if status == MISSING}
+    by_subject: dict[str, list[tuple[str, str, str, str, int, int, str, str]]] = defaultdict(list)
+    for row in writer.rows:
+        by_subject[row[0]].append(row)
+    for unresolved in sorted(missing):
+        label = writer.nodes[unresolved][1]
+        for entity in sorted(entities.get(normal_name(label), [])):
+            writer.edge((unresolved, "names", "", entity), RESOLVED, "")
+            subject = subject_of_edge(unresolved, "names", "", entity)
+            for node_key in (unresolved, entity):
+                for row in by_subject[subject_of_node(node_key)]:
+                    writer.rows.add((subject, *row[1:]))
 
 
 def _add_fact(
@@ -122,7 +153,7 @@ def _detail(fact: Fact) -> str:
     detail = {k: v for k, v in (("anchor", fact.anchor), ("alias", fact.alias)) if v}
     if fact.kind in ("link", "embed", "property"):
         detail["target"] = fact.value
-    return json.dumps(detail, sort_keys=True, ensure_ascii=False) if detail else ""
+    return _ENCODE_SORTED(detail) if detail else ""
 
 
 class _Writer:
