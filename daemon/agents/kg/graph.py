@@ -102,17 +102,22 @@ def _join_names(writer: _Writer) -> None:
         if type_ in ENTITY_KINDS:
             entities[normal_name(label)].append(key)
     missing = {dst for (_, _, _, dst), (status, _) in writer.edges.items() if status == MISSING}
+    pairs = [
+        (unresolved, entity)
+        for unresolved in sorted(missing)
+        for entity in sorted(entities.get(normal_name(writer.nodes[unresolved][1]), []))
+    ]
+    wanted = {subject_of_node(key) for pair in pairs for key in pair}
     by_subject: dict[str, list[tuple[str, str, str, str, int, int, str, str]]] = defaultdict(list)
-    for row in writer.rows:
-        by_subject[row[0]].append(row)
-    for unresolved in sorted(missing):
-        label = writer.nodes[unresolved][1]
-        for entity in sorted(entities.get(normal_name(label), [])):
-            writer.edge((unresolved, "names", "", entity), RESOLVED, "")
-            subject = subject_of_edge(unresolved, "names", "", entity)
-            for node_key in (unresolved, entity):
-                for row in by_subject[subject_of_node(node_key)]:
-                    writer.rows.add((subject, *row[1:]))
+    for row in writer.rows if wanted else ():
+        if row[0] in wanted:
+            by_subject[row[0]].append(row)
+    for unresolved, entity in pairs:
+        writer.edge((unresolved, "names", "", entity), RESOLVED, "")
+        subject = subject_of_edge(unresolved, "names", "", entity)
+        for node_key in (unresolved, entity):
+            for row in by_subject[subject_of_node(node_key)]:
+                writer.rows.add((subject, *row[1:]))
 
 
 def _add_fact(
@@ -194,6 +199,5 @@ class _Writer:
             "INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?)",
             [(*key, *value) for key, value in sorted(self.edges.items())],
         )
-        self.db.executemany(
-            "INSERT OR IGNORE INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", sorted(self.rows)
-        )
+        # Rows are unique (a set) and their order is never seen: export sorts them.
+        self.db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.rows)

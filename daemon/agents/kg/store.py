@@ -53,9 +53,9 @@ CREATE TABLE IF NOT EXISTS evidence (
     line_start INTEGER NOT NULL,
     line_end INTEGER NOT NULL,
     quote TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    UNIQUE (subject, path, line_start, line_end, detail)
+    detail TEXT NOT NULL DEFAULT ''
 );
+CREATE INDEX IF NOT EXISTS evidence_subject ON evidence(subject);
 CREATE TABLE IF NOT EXISTS notices (
     path TEXT NOT NULL,
     message TEXT NOT NULL,
