@@ -287,3 +287,18 @@ def test_a_link_property_to_no_note_names_the_entity_of_exactly_that_name(tmp_pa
         "note:Clients/Acme Corporation.md",
         "resolved",
     )
+
+
+def test_a_link_climbing_out_of_the_vault_is_invalid_and_reads_nothing_outside(tmp_path):
+    vault, state = tmp_path / "vault", tmp_path / "state"
+    make_files(tmp_path, {"outside.md": "OUTSIDE\n"})
+    make_files(vault, {"a.md": "[[../outside]] ![[../../etc/passwd]] [[/outside]]\n"})
+    db, report = build(vault, state)
+    assert report.read_paths == ["a.md"]
+    found = db.execute("SELECT dst, status, reason FROM edges ORDER BY dst").fetchall()
+    assert found == [
+        ("unresolved:../../etc/passwd", "invalid", "the path climbs out with '..'"),
+        ("unresolved:../outside", "invalid", "the path climbs out with '..'"),
+        ("unresolved:/outside", "invalid", "an absolute path, not a vault link"),
+    ]
+    assert "OUTSIDE" not in "\n".join(query.export_lines(db))
