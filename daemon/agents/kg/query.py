@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from daemon.agents.kg.extract import links_in, normal_name
-from daemon.agents.kg.graph import subject_of_edge, subject_of_node
+from daemon.agents.kg.graph import ENTITY_KINDS, subject_of_edge, subject_of_node
 from daemon.agents.kg.markdown import normal_tag
 from daemon.agents.kg.resolve import RESOLVED, Resolver
 from daemon.agents.kg.store import KgError
@@ -37,13 +37,8 @@ def find_node(db: sqlite3.Connection, ref: str) -> str:
         return f"tag:{normal_tag(text)}"
     if _exists(db, f"id:{text}"):
         return f"id:{text}"
-    candidates = {
-        row[0]
-        for row in db.execute(
-            "SELECT key FROM nodes WHERE label = ? COLLATE NOCASE OR key IN (?, ?, ?, ?, ?)",
-            (text, *(f"{kind}:{normal_name(text)}" for kind in _ENTITY_KINDS)),
-        )
-    }
+    named = [f"{kind}:{normal_name(text)}" for kind in _NAMED_KINDS]
+    candidates = {row[0] for row in db.execute(_BY_NAME, (text, *named))}
     try:
         candidates.add(_by_path(db, text, ref))
     except KgError as error:
@@ -58,7 +53,10 @@ def find_node(db: sqlite3.Connection, ref: str) -> str:
     return candidates.pop()
 
 
-_ENTITY_KINDS = ("partner", "invoice", "platform", "product", "unresolved")
+# The kinds of node a name stands for, keyed by that name (daemon/agents/kg/graph.py).
+_NAMED_KINDS = (*sorted(ENTITY_KINDS), "unresolved")
+_PLACES = ", ".join("?" * len(_NAMED_KINDS))
+_BY_NAME = f"SELECT key FROM nodes WHERE label = ? COLLATE NOCASE OR key IN ({_PLACES})"  # noqa: S608
 
 
 def _exists(db: sqlite3.Connection, key: str) -> bool:
