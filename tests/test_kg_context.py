@@ -92,3 +92,14 @@ def test_a_note_with_a_vaultd_id_keeps_its_node_and_its_links_across_a_rename(tm
     assert [(e["src"], e["dst"]) for e in before["edges"]] == [("note:ref.md", "id:task-42")]
     assert after["nodes"][0]["path"] == "Done/task.md"
     assert after["nodes"][0]["evidence"][0]["path"] == "Done/task.md"
+
+
+def test_a_note_swapped_for_a_symlink_after_the_build_is_not_followed(tmp_path):
+    db, vault = built(tmp_path, {"a.md": "[[b]]\n", "b.md": "b\n"})
+    outside = tmp_path / "outside.md"
+    outside.write_text("[[b]]\n", encoding="utf-8")  # the very bytes a.md had
+    (vault / "a.md").unlink()
+    (vault / "a.md").symlink_to(outside)
+    (edge,) = rows(fetch_context(db, vault, "b.md"), "note:b.md")
+    assert edge["stale"] is True
+    assert edge["now"] == {"path": None, "lines": None, "why": "the note is gone from this path"}
