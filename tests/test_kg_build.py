@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from conftest import make_files, read_tree
 
 from daemon.agents.kg import query
-from daemon.agents.kg.build import BuildReport, rebuild
+from daemon.agents.kg.build import BuildReport, rebuild, walk
 from daemon.agents.kg.store import connect, kg_path
 from daemon.core.errors import ConfigError
 
@@ -302,3 +303,14 @@ def test_a_link_climbing_out_of_the_vault_is_invalid_and_reads_nothing_outside(t
         ("unresolved:/outside", "invalid", "an absolute path, not a vault link"),
     ]
     assert "OUTSIDE" not in "\n".join(query.export_lines(db))
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_not_silently_left_out(tmp_path):
+    vault = tmp_path / "vault"
+    make_files(vault, {"a.md": "", "sub/b.md": ""})
+    entries = walk(vault)
+    assert next(entries).path == "a.md"
+    shutil.rmtree(vault / "sub")  # gone between the listing of the vault and its own
+    assert [(e.path, e.status, e.reason) for e in entries] == [
+        ("sub", "skipped", "a folder that cannot be read (No such file or directory)")
+    ]

@@ -53,8 +53,11 @@ class Entry:
 
 def walk(root: Path) -> Iterator[Entry]:
     """Yield every file of the vault in path order, dot-folders (.obsidian, .trash, .git)
-    and dot-files left out, each as a note or skipped with its reason."""
-    for folder, dirs, files in os.walk(root, followlinks=False):
+    and dot-files left out, each as a note or skipped with its reason. A folder that
+    cannot be listed is itself skipped with the reason, never silently left out."""
+    unreadable: list[OSError] = []
+    for folder, dirs, files in os.walk(root, onerror=unreadable.append, followlinks=False):
+        yield from _unreadable(root, unreadable)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         base = Path(folder)
         # Dot-files (.gitkeep, .DS_Store) are left out as the dot-folders are: Obsidian
@@ -63,6 +66,15 @@ def walk(root: Path) -> Iterator[Entry]:
         for name in sorted([*listed, *[d for d in dirs if (base / d).is_symlink()]]):
             relative = (base / name).relative_to(root).as_posix()
             yield _entry(base / name, relative, name)
+    yield from _unreadable(root, unreadable)
+
+
+def _unreadable(root: Path, errors: list[OSError]) -> Iterator[Entry]:
+    while errors:
+        error = errors.pop(0)
+        where = Path(error.filename or root)
+        relative = where.relative_to(root).as_posix() if where != root else "."
+        yield Entry(relative, "skipped", f"a folder that cannot be read ({error.strerror})")
 
 
 def _entry(path: Path, relative: str, name: str) -> Entry:
