@@ -17,7 +17,9 @@ from daemon.agents.kg.build import rebuild
 from daemon.agents.kg.context import fetch_context
 from daemon.agents.kg.store import KgError, connect, kg_path
 from daemon.cli.common import open_vault
+from daemon.core.config import default_config_path, load_config, state_dir_for
 from daemon.core.quoting import visible
+from daemon.lifecycle.app import LEDGER_FILE
 
 
 def register(commands: Any, add_vault: Callable[..., None]) -> None:
@@ -27,7 +29,7 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
     sub = kg.add_subparsers(dest="kg_command", metavar="KG_COMMAND", required=True)
 
     build = sub.add_parser("rebuild", help="bring the graph up to date (unchanged notes not read)")
-    add_vault(build, state=True)
+    add_vault(build, config=True, state=True)
     build.add_argument("--full", action="store_true", help="read and parse every note again")
     build.add_argument("--json", action="store_true", help="print JSON instead of text")
     build.set_defaults(func=cmd_rebuild)
@@ -104,10 +106,19 @@ def _path(args: argparse.Namespace) -> tuple[Path, Path]:
     return vault.root, kg_path(vault.root, args.state_dir)
 
 
+def _ledger(args: argparse.Namespace, root: Path) -> Path | None:
+    """The ledger's file, if `[kg] sources` lists the ledger."""
+    config = load_config(getattr(args, "config", None) or default_config_path())
+    if "ledger" not in config.kg.sources:
+        return None
+    return state_dir_for(root, args.state_dir) / LEDGER_FILE
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     root, path = _path(args)
+    ledger = _ledger(args, root)
     with _index(path, create=True) as db:
-        report = rebuild(db, root, full=args.full)
+        report = rebuild(db, root, full=args.full, ledger=ledger)
         cover = query.coverage(db)
     if args.json:
         done = {k: v for k, v in vars(report).items() if k != "read_paths"}
@@ -185,7 +196,7 @@ def cmd_neighborhood(args: argparse.Namespace) -> int:
 def cmd_context(args: argparse.Namespace) -> int:
     root, path = _path(args)
     with _index(path, create=False) as db:
-        found = fetch_context(db, root, args.ref, depth=args.depth)
+        found = fetch_context(db, root, args.ref, depth=args.depth, ledger=_ledger(args, root))
     return _show(found, as_json=args.json)
 
 

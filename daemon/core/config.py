@@ -192,6 +192,27 @@ class QueueConfig(BaseModel):
 CHANNEL = r"[a-z0-9][a-z0-9_-]{0,31}"
 
 
+KgSource = Literal["vault", "ledger"]
+KG_SOURCES: tuple[KgSource, ...] = ("vault", "ledger")
+
+
+class KgConfig(BaseModel):
+    """The knowledge graph (`vaultd kg`): the sources it is built from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # "vault": notes, links, tags, frontmatter entities; "ledger": approvals, executions
+    # and the runs that asked (daemon/agents/kg/ledger_source.py). Odoo is not a source yet.
+    sources: list[KgSource] = Field(default_factory=lambda: list(KG_SOURCES))
+
+    @field_validator("sources")
+    @classmethod
+    def _vault_first(cls, sources: list[str]) -> list[str]:
+        if "vault" not in sources:
+            raise ValueError('the vault is always a source: list "vault"')
+        return sources
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -208,6 +229,7 @@ class Config(BaseModel):
     agents: Agents = Field(default_factory=Agents)
     queue: QueueConfig = Field(default_factory=QueueConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    kg: KgConfig = Field(default_factory=KgConfig)
 
 
 def default_config_path() -> Path | None:

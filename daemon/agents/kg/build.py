@@ -22,6 +22,7 @@ from pathlib import Path
 
 from daemon.agents.kg.extract import NoteFacts, extract, title_of
 from daemon.agents.kg.graph import derive
+from daemon.agents.kg.ledger_source import LEDGER, digest, read_ledger
 from daemon.core.vault import is_ignored, is_sync_conflict
 
 # Larger notes are skipped, not read: a note of 4 MiB is a pasted log or a data dump.
@@ -119,10 +120,14 @@ def read_note(root: Path, relative: str) -> bytes | str:
     return data
 
 
-def rebuild(db: sqlite3.Connection, root: Path, *, full: bool = False) -> BuildReport:
-    """Bring the index up to date with the vault at `root`; with `full`, read every note
-    again. Return what was done. One note's failure is recorded, never raised."""
+def rebuild(
+    db: sqlite3.Connection, root: Path, *, full: bool = False, ledger: Path | None = None
+) -> BuildReport:
+    """Bring the index up to date with the vault at `root` (and the ledger at `ledger`, if
+    given); with `full`, read every note again. Return what was done. One note's failure
+    is recorded, never raised."""
     report = BuildReport()
+    facts = read_ledger(ledger) if ledger is not None else []
     seen: set[str] = set()
     db.execute("BEGIN IMMEDIATE")  # a second rebuild waits for this one, then sees its rows
     try:
@@ -140,8 +145,12 @@ def rebuild(db: sqlite3.Connection, root: Path, *, full: bool = False) -> BuildR
             db.execute("DELETE FROM files WHERE path = ?", (gone,))
             report.removed += 1
             report.derived = True
+        known = db.execute("SELECT digest FROM sources WHERE name = ?", (LEDGER,)).fetchone()
+        if (known[0] if known else digest([])) != digest(facts):
+            report.derived = True  # the ledger says more (or other) than at the last build
+            db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (LEDGER, digest(facts)))
         if report.derived or full:
-            derive(db)
+            derive(db, facts)
             report.derived = True
         db.execute("COMMIT")
     except BaseException:

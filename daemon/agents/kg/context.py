@@ -17,6 +17,7 @@ from typing import Any
 
 from daemon.agents.kg.build import read_note, walk
 from daemon.agents.kg.extract import extract
+from daemon.agents.kg.ledger_source import read_ledger
 from daemon.agents.kg.query import neighborhood
 
 
@@ -71,15 +72,23 @@ class _Vault:
 
 
 def fetch_context(
-    db: sqlite3.Connection, root: Path, ref: str, *, depth: int = 1
+    db: sqlite3.Connection, root: Path, ref: str, *, depth: int = 1, ledger: Path | None = None
 ) -> dict[str, Any]:
     """Given a REF (as `vaultd kg neighborhood` takes it), return its neighborhood with every
-    evidence row marked `stale` or not, and where a stale row's line is now."""
+    evidence row marked `stale` or not, and where a stale row's line is now. A row from the
+    ledger is checked against the ledger at `ledger` (stale if its row changed or is gone)."""
     found = neighborhood(db, ref, depth=depth)
     vault = _Vault(db, root)
+    rows: dict[str, str] | None = None
     for item in [*found["nodes"], *found["edges"]]:
         for row in item["evidence"]:
-            _check(vault, row)
+            if row["path"].startswith("ledger:"):
+                if rows is None:
+                    facts = read_ledger(ledger) if ledger is not None else []
+                    rows = {fact.where: fact.row_sha256 for fact in facts}
+                _check_ledger(rows, row)
+            else:
+                _check(vault, row)
     found["source"] = "vault"
     return found
 
@@ -107,6 +116,19 @@ def _check(vault: _Vault, row: dict[str, Any]) -> None:
         "lines": [line, line] if line else None,
         "why": why + ("" if line else "; the quoted line is no longer in it"),
     }
+
+
+def _check_ledger(rows: dict[str, str], row: dict[str, Any]) -> None:
+    now = rows.get(row["path"])
+    row["stale"] = now != row["sha256"]
+    if row["stale"]:
+        why = "the ledger row is gone" if now is None else "the ledger row changed"
+        row["now"] = {
+            "path": row["path"] if now else None,
+            "sha256": now,
+            "lines": None,
+            "why": why,
+        }
 
 
 def _same_id(current: _Current, row: dict[str, Any]) -> bool:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from daemon.agents.kg.extract import ENTITY_KEYS, Fact, NoteFacts, normal_name, title_of
+from daemon.agents.kg.ledger_source import LedgerFact
 from daemon.agents.kg.resolve import MISSING, RESOLVED, Resolution, Resolver, normal_target
 
 # Built once: json.dumps with options builds a new encoder at every call.
@@ -59,8 +61,9 @@ def note_keys(facts: list[NoteFacts]) -> tuple[dict[str, str], list[tuple[str, s
     return keys, notices
 
 
-def derive(db: sqlite3.Connection) -> None:
-    """Replace the nodes, edges, evidence and notices with those the stored facts give."""
+def derive(db: sqlite3.Connection, ledger: Sequence[LedgerFact] = ()) -> None:
+    """Replace the nodes, edges, evidence and notices with those the stored facts give
+    (and the ledger's, daemon/agents/kg/ledger_source.py)."""
     notes = [
         NoteFacts.from_json(json.loads(row[0]))
         for row in db.execute("SELECT facts FROM files WHERE facts IS NOT NULL ORDER BY path")
@@ -86,7 +89,22 @@ def derive(db: sqlite3.Connection) -> None:
         for fact in note.facts:
             _add_fact(writer, resolver, keys, note, fact)
     _join_names(writer)
+    for stated in ledger:
+        _add_ledger_fact(writer, stated)
     writer.flush()
+
+
+def _add_ledger_fact(writer: _Writer, fact: LedgerFact) -> None:
+    """Add one ledger fact: its two nodes (a note's node keeps its type and label) and its
+    edge, each with the ledger row as evidence."""
+    row = (fact.where, fact.row_sha256, 0, 0, fact.quote, _ENCODE_SORTED({"source": "ledger"}))
+    for key, type_, label in ((fact.src, fact.src_type, fact.src_label),
+                              (fact.dst, fact.dst_type, fact.dst_label)):  # fmt: skip
+        writer.node(key, type_, label, None)
+        writer.rows.add((subject_of_node(key), fact.src, *row))
+    edge = (fact.src, fact.type, fact.field, fact.dst)
+    writer.edge(edge, RESOLVED, "")
+    writer.rows.add((subject_of_edge(*edge), fact.src, *row))
 
 
 def _join_names(writer: _Writer) -> None:

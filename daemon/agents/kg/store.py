@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS notices (
     message TEXT NOT NULL,
     PRIMARY KEY (path, message)
 );
+-- Sources other than the vault (the ledger): what they stated at the last build.
+CREATE TABLE IF NOT EXISTS sources (
+    name TEXT PRIMARY KEY,
+    digest TEXT NOT NULL
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5(
     path UNINDEXED, title, body, tokenize = 'unicode61 remove_diacritics 2'
 );
@@ -92,7 +97,7 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
                 f"{path}: index of schema {version}, this vaultd reads {SCHEMA_VERSION}; "
                 "delete the file and run `vaultd kg rebuild`"
             )
-        if create and version == 0:
+        if create:  # every statement is IF NOT EXISTS: a table added since is created
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except sqlite3.DatabaseError as error:
