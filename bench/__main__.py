@@ -10,6 +10,8 @@ start-up                    launching `vaultd run` until it watches (inotify wat
                             place), on a vault with many notes and pending files
 memory                      VmRSS of `vaultd run` idle on that vault, and after a burst
 CEO briefing                write_briefing over a year of audit logs
+run queue                   enqueue → start latency and no-op runs/s through the queue's
+                            workers, beside the same runs executed one by one (bench/queue.py)
 
 Linux only (the process figures read /proc). `--quick` runs everything small in well under
 a minute; `--only` picks benchmarks; `--markdown` prints the table for bench/RESULTS.md, and
@@ -28,9 +30,10 @@ from pathlib import Path
 
 from bench import briefing as briefing_bench
 from bench import burst, footprint, latency
+from bench import queue as queue_bench
 from bench.report import Figure, machine, markdown, text_line, update_results
 
-BENCHES = ("latency", "burst", "startup", "memory", "briefing")
+BENCHES = ("latency", "burst", "startup", "memory", "briefing", "queue")
 QUICK = {
     "approvals": 30,
     "burst": 1000,
@@ -40,6 +43,8 @@ QUICK = {
     "startup_runs": 2,
     "memory_burst": 1000,
     "briefing_lines": 50_000,
+    "queue_samples": 20,
+    "queue_runs": 40,
 }
 
 
@@ -70,6 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     sizes.add_argument(
         "--briefing-lines", type=int, default=1_000_000, help="audit log lines for the briefing"
+    )
+    sizes.add_argument(
+        "--queue-samples", type=int, default=100, help="runs timed from enqueue to start"
+    )
+    sizes.add_argument(
+        "--queue-runs", type=int, default=200, help="no-op runs through the queue at once"
     )
     sizes.add_argument(
         "--quick", action="store_true", help="small defaults for a quick run; sizes given win"
@@ -118,6 +129,10 @@ def main(argv: list[str] | None = None) -> None:
         run(
             "latency",
             lambda: latency.figures(root / "latency", args.approvals, args.stability_ms),
+        )
+        run(
+            "queue",
+            lambda: queue_bench.figures(root / "queue", args.queue_samples, args.queue_runs),
         )
         run("burst", lambda: burst.figures(root / "burst", args.burst, args.durable_burst))
         if "startup" in chosen or "memory" in chosen:

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS run_queue (
     last_error    TEXT
 );
 CREATE INDEX IF NOT EXISTS run_queue_due ON run_queue(channel, priority, eta, enqueued_at);
+CREATE INDEX IF NOT EXISTS skill_runs_state ON skill_runs(state);
 CREATE TABLE IF NOT EXISTS run_dependencies (
     run_id        TEXT NOT NULL REFERENCES skill_runs(id),
     parent_id     TEXT NOT NULL REFERENCES skill_runs(id),
@@ -179,6 +180,16 @@ class QueueStore:
                 (owner, now + lease_s, now, run_id),
             )
         return run_id
+
+    @staticmethod
+    def due_in(db: sqlite3.Connection) -> bool:
+        """Given a (read) connection to the ledger, return whether a queued run is due."""
+        row = db.execute(
+            "SELECT 1 FROM skill_runs r JOIN run_queue q ON q.run_id = r.id"
+            " WHERE r.state = ? AND q.eta <= ? LIMIT 1",
+            (QUEUED, time.time()),
+        ).fetchone()
+        return row is not None
 
     def renew(self, owners: list[str], lease_s: float) -> int:
         """Push on the leases of these workers (their heartbeat); return how many runs."""

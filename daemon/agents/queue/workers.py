@@ -6,6 +6,11 @@ the leases this process holds and takes back the runs of workers that stopped: t
 ran out, or (faster) their process is seen dead on this machine. The supervisor of `vaultd
 run` checks the threads like the watcher (`healthy`, `restart`).
 
+An idle worker does not wait out its poll for a new run: a watcher thread reads the
+ledger's `PRAGMA data_version` (which changes when any other connection commits: `vaultd
+serve`, the CLI, the API inside this daemon) every `WATCH_SECONDS`, and wakes the workers
+when a run is due, so a run enqueued anywhere starts within milliseconds.
+
 A worker records a run's end only while it still holds the lease (checked and renewed in
 the same transaction): a worker that was frozen past its lease finds its run taken back
 and drops what it had, rather than finishing a run twice.
@@ -18,6 +23,7 @@ import logging
 import os
 import secrets
 import socket
+import sqlite3
 import threading
 from collections.abc import Callable
 
@@ -27,6 +33,7 @@ from daemon.agents.skills.store import AWAITING_APPROVAL, FAILED, STEP_REQUESTED
 from daemon.core.config import QueueConfig
 
 log = logging.getLogger(__name__)
+WATCH_SECONDS = 0.01
 # The worker pools alive in this process, by their owner prefix: a lease of this process's
 # pid under another prefix is a predecessor's that had the same pid (a container's daemon
 # is pid 1 again after a restart), dead.
@@ -50,6 +57,7 @@ class Workers:
         self._prefix = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         _LIVE.add(self._prefix)
         self._stop = threading.Event()
+        self._nudges: dict[str, threading.Event] = {}
         self._holding: set[str] = set()
         self._threads: dict[str, threading.Thread] = {}
 
@@ -60,8 +68,14 @@ class Workers:
         self._stop.clear()
         self.restart()
 
+    def wake(self) -> None:
+        """Make every idle worker look for a due run now."""
+        for nudge in list(self._nudges.values()):
+            nudge.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self.wake()
         for thread in self._threads.values():
             thread.join(timeout=5)
 
@@ -82,6 +96,8 @@ class Workers:
                 )
         if "heartbeat" not in self._threads or not self._threads["heartbeat"].is_alive():
             self._threads["heartbeat"] = self._thread("vaultd-heartbeat", self._beat)
+        if "watch" not in self._threads or not self._threads["watch"].is_alive():
+            self._threads["watch"] = self._thread("vaultd-queue-watch", self._watch)
 
     @staticmethod
     def _thread(name: str, target: Callable[..., None], *args: str) -> threading.Thread:
@@ -90,14 +106,37 @@ class Workers:
         return thread
 
     def _work(self, slot: str, channel: str) -> None:
+        nudge = self._nudges.setdefault(slot, threading.Event())
         while not self._stop.is_set():
+            nudge.clear()
             try:
                 worked = self.may_work() and self.work_one(channel, self._owner(slot))
             except Exception:  # a busy ledger, say: the run's lease runs out
                 log.exception("queue worker %s: unexpected error; going on", slot)
                 worked = False
             if not worked:
-                self._stop.wait(self.config.poll_seconds)
+                nudge.wait(self.config.poll_seconds)
+
+    def _watch(self) -> None:
+        """Wake the workers when another connection committed and a run is due."""
+        try:
+            db = sqlite3.connect(f"file:{self.store.ledger.path}?mode=ro", uri=True)
+        except sqlite3.Error:
+            return  # the workers still poll
+        try:
+            seen = None
+            while not self._stop.wait(WATCH_SECONDS):
+                (version,) = db.execute("PRAGMA data_version").fetchone()
+                if version != seen:
+                    seen = version
+                    if self.store.due_in(db):
+                        self.wake()
+        except sqlite3.Error:
+            log.warning(
+                "queue watcher stopped; the workers poll every %g s", self.config.poll_seconds
+            )
+        finally:
+            db.close()
 
     def _beat(self) -> None:
         while not self._stop.wait(self.config.lease_seconds / 3):
