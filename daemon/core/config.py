@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from daemon.core.code_config import CodeConfig
 from daemon.core.costs import Prices
 from daemon.core.errors import ConfigError
 from daemon.core.limits import RateLimits
@@ -153,6 +154,7 @@ class Config(BaseModel):
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     agents: Agents = Field(default_factory=Agents)
+    code: CodeConfig = Field(default_factory=CodeConfig)
 
 
 def default_config_path() -> Path | None:

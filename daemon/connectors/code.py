@@ -1,0 +1,217 @@
+"""The code connector (issue 16): lands an approved code task on its target branch, at most
+once, behind the ledger's INTENT like any other remote call (daemon/lifecycle/execution.py).
+
+Landing cherry-picks the approved commits base..head, one by one, in a temporary detached
+worktree of the target's commit (so it works while the target is checked out elsewhere),
+adds the trailer `Vaultd-Task: <id>` to each, and then moves the target with one
+compare-and-swap `git update-ref <target> <new> <old>`: the target either gets all of the
+change or none of it, and only if nobody moved it meanwhile. Before any of that it writes
+`landing.json` (the target and its commit before), which the lookup reads after a crash:
+
+    the target holds commits with this task's trailer  → Found (landed: never again)
+    no landing.json, or the target is where it was     → Absent (safe to land)
+    anything else                                      → Undetermined: Failed/, for a person
+
+A conflict fails the call with the conflicted files listed; the target ref is untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from daemon.connectors.base import Absent, Found, Health, Lookup, Undetermined
+from daemon.connectors.code_prepare import Places, diff_of, recorded, repo_path
+from daemon.connectors.git import GitError, branch_commit, git, out
+from daemon.core import failpoints
+from daemon.core.code_config import CodeConfig
+from daemon.core.errors import PermanentError
+from daemon.core.models import Action, CodeTask, Prepared
+from daemon.core.policy import Facts
+
+TRAILER = "Vaultd-Task"
+
+
+def task_of(marker: str) -> str:
+    """Given a marker "vaultd:<task-id>:code", return the task id."""
+    return marker.split(":")[1]
+
+
+class CodeConnector:
+    name = "code"
+
+    def __init__(self, config: CodeConfig, state_dir: Path) -> None:
+        self.config = config
+        self.state_dir = state_dir
+
+    def describe(self, action: Action, *, marker: str) -> dict[str, Any]:
+        if not isinstance(action, CodeTask) or action.prepared is None:
+            raise PermanentError("only a prepared code task can be landed")
+        return {
+            "repo": action.repo,
+            "target": action.target,
+            "branch": action.prepared.branch,
+            "base_sha": action.prepared.base_sha,
+            "head_sha": action.prepared.head_sha,
+            "diff_sha256": action.prepared.diff_sha256,
+            "trailer": f"{TRAILER}: {task_of(marker)}",
+        }
+
+    def execute(self, action: Action, *, marker: str, dry_run: bool) -> dict[str, Any]:
+        """Land the approved commits on the target (in dry-run: prove they apply, and move
+        nothing). Raise PermanentError for a conflict or a change that is no longer what was
+        approved, with the target untouched."""
+        if not isinstance(action, CodeTask):
+            raise PermanentError("only a code task can be landed")
+        task_id = task_of(marker)
+        repo = repo_path(self.config, action)
+        prepared = self.approved(action, task_id, repo)
+        places = Places.of(self.state_dir, task_id)
+        before = branch_commit(repo, action.target)
+        if before is None:
+            raise PermanentError(f"{action.target!r} is no longer a branch of {action.repo}")
+        _write_json(places.artifacts / "landing.json", {"target": action.target, "before": before})
+        commits = out(repo, "rev-list", "--reverse", f"{prepared.base_sha}..{prepared.head_sha}")
+        landing = places.worktree.with_name(f"{task_id}.landing")
+        if landing.exists():  # left by a crash mid-landing: it was never the target
+            git(repo, "worktree", "remove", "--force", str(landing), check=False)
+            shutil.rmtree(landing, ignore_errors=True)
+        git(repo, "worktree", "add", "--quiet", "--detach", "--", str(landing), before)
+        try:
+            for commit in commits.split():
+                self._pick(landing, commit, task_id)
+            new = out(landing, "rev-parse", "HEAD")
+            failpoints.hit("mid-call", marker)
+            if not dry_run:
+                try:
+                    git(
+                        repo,
+                        "update-ref",
+                        "-m",
+                        f"vaultd: land task {task_id}",
+                        f"refs/heads/{action.target}",
+                        new,
+                        before,
+                    )
+                except GitError as error:
+                    raise PermanentError(
+                        f"{action.target} moved while the change was landed; nothing landed "
+                        f"({error})"
+                    ) from None
+        finally:
+            git(repo, "worktree", "remove", "--force", str(landing), check=False)
+        landed = out(repo, "rev-list", "--reverse", f"{before}..{new}").split()
+        return {"target": action.target, "dry_run": dry_run, "head": new, "commits": landed}
+
+    def _pick(self, landing: Path, commit: str, task_id: str) -> None:
+        """Cherry-pick one commit and add the trailer; raise PermanentError on a conflict."""
+        done = git(
+            landing, "cherry-pick", "--allow-empty", "--keep-redundant-commits", commit, check=False
+        )
+        if done.returncode != 0:
+            conflicted = out(landing, "diff", "--name-only", "--diff-filter=U")
+            git(landing, "cherry-pick", "--abort", check=False)
+            files = ", ".join(conflicted.split()) or "(none listed by git)"
+            raise PermanentError(
+                f"cherry-picking {commit[:12]} conflicts in: {files}; the target is untouched"
+            )
+        git(
+            landing,
+            "commit",
+            "--quiet",
+            "--amend",
+            "--no-edit",
+            "--allow-empty",
+            "--trailer",
+            f"{TRAILER}: {task_id}",
+        )
+
+    def approved(self, action: CodeTask, task_id: str, repo: Path) -> Prepared:
+        """Return the prepared change if the note, vaultd's record and the branch all still
+        say what was approved; raise PermanentError saying which does not."""
+        prepared, record = action.prepared, recorded(self.state_dir, task_id)
+        if prepared is None or record is None or prepared != record:
+            raise PermanentError(
+                "the note's `code` stamp is not what vaultd prepared for this task; nothing landed"
+            )
+        head = branch_commit(repo, prepared.branch)
+        if head != prepared.head_sha:
+            raise PermanentError(
+                f"{prepared.branch} is at {head or 'nothing'}, not the approved "
+                f"{prepared.head_sha}; nothing landed"
+            )
+        digest = hashlib.sha256(diff_of(repo, prepared.base_sha, prepared.head_sha)).hexdigest()
+        if digest != prepared.diff_sha256:
+            raise PermanentError("the diff is not the approved one; nothing landed")
+        return prepared
+
+    def lookup(self, marker: str) -> Lookup:
+        task_id = task_of(marker)
+        places = Places.of(self.state_dir, task_id)
+        try:
+            landing = json.loads((places.artifacts / "landing.json").read_text())
+        except FileNotFoundError:
+            return Absent()  # written before anything else: nothing was begun
+        repo = next(iter(self._repos_with(task_id)), None)
+        if repo is None:
+            return Undetermined(f"no repo of [code.repos] holds the branch of {task_id}", True)
+        now = branch_commit(repo, landing["target"])
+        if now is None:
+            return Undetermined(f"{landing['target']} no longer exists", lasting=True)
+        if now == landing["before"]:
+            return Absent()
+        mine = self._landed(repo, landing["before"], now, task_id)
+        if mine:
+            return Found({"target": landing["target"], "head": now, "commits": mine})
+        return Undetermined(
+            f"{landing['target']} moved from {landing['before'][:12]} to {now[:12]} without "
+            f"a commit of task {task_id}: a person decides whether to land it",
+            lasting=True,
+        )
+
+    def _repos_with(self, task_id: str) -> list[Path]:
+        return [
+            path
+            for path in self.config.repos.values()
+            if branch_commit(path, f"vaultd/{task_id}") is not None
+        ]
+
+    @staticmethod
+    def _landed(repo: Path, before: str, now: str, task_id: str) -> list[str]:
+        """Return the commits between before and now that carry this task's trailer."""
+        log = out(
+            repo,
+            "log",
+            "--reverse",
+            "--format=%H %(trailers:key=Vaultd-Task,valueonly,separator=%x2C)",
+            f"{before}..{now}",
+        )
+        found = []
+        for line in log.splitlines():
+            sha, _, tasks = line.partition(" ")
+            if task_id in [t.strip() for t in tasks.split(",")]:
+                found.append(sha)
+        return found
+
+    def check(self) -> Health:
+        missing = [n for n, p in self.config.repos.items() if not p.exists()]
+        if missing:
+            return Health(False, f"repos not found: {', '.join(missing)}")
+        return Health(True, f"{len(self.config.repos)} repo(s) allowed")
+
+    def facts(self, action: Action) -> Facts:
+        return Facts()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(path)
