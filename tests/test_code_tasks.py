@@ -148,6 +148,7 @@ def test_a_code_task_waits_for_a_person_with_its_exact_diff(
         ).encode()
         + b"\n"
     )
+    assert code["checks_exit"] == 0
     for shown in (
         code["base_sha"],
         code["head_sha"],
@@ -190,7 +191,7 @@ def test_a_code_task_is_never_auto_approved_even_from_a_person(code_app: App, va
 def test_an_approved_code_task_lands_once_with_its_trailer(
     code_app: App, vault_root: Path, repo: Path
 ):
-    pending = drop(vault_root, code_app, task="COMMIT")
+    pending = drop(vault_root, code_app, task="COMMIT", checks=["git", "diff", "--quiet"])
     task_id = parsed(pending).meta["id"]
     head = parsed(pending).meta["code"]["head_sha"]
     outcome = code_app.pipeline.process(move(vault_root, pending, "Approved"))
@@ -291,3 +292,9 @@ def test_a_crash_at_any_step_of_landing_lands_exactly_once(
     assert trailers(repo) == [task_id, task_id]  # landed, and once
     assert files_in(vault_root, "Done") == ["change.md"]
     assert list((vault_root / "Approved").iterdir()) == []
+
+
+def test_failing_checks_are_shown_as_failed_in_the_request(code_app: App, vault_root: Path):
+    path = drop(vault_root, code_app, checks=["git", "diff", "--quiet", "HEAD~1"])
+    assert parsed(path).meta["code"]["checks_exit"] == 1
+    assert "FAILED (exit 1)" in path.read_text()

@@ -245,7 +245,6 @@ def _describe(
         diff_bytes=len(patch),
         files=files,
         checks_exit=checks_exit,
-        checks_passed=None if checks_exit is None else checks_exit == 0,
     )
 
 
