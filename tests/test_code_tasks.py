@@ -199,6 +199,9 @@ def test_an_approved_code_task_lands_once_with_its_trailer(
     assert trailers(repo) == [task_id, task_id]
     # The same tree as the approved head, on top of the old main, main checked out meanwhile.
     assert git(repo, "rev-parse", "main^{tree}") == git(repo, "rev-parse", f"{head}^{{tree}}")
+    # The checkout of main came along: clean, with the landed files.
+    assert git(repo, "status", "--porcelain") == ""
+    assert (repo / "greeting.txt").read_text() == "hello\n"
     result = parsed(outcome.path).meta["result"]["code"]
     assert result["commits"] == git(repo, "rev-list", "--reverse", "main~2..main").split()
     # Moved back to Approved/ by a person, it is refused: it never lands twice.
@@ -298,3 +301,16 @@ def test_failing_checks_are_shown_as_failed_in_the_request(code_app: App, vault_
     path = drop(vault_root, code_app, checks=["git", "diff", "--quiet", "HEAD~1"])
     assert parsed(path).meta["code"]["checks_exit"] == 1
     assert "FAILED (exit 1)" in path.read_text()
+
+
+def test_a_dirty_checkout_of_the_target_fails_the_landing_and_keeps_its_edits(
+    code_app: App, vault_root: Path, repo: Path
+):
+    pending = drop(vault_root, code_app)
+    (repo / "README.md").write_text("# Demo\nsomeone's unsaved work\n")
+    main_before = git(repo, "rev-parse", "main")
+    outcome = code_app.pipeline.process(move(vault_root, pending, "Approved"))
+    assert outcome.path.parent.name == "Failed"
+    assert "uncommitted changes" in parsed(outcome.path).meta["error"]
+    assert git(repo, "rev-parse", "main") == main_before
+    assert (repo / "README.md").read_text() == "# Demo\nsomeone's unsaved work\n"

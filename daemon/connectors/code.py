@@ -74,6 +74,13 @@ class CodeConnector:
         before = branch_commit(repo, action.target)
         if before is None:
             raise PermanentError(f"{action.target!r} is no longer a branch of {action.repo}")
+        checkouts = checkouts_of(repo, action.target)
+        for checkout in checkouts:
+            if out(checkout, "status", "--porcelain", "--untracked-files=no"):
+                raise PermanentError(
+                    f"{action.target} is checked out in {checkout} with uncommitted changes; "
+                    "nothing landed. Commit or stash them, then move this note to Approved/."
+                )
         _write_json(places.artifacts / "landing.json", {"target": action.target, "before": before})
         commits = out(repo, "rev-list", "--reverse", f"{prepared.base_sha}..{prepared.head_sha}")
         landing = places.worktree.with_name(f"{task_id}.landing")
@@ -105,7 +112,11 @@ class CodeConnector:
         finally:
             git(repo, "worktree", "remove", "--force", str(landing), check=False)
         landed = out(repo, "rev-list", "--reverse", f"{before}..{new}").split()
-        return {"target": action.target, "dry_run": dry_run, "head": new, "commits": landed}
+        result = {"target": action.target, "dry_run": dry_run, "head": new, "commits": landed}
+        stale = [] if dry_run else _bring_along(checkouts, before, new)
+        if stale:
+            result["stale_checkouts"] = stale
+        return result
 
     def _pick(self, landing: Path, commit: str, task_id: str) -> None:
         """Cherry-pick one commit and add the trailer; raise PermanentError on a conflict."""
@@ -205,6 +216,31 @@ class CodeConnector:
 
     def facts(self, action: Action) -> Facts:
         return Facts()
+
+
+def checkouts_of(repo: Path, branch: str) -> list[Path]:
+    """Return the worktrees (the repo's own checkout among them) that have `branch` checked
+    out."""
+    listing = out(repo, "worktree", "list", "--porcelain")
+    found, path = [], None
+    for line in listing.splitlines():
+        if line.startswith("worktree "):
+            path = Path(line.removeprefix("worktree "))
+        elif line == f"branch refs/heads/{branch}" and path is not None:
+            found.append(path)
+    return found
+
+
+def _bring_along(checkouts: list[Path], before: str, new: str) -> list[str]:
+    """Move the files of each checkout of the target from `before` to `new`, as a push to a
+    checked-out branch with receive.denyCurrentBranch=updateInstead does; return the
+    checkouts that could not be (edited meanwhile: git refuses to overwrite, and they show
+    the landed commits as `git status` differences for a person to sort out)."""
+    stale = []
+    for checkout in checkouts:
+        if git(checkout, "read-tree", "-u", "-m", before, new, check=False).returncode:
+            stale.append(str(checkout))
+    return stale
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
