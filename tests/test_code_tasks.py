@@ -189,7 +189,7 @@ def test_a_code_task_is_never_auto_approved_even_from_a_person(code_app: App, va
 
 
 def test_an_approved_code_task_lands_once_with_its_trailer(
-    code_app: App, vault_root: Path, repo: Path
+    code_app: App, vault_root: Path, repo: Path, state: Path
 ):
     pending = drop(vault_root, code_app, task="COMMIT", checks=["git", "diff", "--quiet"])
     task_id = parsed(pending).meta["id"]
@@ -204,6 +204,11 @@ def test_an_approved_code_task_lands_once_with_its_trailer(
     assert (repo / "greeting.txt").read_text() == "hello\n"
     result = parsed(outcome.path).meta["result"]["code"]
     assert result["commits"] == git(repo, "rev-list", "--reverse", "main~2..main").split()
+    # Cleaned up without losing a commit: the agent's originals stay under the archive ref.
+    assert not (state / "worktrees" / task_id).exists()
+    assert git(repo, "branch", "--list", f"vaultd/{task_id}") == ""
+    assert git(repo, "rev-parse", f"refs/vaultd/archive/{task_id}") == head
+    assert result["archived_as"] == f"refs/vaultd/archive/{task_id}"
     # Moved back to Approved/ by a person, it is refused: it never lands twice.
     again = code_app.pipeline.process(move(vault_root, outcome.path, "Approved"))
     assert again.path.parent.name == "Rejected"
@@ -314,3 +319,18 @@ def test_a_dirty_checkout_of_the_target_fails_the_landing_and_keeps_its_edits(
     assert "uncommitted changes" in parsed(outcome.path).meta["error"]
     assert git(repo, "rev-parse", "main") == main_before
     assert (repo / "README.md").read_text() == "# Demo\nsomeone's unsaved work\n"
+
+
+def test_a_worktree_edited_after_approval_lands_the_approved_head_and_is_kept(
+    code_app: App, vault_root: Path, repo: Path, state: Path
+):
+    pending = drop(vault_root, code_app)
+    task_id = parsed(pending).meta["id"]
+    worktree = state / "worktrees" / task_id
+    (worktree / "notes.txt").write_text("work in progress, never committed\n")
+    outcome = code_app.pipeline.process(move(vault_root, pending, "Approved"))
+    assert outcome.status == "done"
+    assert "notes.txt" not in git(repo, "ls-tree", "--name-only", "main")
+    assert (worktree / "notes.txt").exists()  # not removed: it holds uncommitted work
+    assert "changes not committed" in parsed(outcome.path).meta["result"]["code"]["kept"][0]
+    assert git(repo, "branch", "--list", f"vaultd/{task_id}") != ""

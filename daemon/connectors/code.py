@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.connectors.base import Absent, Found, Health, Lookup, Undetermined
+from daemon.connectors.code_cleanup import archive_ref, tidy
 from daemon.connectors.code_prepare import Places, diff_of, recorded, repo_path
 from daemon.connectors.git import GitError, branch_commit, git, out
 from daemon.core import failpoints
@@ -81,7 +82,10 @@ class CodeConnector:
                     f"{action.target} is checked out in {checkout} with uncommitted changes; "
                     "nothing landed. Commit or stash them, then move this note to Approved/."
                 )
-        _write_json(places.artifacts / "landing.json", {"target": action.target, "before": before})
+        _write_json(
+            places.artifacts / "landing.json",
+            {"repo": action.repo, "target": action.target, "before": before},
+        )
         commits = out(repo, "rev-list", "--reverse", f"{prepared.base_sha}..{prepared.head_sha}")
         landing = places.worktree.with_name(f"{task_id}.landing")
         if landing.exists():  # left by a crash mid-landing: it was never the target
@@ -116,6 +120,11 @@ class CodeConnector:
         stale = [] if dry_run else _bring_along(checkouts, before, new)
         if stale:
             result["stale_checkouts"] = stale
+        if not dry_run:  # landed: nothing of the branch can be lost (code_cleanup.py)
+            tidied = tidy(repo, self.state_dir, task_id)
+            result["archived_as"] = archive_ref(task_id)
+            if tidied.kept:
+                result["kept"] = tidied.kept
         return result
 
     def _pick(self, landing: Path, commit: str, task_id: str) -> None:
@@ -167,9 +176,9 @@ class CodeConnector:
             landing = json.loads((places.artifacts / "landing.json").read_text())
         except FileNotFoundError:
             return Absent()  # written before anything else: nothing was begun
-        repo = next(iter(self._repos_with(task_id)), None)
+        repo = self.config.repos.get(landing["repo"])
         if repo is None:
-            return Undetermined(f"no repo of [code.repos] holds the branch of {task_id}", True)
+            return Undetermined(f"{landing['repo']!r} is no longer in [code.repos]", lasting=True)
         now = branch_commit(repo, landing["target"])
         if now is None:
             return Undetermined(f"{landing['target']} no longer exists", lasting=True)
@@ -183,13 +192,6 @@ class CodeConnector:
             f"a commit of task {task_id}: a person decides whether to land it",
             lasting=True,
         )
-
-    def _repos_with(self, task_id: str) -> list[Path]:
-        return [
-            path
-            for path in self.config.repos.values()
-            if branch_commit(path, f"vaultd/{task_id}") is not None
-        ]
 
     @staticmethod
     def _landed(repo: Path, before: str, now: str, task_id: str) -> list[str]:
