@@ -334,3 +334,20 @@ def test_a_worktree_edited_after_approval_lands_the_approved_head_and_is_kept(
     assert (worktree / "notes.txt").exists()  # not removed: it holds uncommitted work
     assert "changes not committed" in parsed(outcome.path).meta["result"]["code"]["kept"][0]
     assert git(repo, "branch", "--list", f"vaultd/{task_id}") != ""
+
+
+def test_a_rejected_task_is_cleaned_up_and_its_commits_archived(
+    code_app: App, vault_root: Path, repo: Path, state: Path
+):
+    rejected = drop(vault_root, code_app, name="no.md", task="COMMIT")
+    waiting = drop(vault_root, code_app, name="wait.md")
+    rejected_id, waiting_id = parsed(rejected).meta["id"], parsed(waiting).meta["id"]
+    head = git(repo, "rev-parse", f"vaultd/{rejected_id}")
+    assert code_app.pipeline.process(move(vault_root, rejected, "Rejected")).status == "rejected"
+    assert not (state / "worktrees" / rejected_id).exists()
+    assert git(repo, "branch", "--list", f"vaultd/{rejected_id}") == ""
+    assert git(repo, "rev-parse", f"refs/vaultd/archive/{rejected_id}") == head
+    assert git(repo, "log", "--format=%s", head).startswith("Uncommitted work")  # not lost
+    # The other task, still pending, is untouched.
+    assert git(repo, "branch", "--list", f"vaultd/{waiting_id}") != ""
+    assert (state / "worktrees" / waiting_id).exists()

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from daemon.connectors.code import CodeConnector
+from daemon.connectors.code_cleanup import tidy
 from daemon.connectors.code_prepare import Places, Refused, prepare, refresh
 from daemon.connectors.git import branch_commit
+from daemon.core import ledger
 from daemon.core.errors import ValidationFailed
 from daemon.core.ledger import Task
 from daemon.core.models import CodeTask
 from daemon.core.outcome import Outcome
-from daemon.core.taskfile import Loaded
+from daemon.core.taskfile import Loaded, Unreadable, read_task_file
+from daemon.lifecycle import rejection
 from daemon.lifecycle.context import Context
 from daemon.lifecycle.rejection import reject
 
@@ -114,3 +118,23 @@ def patch_view(context: Context, task_id: str, action: object) -> PatchView | No
         truncated=len(lines) > limit,
         intact=hashlib.sha256(data).hexdigest() == action.prepared.diff_sha256,
     )
+
+
+def record_rejection(context: Context, path: Path) -> Outcome:
+    """Record a note a person moved to Rejected/ (daemon/lifecycle/rejection.py); a code
+    task's worktree and branch are then cleaned up where that loses nothing: its commits
+    stay under `refs/vaultd/archive/<id>` (daemon/connectors/code_cleanup.py)."""
+    outcome = rejection.record_rejection(context, path)
+    code = connector(context)
+    if outcome.status != "rejected" or code is None:
+        return outcome
+    try:
+        loaded = read_task_file(path)
+    except Unreadable:
+        return outcome
+    task_id, repo = loaded.note.meta.get("id"), loaded.note.meta.get("repo")
+    task = context.ledger.task(task_id) if isinstance(task_id, str) else None
+    where = code.config.repos.get(repo) if isinstance(repo, str) else None
+    if task is not None and task.type == "code_task" and task.state == ledger.REJECTED and where:
+        tidy(where, code.state_dir, task.id)
+    return outcome
