@@ -351,3 +351,58 @@ def test_a_rejected_task_is_cleaned_up_and_its_commits_archived(
     # The other task, still pending, is untouched.
     assert git(repo, "branch", "--list", f"vaultd/{waiting_id}") != ""
     assert (state / "worktrees" / waiting_id).exists()
+
+
+def test_a_diff_over_the_limit_is_rejected_before_anyone_is_asked(
+    vault_root: Path, state: Path, tmp_path: Path, repo: Path
+):
+    app = open_code_app(vault_root, state, write_config(tmp_path, repo, max_diff_bytes="1000"))
+    try:
+        path = drop(vault_root, app, task="BIG")
+    finally:
+        app.close()
+    assert path.parent.name == "Rejected"
+    assert "at most 1,000 are shown" in parsed(path).meta["error"]
+
+
+def test_a_forged_stamp_on_a_pending_request_is_put_back_as_prepared(
+    code_app: App, vault_root: Path
+):
+    pending = drop(vault_root, code_app)
+    original = parsed(pending).meta
+    head, base = original["code"]["head_sha"], original["code"]["base_sha"]
+    pending.write_text(pending.read_text().replace(f"head_sha: {head}", f"head_sha: {base}"))
+    again = code_app.pipeline.process(pending)
+    assert again.path.parent.name == "Pending_Approval"
+    now = parsed(again.path).meta
+    assert now["code"] == original["code"]
+    assert now["approval"]["payload_hash"] == original["approval"]["payload_hash"]
+
+
+def test_a_patch_file_swapped_after_the_request_is_not_approved(
+    code_app: App, vault_root: Path, repo: Path, state: Path
+):
+    pending = drop(vault_root, code_app)
+    meta = parsed(pending).meta
+    patch = state / "code" / meta["id"] / f"{meta['code']['diff_sha256']}.patch"
+    patch.write_text("diff --git a/harmless b/harmless\n")
+    outcome = code_app.pipeline.process(move(vault_root, pending, "Approved"))
+    assert outcome.path.parent.name == "Pending_Approval"
+    assert "is missing or is not the diff above: do not approve" in outcome.path.read_text()
+    assert trailers(repo) == []
+
+
+def test_in_dry_run_a_code_task_is_proven_to_apply_and_nothing_moves(
+    vault_root: Path, state: Path, tmp_path: Path, repo: Path
+):
+    app = open_app(vault_root, state_dir=state, config_path=write_config(tmp_path, repo))
+    try:
+        pending = drop(vault_root, app)
+        outcome = app.pipeline.process(move(vault_root, pending, "Approved"))
+    finally:
+        app.close()
+    assert outcome.status == "done"
+    result = parsed(outcome.path).meta["result"]["code"]
+    assert result["dry_run"] is True and len(result["commits"]) == 1
+    assert git(repo, "log", "--format=%s", "main") == "Initial commit"
+    assert trailers(repo) == []
