@@ -42,6 +42,10 @@ AGENT = textwrap.dedent(
         subprocess.run(["git", "add", "greeting.txt"], check=True)
         subprocess.run(["git", "commit", "-q", "-m", "Add greeting"], check=True)
         Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
+    elif word == "LINGER":
+        Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
+        later = "import time, pathlib; time.sleep(0.5); pathlib.Path('late.txt').write_text('x')"
+        subprocess.Popen([sys.executable, "-c", later])
     elif word == "BIG":
         Path("big.txt").write_text("x" * 4000 + "\\n")
     else:

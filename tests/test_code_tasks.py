@@ -3,6 +3,7 @@ landed at most once. Real git repos under tmp_path; the agent is a small script.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -406,3 +407,12 @@ def test_in_dry_run_a_code_task_is_proven_to_apply_and_nothing_moves(
     assert result["dry_run"] is True and len(result["commits"]) == 1
     assert git(repo, "log", "--format=%s", "main") == "Initial commit"
     assert trailers(repo) == []
+
+
+def test_what_the_agent_leaves_running_is_killed_with_it(
+    code_app: App, vault_root: Path, state: Path
+):
+    path = drop(vault_root, code_app, task="LINGER")
+    worktree = state / "worktrees" / parsed(path).meta["id"]
+    time.sleep(1)  # the lingering child would have written by now
+    assert not (worktree / "late.txt").exists()

@@ -15,6 +15,7 @@ Preparation runs synchronously with its timeouts for now; the run queue's `code`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -164,9 +165,12 @@ def _run(argv: list[str], cwd: Path, log: Path, timeout: float) -> tuple[int | N
         try:
             code: int | None = child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
             code = None
+        # Whatever it left running in its group goes too (a child that would commit to the
+        # branch later, after the person approved what they saw).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
     return code, log.read_text(errors="replace")[-2000:]
 
 
