@@ -416,3 +416,18 @@ def test_what_the_agent_leaves_running_is_killed_with_it(
     worktree = state / "worktrees" / parsed(path).meta["id"]
     time.sleep(1)  # the lingering child would have written by now
     assert not (worktree / "late.txt").exists()
+
+
+def test_a_bare_repo_is_prepared_and_landed_too(vault_root: Path, state: Path, tmp_path: Path):
+    checkout = make_repo(tmp_path / "checkout")
+    bare = tmp_path / "demo.git"
+    git(tmp_path, "clone", "-q", "--bare", str(checkout), str(bare))
+    app = open_code_app(vault_root, state, write_config(tmp_path, bare))
+    try:
+        pending = drop(vault_root, app, task="COMMIT")
+        task_id = parsed(pending).meta["id"]
+        outcome = app.pipeline.process(move(vault_root, pending, "Approved"))
+    finally:
+        app.close()
+    assert outcome.status == "done", parsed(outcome.path).meta.get("error")
+    assert trailers(bare) == [task_id, task_id]
