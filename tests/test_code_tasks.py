@@ -431,3 +431,16 @@ def test_a_bare_repo_is_prepared_and_landed_too(vault_root: Path, state: Path, t
         app.close()
     assert outcome.status == "done", parsed(outcome.path).meta.get("error")
     assert trailers(bare) == [task_id, task_id]
+
+
+@pytest.mark.parametrize(("key", "value"), [("task", "Something else"), ("base", "HEAD")])
+def test_a_pending_code_task_whose_instructions_are_edited_is_rejected_not_relabelled(
+    code_app: App, vault_root: Path, *, key: str, value: str
+):
+    pending = drop(vault_root, code_app)
+    text = pending.read_text()
+    old = parsed(pending).meta[key]
+    pending.write_text(text.replace(f"{key}: {old}\n", f"{key}: {value}\n", 1))
+    outcome = code_app.pipeline.process(pending)
+    assert outcome.path.parent.name == "Rejected"
+    assert parsed(outcome.path).meta["error"].startswith(f"{key}: changed after the change")

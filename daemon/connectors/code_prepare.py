@@ -90,8 +90,9 @@ def prepare(config: CodeConfig, state_dir: Path, task_id: str, action: CodeTask)
     Raise Refused, saying why, for a repo, base or target that cannot be used, an agent that
     fails, hangs, changes nothing or writes outside its worktree, and a diff over the limit.
     """
-    repo = repo_path(config, action)
     places = Places.of(state_dir, task_id)
+    _same_inputs(places, action)
+    repo = repo_path(config, action)
     branch = branch_of(task_id)
     earlier = recorded(state_dir, task_id)
     if earlier is not None and branch_commit(repo, branch) == earlier.head_sha:
@@ -110,6 +111,7 @@ def prepare(config: CodeConfig, state_dir: Path, task_id: str, action: CodeTask)
         raise Refused(f"{action.target!r} is not a branch of {action.repo}", "target")
     places.artifacts.mkdir(parents=True, exist_ok=True)
     places.worktree.parent.mkdir(parents=True, exist_ok=True)
+    (places.artifacts / INPUTS).write_text(json.dumps(_inputs(action), sort_keys=True))
     before = _main_checkout(repo)
     git(repo, "worktree", "add", "--quiet", "-b", branch, "--", str(places.worktree), base_sha)
     _run_agent(config, places, action)
@@ -121,6 +123,30 @@ def prepare(config: CodeConfig, state_dir: Path, task_id: str, action: CodeTask)
     prepared = _describe(config, places, branch, (base_sha, head_sha), action)
     _write_record(places, prepared)
     return prepared
+
+
+# What a preparation was made from; the change a person approves answers exactly these.
+INPUTS = "inputs.json"
+
+
+def _inputs(action: CodeTask) -> dict[str, object]:
+    return {"repo": action.repo, "base": action.base, "task": action.task, "checks": action.checks}
+
+
+def _same_inputs(places: Places, action: CodeTask) -> None:
+    """Raise Refused, naming the fields, if the task was prepared from other fields than it
+    has now (edited while pending): the diff shown would not answer the task shown."""
+    try:
+        before = json.loads((places.artifacts / INPUTS).read_text())
+    except FileNotFoundError:
+        return
+    changed = sorted(k for k, v in _inputs(action).items() if before.get(k) != v)
+    if changed:
+        raise Refused(
+            f"changed after the change was prepared from it; the diff answers the "
+            f"{', '.join(changed)} it had then. Drop a new task for a new change",
+            changed[0],
+        )
 
 
 def refresh(config: CodeConfig, state_dir: Path, task_id: str, action: CodeTask) -> Prepared:
