@@ -444,3 +444,19 @@ def test_a_pending_code_task_whose_instructions_are_edited_is_rejected_not_relab
     outcome = code_app.pipeline.process(pending)
     assert outcome.path.parent.name == "Rejected"
     assert parsed(outcome.path).meta["error"].startswith(f"{key}: changed after the change")
+
+
+def test_squash_lands_the_approved_diff_as_one_commit_with_the_trailer(
+    vault_root: Path, state: Path, tmp_path: Path, repo: Path
+):
+    app = open_code_app(vault_root, state, write_config(tmp_path, repo, land='"squash"'))
+    try:
+        pending = drop(vault_root, app, task="COMMIT")
+        task_id, head = parsed(pending).meta["id"], parsed(pending).meta["code"]["head_sha"]
+        outcome = app.pipeline.process(move(vault_root, pending, "Approved"))
+    finally:
+        app.close()
+    assert outcome.status == "done", parsed(outcome.path).meta.get("error")
+    assert trailers(repo) == [task_id]
+    assert git(repo, "log", "-1", "--format=%s", "main") == "COMMIT"
+    assert git(repo, "rev-parse", "main^{tree}") == git(repo, "rev-parse", f"{head}^{{tree}}")

@@ -3,7 +3,8 @@ once, behind the ledger's INTENT like any other remote call (daemon/lifecycle/ex
 
 Landing cherry-picks the approved commits base..head, one by one, in a temporary detached
 worktree of the target's commit (so it works while the target is checked out elsewhere),
-adds the trailer `Vaultd-Task: <id>` to each, and then moves the target with one
+adds the trailer `Vaultd-Task: <id>` to each (or, with `[code] land = "squash"`, makes one
+commit of them all, with the trailer), and then moves the target with one
 compare-and-swap `git update-ref <target> <new> <old>`: the target either gets all of the
 change or none of it, and only if nobody moved it meanwhile. Before any of that it writes
 `landing.json` (the target and its commit before), which the lookup reads after a crash:
@@ -93,8 +94,24 @@ class CodeConnector:
             shutil.rmtree(landing, ignore_errors=True)
         git(repo, "worktree", "add", "--quiet", "--detach", "--", str(landing), before)
         try:
+            squash = self.config.land == "squash"
             for commit in commits.split():
-                self._pick(landing, commit, task_id)
+                self._pick(landing, commit, task_id, commit_it=not squash)
+            if squash:
+                first_line = action.task.strip().splitlines()[0][:72]
+                git(
+                    landing,
+                    "commit",
+                    "--quiet",
+                    "--allow-empty",
+                    "-m",
+                    first_line,
+                    "-m",
+                    f"Squashed from {prepared.branch} ({prepared.base_sha[:12]}.."
+                    f"{prepared.head_sha[:12]}) by vaultd.",
+                    "--trailer",
+                    f"{TRAILER}: {task_id}",
+                )
             new = out(landing, "rev-parse", "HEAD")
             failpoints.hit("mid-call", marker)
             if not dry_run:
@@ -127,11 +144,11 @@ class CodeConnector:
                 result["kept"] = tidied.kept
         return result
 
-    def _pick(self, landing: Path, commit: str, task_id: str) -> None:
-        """Cherry-pick one commit and add the trailer; raise PermanentError on a conflict."""
-        done = git(
-            landing, "cherry-pick", "--allow-empty", "--keep-redundant-commits", commit, check=False
-        )
+    def _pick(self, landing: Path, commit: str, task_id: str, *, commit_it: bool = True) -> None:
+        """Cherry-pick one commit and add the trailer (or, not `commit_it`, only apply it to
+        the index, for a squash); raise PermanentError on a conflict."""
+        how = ["--allow-empty", "--keep-redundant-commits"] if commit_it else ["--no-commit"]
+        done = git(landing, "cherry-pick", *how, commit, check=False)
         if done.returncode != 0:
             conflicted = out(landing, "diff", "--name-only", "--diff-filter=U")
             git(landing, "cherry-pick", "--abort", check=False)
@@ -139,6 +156,8 @@ class CodeConnector:
             raise PermanentError(
                 f"cherry-picking {commit[:12]} conflicts in: {files}; the target is untouched"
             )
+        if not commit_it:
+            return
         git(
             landing,
             "commit",

@@ -8,6 +8,7 @@ write task files cannot point vaultd at a repo nobody allowed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -24,6 +25,9 @@ class CodeConfig(BaseModel):
     # Run in the task's worktree as an argument list, never through a shell; "{spec}" in an
     # argument is replaced by the path of a file holding the task's instructions.
     agent_command: list[str] = Field(default_factory=lambda: ["claude", "-p", SPEC], min_length=1)
+    # How an approved change lands on its target: each commit cherry-picked, or all of them
+    # as one commit; either way each landed commit carries the trailer `Vaultd-Task: <id>`.
+    land: Literal["cherry-pick", "squash"] = "cherry-pick"
     # The agent is killed (its whole process group) after this many seconds.
     timeout_s: float = Field(default=1800, gt=0)
     # The task's `checks` are killed after this many seconds.
