@@ -46,6 +46,16 @@ AGENT = textwrap.dedent(
         Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
         later = "import time, pathlib; time.sleep(0.5); pathlib.Path('late.txt').write_text('x')"
         subprocess.Popen([sys.executable, "-c", later])
+    elif word == "HOOK":
+        common = subprocess.run(["git", "rev-parse", "--git-common-dir"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        hooks = Path(common, "hooks")
+        hooks.mkdir(exist_ok=True)
+        for name in ("pre-commit", "post-commit", "post-rewrite", "prepare-commit-msg"):
+            hook = hooks / name
+            hook.write_text(f"#!/bin/sh\\necho ran >> {rest.strip()}\\n")
+            hook.chmod(0o755)
+        Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
     elif word == "BIG":
         Path("big.txt").write_text("x" * 4000 + "\\n")
     else:

@@ -460,3 +460,14 @@ def test_squash_lands_the_approved_diff_as_one_commit_with_the_trailer(
     assert trailers(repo) == [task_id]
     assert git(repo, "log", "-1", "--format=%s", "main") == "COMMIT"
     assert git(repo, "rev-parse", "main^{tree}") == git(repo, "rev-parse", f"{head}^{{tree}}")
+
+
+def test_git_hooks_an_agent_plants_never_run_as_vaultd(
+    code_app: App, vault_root: Path, repo: Path, tmp_path: Path
+):
+    ran = tmp_path / "hook-ran.txt"
+    pending = drop(vault_root, code_app, task=f"HOOK {ran}")
+    assert (repo / ".git" / "hooks" / "post-commit").exists()  # planted
+    outcome = code_app.pipeline.process(move(vault_root, pending, "Approved"))
+    assert outcome.status == "done"  # vaultd committed and cherry-picked...
+    assert not ran.exists()  # ...and no hook of the agent's ran
