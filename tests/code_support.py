@@ -56,6 +56,10 @@ AGENT = textwrap.dedent(
             hook.write_text(f"#!/bin/sh\\necho ran >> {rest.strip()}\\n")
             hook.chmod(0o755)
         Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
+    elif word == "CONFIG":
+        with open(rest.strip(), "a") as config:
+            config.write("[core]\\n\\tfsmonitor = touch /tmp/never-run-by-vaultd\\n")
+        Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
     elif word == "BIG":
         Path("big.txt").write_text("x" * 4000 + "\\n")
     else:

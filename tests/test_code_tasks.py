@@ -466,8 +466,19 @@ def test_git_hooks_an_agent_plants_never_run_as_vaultd(
     code_app: App, vault_root: Path, repo: Path, tmp_path: Path
 ):
     ran = tmp_path / "hook-ran.txt"
-    pending = drop(vault_root, code_app, task=f"HOOK {ran}")
+    rejected = drop(vault_root, code_app, task=f"HOOK {ran}")
     assert (repo / ".git" / "hooks" / "post-commit").exists()  # planted
+    assert "changed the git settings" in parsed(rejected).meta["error"]
+    # Planted before the task, by anyone: vaultd's own commits and cherry-picks skip them.
+    pending = drop(vault_root, code_app, name="second.md")  # an agent that does not commit
     outcome = code_app.pipeline.process(move(vault_root, pending, "Approved"))
-    assert outcome.status == "done"  # vaultd committed and cherry-picked...
-    assert not ran.exists()  # ...and no hook of the agent's ran
+    assert outcome.status == "done"
+    assert not ran.exists()  # no hook ran
+
+
+def test_an_agent_that_rewrites_the_repos_git_config_is_rejected(
+    code_app: App, vault_root: Path, repo: Path
+):
+    path = drop(vault_root, code_app, task=f"CONFIG {repo / '.git' / 'config'}")
+    assert path.parent.name == "Rejected"
+    assert "changed the git settings" in parsed(path).meta["error"]

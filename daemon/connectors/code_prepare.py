@@ -114,7 +114,14 @@ def prepare(config: CodeConfig, state_dir: Path, task_id: str, action: CodeTask)
     (places.artifacts / INPUTS).write_text(json.dumps(_inputs(action), sort_keys=True))
     before = _main_checkout(repo)
     git(repo, "worktree", "add", "--quiet", "-b", branch, "--", str(places.worktree), base_sha)
+    settings = _repo_settings(repo)
     _run_agent(config, places, action)
+    # The settings first: a changed config could make the next git command run its code.
+    if _repo_settings(repo) != settings:
+        raise Refused(
+            f"the agent changed the git settings of {repo} (its config, attributes or hooks); "
+            "nothing is landed, and a person should look at them"
+        )
     if _main_checkout(repo) != before:
         raise Refused(f"the agent changed {repo} outside its worktree; nothing is landed")
     head_sha = _commit_leftovers(places.worktree, task_id)
@@ -161,6 +168,19 @@ def refresh(config: CodeConfig, state_dir: Path, task_id: str, action: CodeTask)
     prepared = _describe(config, places, earlier.branch, (earlier.base_sha, head), action)
     _write_record(places, prepared)
     return prepared
+
+
+def _repo_settings(repo: Path) -> dict[str, bytes]:
+    """Return the files of the repo's shared git folder that make git run commands (config,
+    attributes, hooks), by name, read as files (no git command, which could run them)."""
+    common = Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    found: dict[str, bytes] = {}
+    for path in [common / "config", common / "info" / "attributes", common / "config.worktree"]:
+        found[path.name] = path.read_bytes() if path.is_file() else b""
+    hooks = common / "hooks"
+    for hook in sorted(hooks.iterdir()) if hooks.is_dir() else []:
+        found[f"hooks/{hook.name}"] = hook.read_bytes() if hook.is_file() else b"(not a file)"
+    return found
 
 
 def _main_checkout(repo: Path) -> tuple[str, str]:
