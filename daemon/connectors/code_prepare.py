@@ -114,10 +114,11 @@ def prepare(config: CodeConfig, state_dir: Path, task_id: str, action: CodeTask)
     (places.artifacts / INPUTS).write_text(json.dumps(_inputs(action), sort_keys=True))
     before = _main_checkout(repo)
     git(repo, "worktree", "add", "--quiet", "-b", branch, "--", str(places.worktree), base_sha)
-    settings = _repo_settings(repo)
+    common = Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    settings = _repo_settings(common)
     _run_agent(config, places, action)
     # The settings first: a changed config could make the next git command run its code.
-    if _repo_settings(repo) != settings:
+    if _repo_settings(common) != settings:
         raise Refused(
             f"the agent changed the git settings of {repo} (its config, attributes or hooks); "
             "nothing is landed, and a person should look at them"
@@ -170,10 +171,9 @@ def refresh(config: CodeConfig, state_dir: Path, task_id: str, action: CodeTask)
     return prepared
 
 
-def _repo_settings(repo: Path) -> dict[str, bytes]:
-    """Return the files of the repo's shared git folder that make git run commands (config,
+def _repo_settings(common: Path) -> dict[str, bytes]:
+    """Given a repo's shared git folder, return its files that make git run commands (config,
     attributes, hooks), by name, read as files (no git command, which could run them)."""
-    common = Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
     found: dict[str, bytes] = {}
     for path in [common / "config", common / "info" / "attributes", common / "config.worktree"]:
         found[path.name] = path.read_bytes() if path.is_file() else b""
