@@ -1,10 +1,11 @@
 """Code tasks through the real daemon (issue 16): drop one, find it waiting in
-Pending_Approval/ with its diff, approve it by moving the note, and find the commit on the
-target with its trailer; and a SIGKILL in the middle of landing never lands it twice.
+Pending_Approval/ with its diff, approve it by moving the note, have the daemon SIGKILLed
+while it lands the change, restart it, and find the commits on the target, with their
+trailer, once.
 
 Every point of landing is killed in-process in tests/test_code_tasks.py; here the real
-process is killed at the two points where the target may have moved without the ledger
-knowing (`after-call`: moved, not yet recorded). VAULTD_NIGHTLY=1 kills it at every point.
+process is killed where the target has moved and the ledger does not know it yet
+(`after-call`). VAULTD_NIGHTLY=1 kills it at every point (7 runs).
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
     return repo, vault, tmp_path / "state", write_config(tmp_path, repo)
 
 
-def test_a_person_approves_a_code_change_by_moving_one_note(setup):
+@pytest.mark.parametrize("point", POINTS)
+def test_a_person_approves_by_moving_one_note_and_a_kill_while_landing_lands_it_once(
+    setup, point: str
+):
     repo, vault, state, config = setup
     ok(run_once(vault, state, config))
     pending = vault / "Pending_Approval" / "change.md"
@@ -58,22 +62,11 @@ def test_a_person_approves_a_code_change_by_moving_one_note(setup):
     assert "+changed by the agent" in pending.read_text()
     assert git(repo, "log", "--format=%s", "main") == "Initial commit"
     move(vault, pending, "Approved")
-    ok(run_once(vault, state, config))
-    assert files_in(vault, "Done") == ["change.md"]
-    assert trailers(repo) == [shown["id"], shown["id"]]
+    killed = run_once(vault, state, config, failpoint=point)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    ok(run_once(vault, state, config))  # the restart
+    assert files_in(vault, "Done") == ["change.md"], files_in(vault, "Failed")
+    assert trailers(repo) == [shown["id"], shown["id"]]  # landed, once
     assert git(repo, "rev-parse", "main^{tree}") == git(
         repo, "rev-parse", f"{shown['code']['head_sha']}^{{tree}}"
     )
-
-
-@pytest.mark.parametrize("point", POINTS)
-def test_a_daemon_killed_while_landing_lands_exactly_once(setup, point: str):
-    repo, vault, state, config = setup
-    ok(run_once(vault, state, config))
-    task_id = meta((vault / "Pending_Approval" / "change.md").read_text())["id"]
-    move(vault, vault / "Pending_Approval" / "change.md", "Approved")
-    killed = run_once(vault, state, config, failpoint=point)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    ok(run_once(vault, state, config))
-    assert files_in(vault, "Done") == ["change.md"], files_in(vault, "Failed")
-    assert trailers(repo) == [task_id, task_id]
