@@ -482,3 +482,29 @@ def test_an_agent_that_rewrites_the_repos_git_config_is_rejected(
     path = drop(vault_root, code_app, task=f"CONFIG {repo / '.git' / 'config'}")
     assert path.parent.name == "Rejected"
     assert "changed the git settings" in parsed(path).meta["error"]
+
+
+def test_a_landing_retried_after_the_ledger_lost_it_is_not_landed_again(
+    code_app: App, vault_root: Path, repo: Path, state: Path
+):
+    from daemon.connectors.code import CodeConnector
+
+    pending = drop(vault_root, code_app, task="COMMIT")
+    task_id = parsed(pending).meta["id"]
+    action = code_app.pipeline.process(move(vault_root, pending, "Approved"))
+    assert action.status == "done"
+    landed = git(repo, "rev-parse", "main")
+    # Called again by anything (a retry after a failure that should not have been): the
+    # target already holds the task's commits, so it returns them and lands nothing.
+    from daemon.core.taskfile import read_task_file, validate_note
+
+    connector = code_app.pipeline.connectors["code"]
+    assert isinstance(connector, CodeConnector)
+    again = connector.execute(
+        validate_note(read_task_file(action.path).note),
+        marker=f"vaultd:{task_id}:code",
+        dry_run=False,
+    )
+    assert again["head"] == landed
+    assert git(repo, "rev-parse", "main") == landed
+    assert trailers(repo) == [task_id, task_id]

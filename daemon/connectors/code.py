@@ -31,7 +31,7 @@ from daemon.connectors.code_prepare import Places, diff_of, recorded, repo_path
 from daemon.connectors.git import GitError, branch_commit, git, out
 from daemon.core import failpoints
 from daemon.core.code_config import CodeConfig
-from daemon.core.errors import PermanentError
+from daemon.core.errors import ConnectorError, PermanentError
 from daemon.core.models import Action, CodeTask, Prepared
 from daemon.core.policy import Facts
 
@@ -71,6 +71,8 @@ class CodeConnector:
             raise PermanentError("only a code task can be landed")
         task_id = task_of(marker)
         repo = repo_path(self.config, action)
+        if not dry_run and isinstance(landed_before := self.lookup(marker), Found):
+            return landed_before.result  # whatever the ledger says, never land twice
         prepared = self.approved(action, task_id, repo)
         places = Places.of(self.state_dir, task_id)
         before = branch_commit(repo, action.target)
@@ -132,13 +134,25 @@ class CodeConnector:
                     ) from None
         finally:
             git(repo, "worktree", "remove", "--force", str(landing), check=False)
-        landed = out(repo, "rev-list", "--reverse", f"{before}..{new}").split()
-        result = {"target": action.target, "dry_run": dry_run, "head": new, "commits": landed}
-        stale = [] if dry_run else _bring_along(checkouts, before, new)
-        if stale:
+        # Landed (unless dry-run): from here on nothing may raise, or the ledger would record
+        # a failure of a change that is on the target.
+        listed = git(repo, "rev-list", "--reverse", f"{before}..{new}", check=False)
+        landed = str(listed.stdout).split()
+        result: dict[str, Any] = {
+            "target": action.target,
+            "dry_run": dry_run,
+            "head": new,
+            "commits": landed,
+        }
+        if dry_run:
+            return result
+        if stale := _bring_along(checkouts, before, new):
             result["stale_checkouts"] = stale
-        if not dry_run:  # landed: nothing of the branch can be lost (code_cleanup.py)
+        try:  # nothing of the branch can be lost (code_cleanup.py)
             tidied = tidy(repo, self.state_dir, task_id)
+        except ConnectorError as error:
+            result["kept"] = [f"cleanup stopped: {error}"]
+        else:
             result["archived_as"] = archive_ref(task_id)
             if tidied.kept:
                 result["kept"] = tidied.kept
