@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from code_support import code_task, git, make_repo, trailers, write_config
-from conftest import files_in, make_files, move, note, parsed
+from conftest import Clock, files_in, make_files, move, note, parsed
 
 from daemon.core import failpoints
 from daemon.lifecycle.lookups import LookupSchedule
@@ -508,3 +508,19 @@ def test_a_landing_retried_after_the_ledger_lost_it_is_not_landed_again(
     assert again["head"] == landed
     assert git(repo, "rev-parse", "main") == landed
     assert trailers(repo) == [task_id, task_id]
+
+
+def test_an_expired_code_task_is_cleaned_up_too(
+    code_app: App, vault_root: Path, repo: Path, state: Path
+):
+    clock = Clock()
+    code_app.pipeline.clock = clock
+    pending = drop(vault_root, code_app)
+    task_id = parsed(pending).meta["id"]
+    head = git(repo, "rev-parse", f"vaultd/{task_id}")
+    clock.advance(hours=49)
+    (expired,) = code_app.pipeline.expire_due()
+    assert expired.path.parent.name == "Rejected"
+    code_app.pipeline.process(expired.path)  # the watcher's look at Rejected/
+    assert not (state / "worktrees" / task_id).exists()
+    assert git(repo, "rev-parse", f"refs/vaultd/archive/{task_id}") == head

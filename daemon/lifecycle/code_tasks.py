@@ -121,13 +121,13 @@ def patch_view(context: Context, task_id: str, action: object) -> PatchView | No
 
 
 def record_rejection(context: Context, path: Path) -> Outcome:
-    """Record a note a person moved to Rejected/ (daemon/lifecycle/rejection.py); a code
-    task's worktree and branch are then cleaned up where that loses nothing: its commits
-    stay under `refs/vaultd/archive/<id>` (daemon/connectors/code_cleanup.py)."""
+    """Record a note a person moved to Rejected/ (daemon/lifecycle/rejection.py); a rejected
+    or expired code task's worktree and branch are then cleaned up where that loses nothing:
+    its commits stay under `refs/vaultd/archive/<id>` (daemon/connectors/code_cleanup.py)."""
     outcome = rejection.record_rejection(context, path)
     code = connector(context)
-    if outcome.status != "rejected" or code is None:
-        return outcome
+    if outcome.status not in ("rejected", "unchanged") or code is None:
+        return outcome  # "unchanged" too: a request that expired, moved here by vaultd
     try:
         loaded = read_task_file(path)
     except Unreadable:
@@ -135,6 +135,12 @@ def record_rejection(context: Context, path: Path) -> Outcome:
     task_id, repo = loaded.note.meta.get("id"), loaded.note.meta.get("repo")
     task = context.ledger.task(task_id) if isinstance(task_id, str) else None
     where = code.config.repos.get(repo) if isinstance(repo, str) else None
-    if task is not None and task.type == "code_task" and task.state == ledger.REJECTED and where:
+    if (
+        task is not None
+        and task.type == "code_task"
+        and task.state == ledger.REJECTED
+        and where is not None
+        and Places.of(code.state_dir, task.id).worktree.exists()
+    ):
         tidy(where, code.state_dir, task.id)
     return outcome

@@ -5,7 +5,7 @@ trailer, once.
 
 Every point of landing is killed in-process in tests/test_code_tasks.py; here the real
 process is killed where the target has moved and the ledger does not know it yet
-(`after-call`). VAULTD_NIGHTLY=1 kills it at every point (7 runs).
+(`after-call`). VAULTD_NIGHTLY=1 kills it at every point (6 runs).
 """
 
 from __future__ import annotations
