@@ -35,6 +35,7 @@ class PatchView:
 
     path: str
     shown: str
+    shown_lines: int
     lines: int
     truncated: bool
     intact: bool  # the file's SHA-256 is the approved diff's
@@ -108,12 +109,13 @@ def patch_view(context: Context, task_id: str, action: object) -> PatchView | No
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return PatchView(str(path), "", 0, False, intact=False)
+        return PatchView(str(path), "", 0, 0, truncated=False, intact=False)
     lines = data.decode("utf-8", errors="replace").splitlines()
     limit = code.config.shown_patch_lines
     return PatchView(
         path=str(path),
         shown="\n".join(lines[:limit]),
+        shown_lines=min(limit, len(lines)),
         lines=len(lines),
         truncated=len(lines) > limit,
         intact=hashlib.sha256(data).hexdigest() == action.prepared.diff_sha256,
