@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from daemon.agents.api.keys import ApiKeyStore
 from daemon.agents.api.schemas import RunOut, SkillOut
 from daemon.agents.api.server import ApiServer, check_host, is_loopback
+from daemon.agents.queue.workers import Workers
 from daemon.agents.skills.service import open_runs
 from daemon.core.config import load_config
 from daemon.core.errors import ConfigError, VaultdError
@@ -162,6 +163,11 @@ def process(app: App) -> None:
     Runner(app.pipeline, app.config).run_once()
 
 
+def work(app: App) -> int:
+    """Work the queue's due runs, as the workers of `vaultd run` do; return how many."""
+    return Workers(open_runs(app), app.config.queue).drain()
+
+
 # -- skills --------------------------------------------------------------------------------
 
 
@@ -228,11 +234,17 @@ def test_a_post_run_waits_for_approval_then_succeeds_once_approved_and_done(serv
         headers=served.as_agent(),
     )
 
-    assert created.status_code == 201, created.text
+    assert created.status_code == 202, created.text
     run = created.json()
-    assert run["state"] == "awaiting_approval"
+    assert run["state"] == "queued"
+    assert run["queue"]["channel"] == "default"
     assert run["requested_by"] == "apikey:agent"
     assert created.headers["Location"] == f"/api/v1/runs/{run['id']}"
+    assert files_in(root, "Needs_Action") == []  # nothing ran inside the request
+
+    assert work(served.app) == 1
+    run = served.client.get(created.headers["Location"], headers=served.as_agent()).json()
+    assert run["state"] == "awaiting_approval"
     [name] = files_in(root, "Needs_Action")
     assert run["trace"][0]["task_file"] == f"Needs_Action/{name}"
 
@@ -347,7 +359,11 @@ def test_a_skill_over_its_rate_limit_is_429_with_retry_after(served: Served):
     headers = served.as_agent()
     body = {"skill_key": "once-an-hour", "execute": True}
     first = served.client.post("/api/v1/runs", json=body, headers=headers)
-    assert first.json()["state"] == "succeeded"
+    assert first.status_code == 202
+    assert work(served.app) == 1
+    assert served.client.get(first.headers["Location"], headers=headers).json()["state"] == (
+        "succeeded"
+    )
 
     second = served.client.post("/api/v1/runs", json=body, headers=headers)
 
@@ -359,24 +375,24 @@ def test_a_skill_over_its_rate_limit_is_429_with_retry_after(served: Served):
 
 def test_a_running_skill_does_not_block_other_requests(shared: Served, tmp_path: Path):
     body = {"skill_key": "blocking", "inputs": {"folder": str(tmp_path)}, "execute": True}
-    answers: list[httpx.Response] = []
-    caller = threading.Thread(
-        target=lambda: answers.append(
-            shared.client.post("/api/v1/runs", json=body, headers=shared.as_agent())
-        )
-    )
-    caller.start()
+    created = shared.client.post("/api/v1/runs", json=body, headers=shared.as_agent())
+    assert created.status_code == 202  # answered at once: the run waits for a worker
+    worker = threading.Thread(target=work, args=(shared.app,))
+    worker.start()
     try:
         wait_for((tmp_path / "started").exists)
         started = time.monotonic()
         listed = shared.client.get("/api/v1/skills", headers=shared.as_agent())
         assert listed.status_code == 200
         assert time.monotonic() - started < 2
-        assert not answers  # the run is still going
+        running = shared.client.get(created.headers["Location"], headers=shared.as_agent())
+        assert running.json()["state"] == "running"
+        assert running.json()["queue"]["lease_owner"]
     finally:
         (tmp_path / "release").write_text("go")
-        caller.join(20)
-    assert answers[0].json()["output"] == "released"
+        worker.join(20)
+    done = shared.client.get(created.headers["Location"], headers=shared.as_agent()).json()
+    assert (done["state"], done["output"]) == ("succeeded", "released")
 
 
 def test_a_body_over_a_mebibyte_is_refused_before_it_is_read(shared: Served):

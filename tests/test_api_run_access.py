@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import StandInService, files_in
-from test_api import POST, Served, bearer, process, token
+from test_api import POST, Served, bearer, process, token, work
 
 from daemon.core.models import Action
 from daemon.core.policy import Facts
@@ -100,9 +100,13 @@ def test_a_run_over_the_api_obeys_its_skills_approval_required(served: Served):
     finance = bearer(served.keys.create("bookkeeper", ["finance"]))
     body = {"skill_key": "register-payment", "inputs": {"invoice": "INV/1", "amount": 5}}
     created = served.client.post("/api/v1/runs", json={**body, "execute": True}, headers=finance)
-    assert created.status_code == 201, created.text
-    assert created.json()["state"] == "awaiting_approval"
+    assert created.status_code == 202, created.text
+    assert created.json()["state"] == "queued"
 
+    work(served.app)
+    assert served.client.get(created.headers["Location"], headers=finance).json()["state"] == (
+        "awaiting_approval"
+    )
     process(served.app)
     [name] = files_in(served.root, "Pending_Approval")
     [task] = served.app.ledger.rows("SELECT * FROM tasks")
@@ -117,9 +121,11 @@ def test_a_post_run_over_the_api_waits_for_a_person_whatever_the_policy_says(ser
         json={"skill_key": "post-social-media", "inputs": POST, "execute": True},
         headers=served.as_agent(),
     )
+    work(served.app)
     process(served.app)
     [task] = served.app.ledger.rows("SELECT * FROM tasks")
-    assert created.json()["state"] == "awaiting_approval"
+    answer = served.client.get(created.headers["Location"], headers=served.as_agent())
+    assert answer.json()["state"] == "awaiting_approval"
     assert task["rule"] == "skill_requires_approval"  # a scheduled post the policy would pass
 
 

@@ -28,6 +28,7 @@ from daemon.agents.mcp.answers import guarded
 from daemon.agents.mcp.odoo_server import build_odoo_server
 from daemon.agents.mcp.social_server import build_social_server
 from daemon.agents.mcp.vault_server import build_vault_server
+from daemon.agents.queue.workers import Workers
 from daemon.agents.skills.service import open_runs
 from daemon.cli.check import check_file
 from daemon.cli.main import main
@@ -89,6 +90,11 @@ def process(app: App) -> None:
     Runner(app.pipeline, app.config).run_once()
 
 
+def work(app: App) -> int:
+    """Work the queue's due runs, as the workers of `vaultd run` do."""
+    return Workers(open_runs(app), app.config.queue).drain()
+
+
 @pytest.fixture
 def vault_server(app: App) -> MCPServer:
     return build_vault_server(app, open_runs(app))
@@ -145,7 +151,7 @@ async def test_skill_tools_name_input_schema_intents_and_guardrails_as_the_api_d
 
 
 async def test_run_tools_give_run_id_state_output_and_trace_and_the_old_id(
-    vault_server: MCPServer,
+    app: App, vault_server: MCPServer
 ):
     async with connected(vault_server) as client:
         started = answer(
@@ -153,13 +159,16 @@ async def test_run_tools_give_run_id_state_output_and_trace_and_the_old_id(
                 "start_skill_run", {"skill_key": "post-social-media", "inputs": {"text": "Hi"}}
             )
         )
+        assert started["state"] == "queued"
+        work(app)
         read = answer(await client.call_tool("read_run", {"run_id": started["run_id"]}))
         (listed,) = answer(await client.call_tool("list_runs", {}))["runs"]
 
     assert read == listed
-    for run in (started, read, listed):
+    assert read["queue"]["tries"] == 1
+    for run in (read, listed):
         RunOut.model_validate(run)  # a valid API answer, under the API's very names
-        assert set(run) == set(RunOut.model_fields)
+        assert set(run) | {"queue"} == set(RunOut.model_fields)
         assert (run["run_id"], run["id"]) == (started["run_id"], started["run_id"])
         assert run["state"] == "awaiting_approval"
         assert "output" in run
@@ -293,7 +302,10 @@ async def test_start_skill_run_of_a_post_awaits_approval_and_writes_the_task_fil
             )
         )
         run_id = started["id"]
-        (step,) = started["trace"]
+        assert (started["state"], started["trace"]) == ("queued", [])
+        assert files_in(vault_root, "Needs_Action") == []  # nothing ran inside the call
+        work(app)  # the workers of `vaultd run`
+        (step,) = answer(await client.call_tool("read_run", {"run_id": run_id}))["trace"]
         assert (vault_root / step["task_file"]).is_file()  # the request, as a task file
         assert step["task_file"].startswith("Needs_Action/post-social-media-")
 
@@ -305,7 +317,6 @@ async def test_start_skill_run_of_a_post_awaits_approval_and_writes_the_task_fil
         status = answer(await client.call_tool("vault_status", {}))
         missing = refusal(await client.call_tool("read_run", {"run_id": "run-nope"}))
 
-    assert started["state"] == "awaiting_approval"
     assert started["requested_by"] == "mcp"
     assert read["state"] == "awaiting_approval"
     assert [run["id"] for run in runs["runs"]] == [run_id]
@@ -351,7 +362,8 @@ async def test_start_skill_run_refuses_bad_inputs_unknown_skills_and_missing_gro
                 "start_skill_run", {"skill_key": "create-invoice", "inputs": invoice}
             )
         )
-    assert started["state"] in ("awaiting_approval", "succeeded")
+    assert started["state"] == "queued"
+    work(app)
     assert len(files_in(vault_root, "Needs_Action")) == 1
 
 

@@ -89,6 +89,8 @@ CANARIES = {
     "TWITTER_ACCESS_TOKEN": "1700000000000000001-canary-x-access-token",
     "TWITTER_ACCESS_SECRET": "canary-x-access-secret-0b7e",
     "VAULTD_SMTP_PASSWORD": "canary-unrelated-password-77",  # any secret in the environment
+    # Signs completion webhooks: base64 of "canary-webhook-secret-42".
+    "VAULTD_WEBHOOK_SECRET": "whsec_Y2FuYXJ5LXdlYmhvb2stc2VjcmV0LTQy",
 }
 
 

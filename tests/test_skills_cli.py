@@ -80,7 +80,10 @@ def test_runs_create_show_list_and_cancel(
 
     code, out = vaultd(capsys, "runs", "cancel", run_id, *where)
     assert code == 1
-    assert "is cancelled; only a draft or a run waiting for approval can be cancelled" in out
+    assert (
+        "is cancelled; only a draft, a queued run or a run waiting for approval can be cancelled"
+        in out
+    )
 
 
 def test_runs_create_with_bad_inputs_names_the_field(
@@ -122,7 +125,7 @@ def test_runs_cancel_says_a_request_already_executed_stays_done(
     where = ("--vault", str(vault_root), "--state-dir", str(state_dir), "--config", str(config))
     code, out = vaultd(capsys, "runs", "create", "two-posts", "--execute", *where)
     assert code == 0, out
-    run_id = re.search(r"^run (run-\S+): awaiting_approval$", out, re.M).group(1)  # type: ignore[union-attr]
+    run_id = re.search(r"^run (run-\S+): queued$", out, re.M).group(1)  # type: ignore[union-attr]
 
     def process() -> None:
         app = open_app(vault_root, config_path=config, state_dir=state_dir)
@@ -131,7 +134,8 @@ def test_runs_cancel_says_a_request_already_executed_stays_done(
         finally:
             app.close()
 
-    process()
+    code, out = vaultd(capsys, "run", "--once", *where)  # its workers run it, then the files
+    assert code == 0, out
     first, second = sorted(files_in(vault_root, "Pending_Approval"))
     (vault_root / "Pending_Approval" / first).rename(vault_root / "Approved" / first)
     process()

@@ -105,7 +105,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 server.url,
                 app.config.api.jwt_algorithm if server.jwt_enabled else "off",
             )
-            log.info("task files it writes wait for `vaultd run` to take them in")
+            log.info(
+                "runs it enqueues wait for the workers of `vaultd run`, and their task files "
+                "for its pipeline"
+            )
             while not stop.wait(WATCH_INTERVAL_S):
                 if not server.running():
                     log.error("the API server stopped unexpectedly")

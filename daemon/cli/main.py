@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon import __version__
+from daemon.agents.queue.workers import Workers
 from daemon.agents.skills.runs import Runs
-from daemon.cli import agents, briefing, check, decide, logs, status
+from daemon.cli import agents, briefing, check, decide, kg, logs, status
 from daemon.cli import api as api_cli
 from daemon.cli import mcp as mcp_cli
 from daemon.cli import skills as skills_cli
@@ -36,6 +37,7 @@ from daemon.service.retention import apply_retention
 from daemon.service.runner import Runner, stop_on_signals
 from daemon.service.scheduler import Clockwork
 from daemon.service.supervisor import Component, Supervisor
+from daemon.service.webhooks import webhook_worker
 
 if TYPE_CHECKING:
     from daemon.agents.api.server import ApiServer
@@ -89,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    for module in (status, decide, check, logs, briefing, agents):
+    for module in (status, decide, check, logs, briefing, agents, kg):
         module.register(commands, add_vault)
     skills_cli.register(commands, add_vault)
     api_cli.register(commands, add_vault)
@@ -213,17 +215,25 @@ def _run(
         for connector in app.pipeline.connectors.values():
             if isinstance(connector, Unavailable):
                 log.warning("%s: %s; its actions will fail", connector.name, connector.reason)
+        # The skill run service open_app plugged into the pipeline (a Runs), if any.
+        runs = app.pipeline.skills if isinstance(app.pipeline.skills, Runs) else None
+        workers = Workers(runs, app.config.queue, may_work=lease.holds) if runs else None
+        hooks = webhook_worker(app, runs) if runs else None  # completion webhooks
         if args.once:
+            # The queue's due runs first: the requests they write are then taken in.
+            worked = workers.drain() if workers is not None and lease.holds() else 0
             # One dashboard write at the end, not one per file.
             once = Runner(app.pipeline, app.config, polling=args.polling, stop=stop, lease=lease)
             count = once.run_once()
+            if worked:
+                log.info("worked %d queued run(s)", worked)
+            if hooks is not None and lease.holds():
+                hooks.run_once()  # what the runs' ends owe their receivers, tried once
             # A daemon run from cron still writes a briefing whose time has passed.
             if lease.holds():
                 Clockwork(app, write_briefing=_write_briefing).settle()
             log.info("processed %d file(s)", count)
             return 0
-        # The skill run service open_app plugged into the pipeline (a Runs), if any.
-        runs = app.pipeline.skills if isinstance(app.pipeline.skills, Runs) else None
         if runs is not None:
             # A run whose requests all finished finishes: checked as often as the dashboard
             # is written (not after every file of a burst), and before it shows the runs.
@@ -244,6 +254,12 @@ def _run(
             apply_retention=_retain_logs,
         )
         components: list[Component] = [runner.watcher, clockwork]
+        if workers is not None:
+            workers.start()
+            components.append(workers)
+        if hooks is not None:
+            hooks.start()
+            components.append(hooks)
         api = _start_api(app, runs, args) if args.api and runs is not None else None
         if api is not None:
             components.append(api)
@@ -262,6 +278,10 @@ def _run(
             runner.run_forever()
         finally:
             supervisor.stop()
+            if workers is not None:
+                workers.stop()
+            if hooks is not None:
+                hooks.stop()
             clockwork.stop()
             if api is not None:
                 api.stop()

@@ -1,7 +1,11 @@
 """`vaultd skills ...` and `vaultd runs ...`: what agents can ask for, and what they asked.
 
 vaultd skills list | show NAME
-vaultd runs list | show ID | create SKILL [--input JSON] [--execute] | execute ID | cancel ID
+vaultd runs list [--state S] [--channel C] [--skill K] | show ID | execute ID | cancel ID
+vaultd runs create SKILL [--input JSON] [--execute [--wait] [--priority N] [--webhook URL]]
+
+`runs create --execute` enqueues the run for `vaultd run`'s workers; `--wait` follows it to
+its end (succeeded, failed or cancelled), showing each change of state.
 
 `runs cancel` withdraws the run's requests that are not yet executing (to Rejected/, "run
 cancelled"), and says of each request what became of it: one already executed stays done.
@@ -12,18 +16,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daemon.agents.queue.service import Options, RunQueue
 from daemon.agents.skills.registry import Registry, load_registry
-from daemon.agents.skills.runs import RunError, RunView
+from daemon.agents.skills.runs import RunError, Runs, RunView
 from daemon.agents.skills.service import open_runs
+from daemon.agents.skills.store import FINISHED, SUCCEEDED, TRANSITIONS
 from daemon.core.config import default_config_path, load_config
 from daemon.core.errors import ConfigError
+from daemon.core.webhook_config import check_url
 from daemon.service.app import open_app
 
 Add = Callable[..., argparse.ArgumentParser]
+STATES = sorted(TRANSITIONS)
 
 
 def register(commands: Any, add_vault: Callable[..., None]) -> None:
@@ -44,6 +53,9 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
     listing = run_commands.add_parser("list", help="the latest runs, newest first")
     add_vault(listing, config=True, state=True)
     listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--state", choices=STATES, help="only runs in this state")
+    listing.add_argument("--channel", help="only runs enqueued in this channel")
+    listing.add_argument("--skill", help="only runs of this skill")
     listing.set_defaults(func=cmd_runs_list)
     show = run_commands.add_parser("show", help="one run with its trace")
     add_vault(show, config=True, state=True)
@@ -54,7 +66,18 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
     add_vault(create, config=True, state=True)
     create.add_argument("skill")
     create.add_argument("--input", default="{}", help="the inputs as a JSON object")
-    create.add_argument("--execute", action="store_true", help="run it now")
+    create.add_argument(
+        "--execute", action="store_true", help="enqueue it for the workers of `vaultd run`"
+    )
+    create.add_argument("--priority", type=int, default=10, help="with --execute: lower first")
+    create.add_argument(
+        "--wait", action="store_true", help="with --execute: follow the run to its end"
+    )
+    create.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="with --execute: a URL told (signed) when the run ends or waits for approval",
+    )
     create.set_defaults(func=cmd_runs_create)
     execute = run_commands.add_parser("execute", help="execute a draft or failed run")
     add_vault(execute, config=True, state=True)
@@ -111,13 +134,18 @@ def cmd_skills_show(args: argparse.Namespace) -> int:
 def cmd_runs_list(args: argparse.Namespace) -> int:
     app = open_app(args.vault, config_path=args.config, state_dir=args.state_dir)
     try:
-        runs = open_runs(app).listed(limit=args.limit)
+        runs = open_runs(app)
+        runs.refresh_waiting()  # a state asked for is the state now
+        queue = RunQueue(runs, app.config.queue)
+        listed = queue.listed(
+            state=args.state, channel=args.channel, skill=args.skill, limit=args.limit
+        )
     finally:
         app.close()
-    if not runs:
-        print("no runs yet")
-    for run in runs:
-        print(f"{run.id}  {run.state:<17} {run.skill:<20} {run.created_at}")
+    if not listed:
+        print("no runs" + (" like that" if args.state or args.channel or args.skill else " yet"))
+    for run, channel in listed:
+        print(f"{run.id}  {run.state:<17} {run.skill:<20} {channel or '-':<10} {run.created_at}")
         if run.error:
             print(f"    {' '.join(run.error.split())[:200]}")
     return 0
@@ -132,12 +160,54 @@ def cmd_runs_create(args: argparse.Namespace) -> int:
         inputs = json.loads(args.input)
     except json.JSONDecodeError as error:
         raise ConfigError(f"--input is not JSON: {error}") from None
-    return _with_runs(
-        args,
-        lambda runs: runs.create(
-            args.skill, inputs, requested_by=f"cli:{_user()}", execute=args.execute
-        ),
-    )
+    if not args.execute:
+        return _with_runs(
+            args, lambda runs: runs.create(args.skill, inputs, requested_by=f"cli:{_user()}")
+        )
+    if not 0 <= args.priority <= 1000:
+        raise ConfigError(f"--priority {args.priority}: from 0 to 1000")
+    if args.webhook is not None and not args.execute:
+        raise ConfigError("--webhook: only with --execute (a draft is not queued)")
+    app = open_app(args.vault, config_path=args.config, state_dir=args.state_dir)
+    try:
+        webhook = None
+        if args.webhook is not None:
+            try:
+                webhook = check_url(args.webhook, app.config.webhooks.allowed_hosts)
+            except ValueError as error:
+                raise ConfigError(f"--webhook: {error}") from None
+        runs = open_runs(app)
+        queue = RunQueue(runs, app.config.queue)
+        try:
+            view = queue.enqueue(
+                args.skill,
+                inputs,
+                requested_by=f"cli:{_user()}",
+                options=Options(args.priority, webhook=webhook),
+            )
+        except RunError as error:
+            print(f"vaultd: {error}")
+            return 1
+        print(format_run(view))
+        return follow(runs, view.run.id) if args.wait else 0
+    finally:
+        app.close()
+
+
+def follow(runs: Runs, run_id: str, *, every: float = 0.5) -> int:
+    """Given a run, print each change of its state until it ends; return 0 if it
+    succeeded, 1 if it failed or was cancelled."""
+    print("waiting for the workers of `vaultd run` (Ctrl-C stops waiting, not the run)")
+    shown = None
+    while True:
+        view = runs.view(run_id)
+        if view.run.state != shown:
+            shown = view.run.state
+            print(f"{run_id}: {shown}", flush=True)
+        if shown in FINISHED:
+            print(format_run(view))
+            return 0 if shown == SUCCEEDED else 1
+        time.sleep(every)
 
 
 def cmd_runs_execute(args: argparse.Namespace) -> int:

@@ -63,6 +63,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_lines(snapshot: Snapshot) -> list[str]:
+    """Return the run queue by channel and the runs waiting for approval or latest."""
+    if not snapshot.queue and not snapshot.runs:
+        return []
+    lines = ["", "Run queue:" if snapshot.queue else "Run queue: empty"]
+    for channel, counts in snapshot.queue.items():
+        lines.append(f"  {channel:<12} {counts['running']} running, {counts['queued']} queued")
+    lines.append("Skill runs (waiting for approval, then the latest):")
+    for run in snapshot.runs:
+        error = f": {' '.join(run['error'].split())[:120]}" if run["error"] else ""
+        lines.append(f"  {run['id']}  {run['skill']}  {run['state']}{error}")
+    return lines
+
+
 def format_status(snapshot: Snapshot, hints: Hints | None = None) -> str:
     """Return the snapshot as text for a person at a terminal; `hints` names vaultd and the
     vault in the commands it suggests."""
@@ -103,6 +117,7 @@ def format_status(snapshot: Snapshot, hints: Hints | None = None) -> str:
     if snapshot.problems_more:
         lines.append(f"  … and {snapshot.problems_more} more in Failed/")
 
+    lines += _run_lines(snapshot)
     if snapshot.next_briefing:
         due = datetime.fromisoformat(snapshot.next_briefing).strftime("%a %Y-%m-%d %H:%M %Z")
         lines += ["", f"Next CEO briefing: {due}, written by the daemon when it runs then"]

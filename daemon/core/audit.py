@@ -77,6 +77,7 @@ OUTCOMES: dict[str, tuple[str, str]] = {
     "run_succeeded": ("success", "succeeded"),
     "briefing_written": ("success", "written"),
     "logs_archived": ("success", "archived"),
+    "webhook_delivered": ("success", "delivered"),
     "failed": ("error", "failed"),
     "outcome_unknown": ("error", "outcome_unknown"),
     "rejected": ("error", "rejected"),
@@ -92,6 +93,9 @@ OUTCOMES: dict[str, tuple[str, str]] = {
     "run_cancelled": ("error", "cancelled"),
     "component_failed": ("error", "failed"),
     "internal_error": ("error", "internal_error"),
+    "webhook_retrying": ("error", "retrying"),
+    "webhook_failed": ("error", "failed"),
+    "webhook_disabled": ("error", "disabled"),
 }
 # What a marker lookup at reconciliation showed, as an outcome.
 LOOKUP_OUTCOMES = {

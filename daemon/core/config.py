@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -30,6 +31,7 @@ from daemon.core.policy import Policy
 from daemon.core.schedule_config import Briefing, Logs, Schedule
 from daemon.core.settings import Settings
 from daemon.core.vault import inside
+from daemon.core.webhook_config import WebhooksConfig
 
 # The doors through which agents write task files themselves (daemon/core/origin.py): "mcp" is
 # the MCP server's create_task_file; "api" a REST API that writes task files (it has no
@@ -140,6 +142,78 @@ class Agents(BaseModel):
     )
 
 
+class QueueConfig(BaseModel):
+    """`[queue]`: the workers of `vaultd run` that execute skill runs in the background.
+
+    A skill names its channel in its manifest (`"channel": "odoo"`, default `default`); a
+    channel runs at most its capacity of runs at once, across every worker process of the
+    ledger (capacity 1: a sequential channel).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: dict[str, int] = Field(default_factory=lambda: {"default": 2})
+    # A worker holds a run for this long, renewed every third of it while it works; a run
+    # whose worker died is taken back once its lease runs out (at once if its process is
+    # seen dead on this machine).
+    lease_seconds: float = Field(default=30, ge=1, le=3600)
+    # How often an idle worker looks for a run that is due.
+    poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    # How many times a run that failed before it asked for anything is tried again.
+    max_retries: int = Field(default=2, ge=0, le=100)
+    # Seconds to wait before the next try, after N tries: {1 = 10, 5 = 60} waits 10 s
+    # after tries 1 to 4 and 60 s from the 5th on.
+    retry_pattern: dict[int, float] = Field(default_factory=lambda: {1: 10.0, 3: 60.0})
+
+    @field_validator("channels")
+    @classmethod
+    def _capacities(cls, channels: dict[str, int]) -> dict[str, int]:
+        problems = []
+        for name, capacity in channels.items():
+            if not re.fullmatch(CHANNEL, name):
+                problems.append(f"{name!r}: a channel is 1-32 lowercase letters, digits, - or _")
+            if not 1 <= capacity <= 64:
+                problems.append(f"{name}: a capacity is from 1 to 64 runs at once")
+        if "default" not in channels:
+            problems.append("the channel `default` is required (skills use it by default)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return channels
+
+    @field_validator("retry_pattern")
+    @classmethod
+    def _pattern(cls, pattern: dict[int, float]) -> dict[int, float]:
+        for tries, seconds in pattern.items():
+            if tries < 1 or seconds < 0:
+                raise ValueError(f"{tries} = {seconds}: tries from 1, seconds from 0")
+        return dict(sorted(pattern.items()))
+
+
+# A channel's name, in the config and in a skill's manifest.
+CHANNEL = r"[a-z0-9][a-z0-9_-]{0,31}"
+
+
+KgSource = Literal["vault", "ledger"]
+KG_SOURCES: tuple[KgSource, ...] = ("vault", "ledger")
+
+
+class KgConfig(BaseModel):
+    """The knowledge graph (`vaultd kg`): the sources it is built from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # "vault": notes, links, tags, frontmatter entities; "ledger": approvals, executions
+    # and the runs that asked (daemon/agents/kg/ledger_source.py). Odoo is not a source yet.
+    sources: list[KgSource] = Field(default_factory=lambda: list(KG_SOURCES))
+
+    @field_validator("sources")
+    @classmethod
+    def _vault_first(cls, sources: list[str]) -> list[str]:
+        if "vault" not in sources:
+            raise ValueError('the vault is always a source: list "vault"')
+        return sources
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -154,6 +228,9 @@ class Config(BaseModel):
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     agents: Agents = Field(default_factory=Agents)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    kg: KgConfig = Field(default_factory=KgConfig)
     code: CodeConfig = Field(default_factory=CodeConfig)
 
 

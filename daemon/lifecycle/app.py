@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.core.audit import AuditLog
 from daemon.core.config import Config
 from daemon.core.ledger import Ledger
+from daemon.core.settings import Settings
 from daemon.core.vault import Vault
 from daemon.lifecycle.pipeline import Pipeline
 
@@ -23,6 +24,8 @@ class App:
     ledger: Ledger
     audit: AuditLog
     pipeline: Pipeline
+    # The environment and --env-file: credentials and secrets, never from the vault.
+    settings: Settings = field(default_factory=Settings)
 
     def close(self) -> None:
         self.ledger.close()

@@ -34,8 +34,11 @@ def owned_task(context: Context, loaded: Loaded) -> Task | None:
     task_id = loaded.note.meta.get("id")
     if not isinstance(task_id, str):
         # A pending request whose `id:` was deleted is still that request: it keeps its
-        # versions and its change banner (found by the review).
-        at_path = context.ledger.tasks_at(here, ledger.PENDING)
+        # versions and its change banner (found by the review). So is a note a crash cut
+        # between its task's record and its move (the id is stamped with the move): left
+        # out, a run's request would lose its origin to a new task, and its run would wait
+        # for ever (found by the kill -9 test under the run queue).
+        at_path = context.ledger.tasks_at(here, ledger.PENDING, ledger.APPROVED)
         return at_path[0] if len(at_path) == 1 else None
     task = context.ledger.task(task_id)
     if task is None:

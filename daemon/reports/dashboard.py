@@ -49,6 +49,7 @@ def render_dashboard(snapshot: Snapshot) -> str:
         ],
         alerts=snapshot.alerts,
         runs=snapshot.runs,
+        queue=snapshot.queue,
         executor=_executor_line(snapshot.executor),
         pending_more=snapshot.pending_more,
         problems_more=snapshot.problems_more,

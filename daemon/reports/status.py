@@ -94,6 +94,8 @@ class Snapshot:
     alerts: list[str] = field(default_factory=list)
     # Skill runs: those waiting for approval, then the latest others.
     runs: list[dict[str, Any]] = field(default_factory=list)
+    # The run queue, by channel: how many runs are queued and running.
+    queue: dict[str, dict[str, int]] = field(default_factory=dict)
     # The daemon on this state directory: {"running": bool, pid, since, mode, host}
     # (filled in by `vaultd status`, which reads the daemon's lock).
     daemon: dict[str, Any] | None = None
@@ -160,6 +162,7 @@ def build_snapshot(
     snapshot.recent = [_recent(entry) for entry in last_entries(vault.folder(LOGS), recent)]
     snapshot.breakers = _open_breakers(ledger)
     snapshot.runs = _skill_runs(ledger)
+    snapshot.queue = _queue(ledger)
     lease = read_lease(vault.root)
     snapshot.executor = lease.to_json() if lease else None
     return snapshot
@@ -183,6 +186,24 @@ def _skill_runs(ledger: Ledger | None, latest: int = 5) -> list[dict[str, Any]]:
     except sqlite3.OperationalError:  # a ledger from before skill runs
         return []
     return waiting + others
+
+
+def _queue(ledger: Ledger | None) -> dict[str, dict[str, int]]:
+    """Return, by channel, how many runs are queued and running."""
+    if ledger is None:
+        return {}
+    try:
+        rows = ledger.rows(
+            "SELECT q.channel, r.state, COUNT(*) AS n FROM run_queue q"
+            " JOIN skill_runs r ON r.id = q.run_id WHERE r.state IN ('queued', 'running')"
+            " GROUP BY q.channel, r.state ORDER BY q.channel"
+        )
+    except sqlite3.OperationalError:  # a ledger from before the queue
+        return {}
+    queue: dict[str, dict[str, int]] = {}
+    for row in rows:
+        queue.setdefault(row["channel"], {"queued": 0, "running": 0})[row["state"]] = row["n"]
+    return queue
 
 
 def _open_breakers(ledger: Ledger | None) -> list[dict[str, Any]]:

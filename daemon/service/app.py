@@ -60,6 +60,6 @@ def open_app(
         prices=config.costs,
         hints=Hints.for_vault(vault.root, state if explicit_state else None),
     )
-    app = App(vault, config, state, ledger, audit, pipeline)
+    app = App(vault, config, state, ledger, audit, pipeline, settings)
     pipeline.skills = open_runs(app)
     return app

@@ -55,12 +55,13 @@ def test_an_agent_starts_a_run_over_the_api_a_person_approves_it_and_the_run_fin
                 "execute": True,
             },
         )
-        assert created.status_code == 201, created.text
+        assert created.status_code == 202, created.text
         run = created.json()
-        assert run["state"] == "awaiting_approval"
+        assert run["state"] == "queued"
         assert run["requested_by"] == "apikey:agent"
+        assert created.headers["Location"] == f"/api/v1/runs/{run['run_id']}"
 
-        # The running daemon takes the run's request in and asks the person.
+        # The daemon's workers run it; the daemon takes its request in and asks the person.
         wait_for(lambda: files_in(vault, "Pending_Approval"), timeout=10)
         [name] = files_in(vault, "Pending_Approval")
         move(vault, vault / "Pending_Approval" / name, "Approved")

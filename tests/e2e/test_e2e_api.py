@@ -90,11 +90,14 @@ def test_a_new_user_runs_a_skill_through_serve_and_approves_it_by_moving_the_fil
             },
             headers=headers,
         )
-        assert answer.status_code == 201, answer.text
-        assert answer.json()["state"] == "awaiting_approval"
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["state"] == "queued"
         location = answer.headers["Location"]
+        assert client.get(location, headers=headers).json()["state"] == "queued"
 
+        # `vaultd run --once` works the queue, then takes the run's request in.
         ok(vaultd("run", "--vault", vault, "--state-dir", state, "--once"))
+        assert client.get(location, headers=headers).json()["state"] == "awaiting_approval"
         [name] = files_in(vault, "Pending_Approval")
         move(vault, vault / "Pending_Approval" / name, "Approved")
         ok(vaultd("run", "--vault", vault, "--state-dir", state, "--once"))

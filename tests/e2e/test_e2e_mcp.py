@@ -57,12 +57,12 @@ def test_vaultd_mcp_serves_the_vault_tools_over_stdio(vault_root: Path, state_di
                 "create_task_file",
                 {"type": "social_post", "fields": post, "name": "../Approved/x"},
             )
-            # The skill's execute.py runs in a child of the server: its output stays off the wire.
+            # Enqueued for the workers of `vaultd run`; the server runs nothing itself.
             run = await client.call_tool(
                 "start_skill_run", {"skill_key": "post-social-media", "inputs": {"text": "Hi"}}
             )
             assert run.structured_content is not None, run.content
-            assert run.structured_content["state"] == "awaiting_approval"
+            assert run.structured_content["state"] == "queued"
             assert not skills.is_error and not created.is_error and refused.is_error
             refusal = "".join(b.text for b in refused.content if isinstance(b, TextContent))
             assert created.structured_content is not None
@@ -73,8 +73,10 @@ def test_vaultd_mcp_serves_the_vault_tools_over_stdio(vault_root: Path, state_di
     assert name == "vaultd"
     assert {"list_skills", "create_task_file", "start_skill_run", "read_run"} <= tools
     assert created["task_file"] == "Needs_Action/from-claude.md"
-    needs_action = files_in(vault_root, "Needs_Action")
-    assert "from-claude.md" in needs_action and len(needs_action) == 2  # and the run's request
+    assert files_in(vault_root, "Needs_Action") == ["from-claude.md"]  # the run is queued
+    ok(vaultd("run", "--vault", vault_root, "--state-dir", state_dir, "--once"))
+    pending = files_in(vault_root, "Pending_Approval")
+    assert "from-claude.md" in pending and len(pending) == 2  # and the run's request
     assert files_in(vault_root, "Approved") == []
     assert "is not allowed" in refusal
     assert (state_dir / "ledger.sqlite3").is_file()  # the state stayed where it was told

@@ -37,7 +37,12 @@ def create_api(app: App, runs: Runs, *, settings: Settings | None = None) -> Fas
         ApiKeyStore(app.ledger), app.config.api, settings or Settings(dict(os.environ))
     )
     api = FastAPI(title="vaultd", version=__version__, description=DESCRIPTION)
-    api.state.vaultd = ApiState(runs=runs, auth=auth, access=RunAccess(runs))
+    api.state.vaultd = ApiState(
+        runs=runs,
+        auth=auth,
+        access=RunAccess(runs, app.config.queue),
+        webhook_hosts=tuple(app.config.webhooks.allowed_hosts),
+    )
     api.include_router(router)
     api.add_middleware(BodyLimit)
     errors.install(api)

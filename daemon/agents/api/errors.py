@@ -1,7 +1,8 @@
 """Every error as JSON, `{"error": message, ...}`, with the status that fits.
 
 401 Unauthorized (with WWW-Authenticate)     403 a group the skill requires is missing
-404 no such skill, run or path               409 the run is not in a state that runs
+404 no such skill, run or path               409 the run is not in a state that runs, or
+                                             an unfinished run has the same identity key
 422 bad inputs, with every problem listed    429 rate limit or cooldown (Retry-After)
 
 A run of a caller that shares none of this caller's groups is a 404, worded exactly as a run
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from daemon.agents.api.auth import Unauthorized
+from daemon.agents.skills.run_errors import Duplicate
 from daemon.agents.skills.runs import InputsInvalid, RunError, Throttled
 from daemon.agents.skills.store import TransitionRefused
 from daemon.core.timestamps import iso
@@ -49,6 +51,11 @@ def install(api: FastAPI) -> None:
         if isinstance(error, InputsInvalid):
             problems = [{"field": where, "message": why} for where, why in error.problems]
             return error_response(error.status, str(error), problems=problems)
+        if isinstance(error, Duplicate):
+            if error.run_id is None:
+                return error_response(error.status, str(error))
+            where = {"Location": f"/api/v1/runs/{error.run_id}"}
+            return error_response(error.status, str(error), headers=where, run_id=error.run_id)
         if isinstance(error, Throttled):
             wait = max(1, math.ceil((error.retry_at - datetime.now(UTC)).total_seconds()))
             return error_response(

@@ -16,7 +16,9 @@ from daemon.agents.api.auth import Authenticator, Caller
 from daemon.agents.api.run_access import RunAccess
 from daemon.agents.api.schemas import CreateRun, ErrorOut, RunOut, SkillList, SkillOut
 from daemon.agents.api.views import run_json
-from daemon.agents.skills.runs import Runs, SkillNotFound
+from daemon.agents.queue.service import Options
+from daemon.agents.skills.runs import InputsInvalid, Runs, SkillNotFound
+from daemon.core.webhook_config import check_url
 
 PREFIX = "/api/v1"
 
@@ -28,6 +30,8 @@ class ApiState:
     runs: Runs
     auth: Authenticator
     access: RunAccess
+    # Hosts a run's webhook may name beyond loopback ([webhooks] allowed_hosts).
+    webhook_hosts: tuple[str, ...] = ()
 
 
 # Declared for the OpenAPI document (and /docs' "Authorize"); the headers are read raw, so
@@ -84,25 +88,49 @@ def get_skill(request: Request, key: str) -> SkillOut:
     "/runs",
     status_code=201,
     response_model=RunOut,
-    responses=_errors(403, 404, 422, 429),
+    responses={
+        **_errors(403, 404, 409, 422, 429),
+        202: {"model": RunOut, "description": "enqueued (execute: true); follow Location"},
+    },
     tags=["runs"],
 )
 def create_run(request: Request, response: Response, body: CreateRun, caller: CallerDep) -> Any:
-    """Create a run (a draft), and start it if `execute` is true.
+    """Create a run: a draft (201), or with `execute: true` a queued run (202 Accepted at
+    once; the daemon's workers run it). Follow it at its URL (the Location header): a run
+    whose requests need a person waits as `awaiting_approval` until they are done.
 
-    A run whose requests need a person answers `awaiting_approval`; poll its URL (the
-    Location header) to see it finish once the request is approved and done.
-    """
-    view = _state(request).access.create(caller, body.skill_key, body.inputs, execute=body.execute)
+    With execute, an unfinished run with the same identity key (by default: the same skill
+    and inputs) makes this a 409 naming that run (`run_id`, Location)."""
+    access = _state(request).access
+    if body.execute:
+        webhook = None
+        if body.webhook is not None:
+            try:
+                webhook = check_url(body.webhook, _state(request).webhook_hosts)
+            except ValueError as error:
+                raise InputsInvalid(body.skill_key, [("webhook", str(error))]) from None
+        options = Options(
+            body.priority,
+            body.eta,
+            body.max_retries,
+            body.identity_key,
+            tuple(body.depends_on),
+            webhook,
+        )
+        view = access.enqueue(caller, body.skill_key, body.inputs, options)
+        response.status_code = 202
+    else:
+        view = access.create(caller, body.skill_key, body.inputs)
     response.headers["Location"] = f"{PREFIX}/runs/{view.run.id}"
-    return run_json(view)
+    return run_json(view, access.scheduling(view.run.id))
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=_errors(404), tags=["runs"])
 def get_run(request: Request, run_id: str, caller: CallerDep) -> Any:
     """A run's `state`, `output` and `trace` (one step per tool call). 404 also for a run of
     a caller that shares none of this caller's groups."""
-    return run_json(_state(request).access.view(caller, run_id))
+    access = _state(request).access
+    return run_json(access.view(caller, run_id), access.scheduling(run_id))
 
 
 @router.post(

@@ -17,7 +17,9 @@ from typing import Any
 
 from daemon.agents.api.caller import Caller
 from daemon.agents.api.keys import NAME
+from daemon.agents.queue.service import Options, RunQueue
 from daemon.agents.skills.runs import RunNotFound, Runs, RunView
+from daemon.core.config import QueueConfig
 from daemon.core.errors import ConfigError
 
 SCHEMA = """
@@ -51,10 +53,38 @@ def may_see(caller: Caller, requested_by: str | None, groups: list[str] | None) 
 class RunAccess:
     """The run service as one caller over the API or MCP sees it."""
 
-    def __init__(self, runs: Runs) -> None:
+    def __init__(self, runs: Runs, queue: QueueConfig | None = None) -> None:
         self.runs = runs
         self.ledger = runs.store.ledger
         self.ledger.ensure_schema(SCHEMA)
+        self.queue = RunQueue(runs, queue or QueueConfig())
+
+    def enqueue(
+        self, caller: Caller, skill_key: str, inputs: Any, options: Options | None = None
+    ) -> RunView:
+        """Given a caller, a skill and its inputs, enqueue a run for the caller; return it
+        (queued). Who asked, with which groups, is recorded in the enqueuing transaction.
+        Raise what RunQueue.enqueue raises (Duplicate naming the run only if the caller
+        may see it)."""
+        groups = set(caller.groups)
+        return self.queue.enqueue(
+            skill_key,
+            inputs,
+            requested_by=caller.requested_by,
+            groups=groups,
+            options=options,
+            also=lambda run_id: [
+                (
+                    "INSERT INTO run_callers (run_id, requested_by, groups) VALUES (?, ?, ?)",
+                    (run_id, caller.requested_by, json.dumps(sorted(groups))),
+                )
+            ],
+            sees=lambda run_id: self.sees(caller, run_id),
+        )
+
+    def scheduling(self, run_id: str) -> dict[str, Any] | None:
+        """Return how a run is scheduled in the queue (None if it never was)."""
+        return self.queue.scheduling(run_id)
 
     def create(
         self, caller: Caller, skill_key: str, inputs: Any, *, execute: bool = False

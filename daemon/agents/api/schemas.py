@@ -7,9 +7,9 @@ deprecated, for one release (see daemon/agents/api/views.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from daemon.agents.api.views import skill_json
 from daemon.agents.skills.registry import Skill
@@ -24,7 +24,45 @@ class CreateRun(BaseModel):
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="checked against the skill's `input_schema`"
     )
-    execute: bool = Field(default=False, description="start the run now; else it is a draft")
+    execute: bool = Field(
+        default=False,
+        description="enqueue the run (202 Accepted, state queued; the daemon's workers run "
+        "it); else it is a draft",
+    )
+    priority: int = Field(default=10, ge=0, le=1000, description="with execute: lower first")
+    eta: AwareDatetime | None = Field(default=None, description="with execute: not before")
+    max_retries: int | None = Field(
+        default=None, ge=0, le=100, description="with execute: tries after the first"
+    )
+    identity_key: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._:@-]{1,128}$",
+        description="with execute: no two unfinished runs share one (default: SHA-256 of "
+        "the skill and its canonical inputs); a duplicate is 409 with the run's id",
+    )
+    depends_on: list[Annotated[str, Field(pattern=r"^run-\d{8}-[0-9a-f]{8}$")]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="with execute: runs that must succeed first (it fails if one fails)",
+    )
+
+    webhook: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="with execute: a URL told when the run ends (or waits for approval), "
+        "signed as Standard Webhooks says; loopback only unless [webhooks] allowed_hosts "
+        "names its host",
+    )
+
+    @model_validator(mode="after")
+    def _queue_fields_only_with_execute(self) -> CreateRun:
+        given = sorted(self.model_fields_set & QUEUE_FIELDS)
+        if given and not self.execute:
+            raise ValueError(f"{', '.join(given)}: only with execute: true (a draft is not queued)")
+        return self
+
+
+QUEUE_FIELDS = {"priority", "eta", "max_retries", "identity_key", "depends_on", "webhook"}
 
 
 class SkillOut(BaseModel):
@@ -46,6 +84,7 @@ class SkillOut(BaseModel):
     cooldown_seconds: float
     required_groups: list[str]
     tools: list[str]
+    channel: str = Field(description="the queue channel its runs wait in")
     builtin: bool
     parameters: dict[str, Any] = Field(
         deprecated=True,
@@ -99,6 +138,11 @@ class RunOut(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     trace: list[TraceStepOut] = Field(description="one step per tool call, in order")
+    queue: dict[str, Any] | None = Field(
+        default=None,
+        description="how an enqueued run is scheduled: channel, priority, eta, tries, "
+        "max_retries, lease_owner, lease_until, heartbeat_at, last_error",
+    )
 
 
 class Problem(BaseModel):

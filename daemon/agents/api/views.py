@@ -40,7 +40,11 @@ def skill_json(skill: Skill) -> dict[str, Any]:
     }
 
 
-def run_json(view: RunView) -> dict[str, Any]:
-    """Given a run and its trace, return it as JSON: run_id first, then the run's fields
-    (state, inputs, output, error, trace ...) including the deprecated `id`."""
-    return {"run_id": view.run.id, **view.to_json()}
+def run_json(view: RunView, queue: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Given a run and its trace (and how the queue schedules it, if it was enqueued),
+    return it as JSON: run_id first, then the run's fields (state, inputs, output, error,
+    trace ...) including the deprecated `id`, then `queue`."""
+    body = {"run_id": view.run.id, **view.to_json()}
+    if queue is not None:
+        body["queue"] = queue
+    return body

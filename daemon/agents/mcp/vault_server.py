@@ -55,7 +55,7 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
     caller = mcp_caller(set(groups or ()))
     server = MCPServer("vaultd", instructions=INSTRUCTIONS, version=__version__)
     guard = guarded(app.audit.redact, lock=threading.Lock())
-    access = RunAccess(runs)
+    access = RunAccess(runs, app.config.queue)
     door = Door(
         "mcp", caller.requested_by, caller.groups, tuple(app.config.policy.require_approval_from)
     )
@@ -141,11 +141,13 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
             Field(description="the inputs, valid against the skill's input_schema"),
         ] = None,
     ) -> dict[str, Any]:
-        """Start a run of a skill with these inputs and return it as read_run does (run_id,
-        state, output, trace). A run whose requests need a person answers
-        `awaiting_approval`: its task files wait in Pending_Approval/ and read_run shows
-        when it finished."""
-        return run_json(access.create(caller, skill_key, inputs or {}, execute=True))
+        """Enqueue a run of a skill with these inputs and return it as read_run does (run_id,
+        state `queued`, queue). vaultd's workers run it in the background: follow it with
+        read_run. A run whose requests need a person becomes `awaiting_approval`: its task
+        files wait in Pending_Approval/. An identical run (same skill and inputs) not
+        finished yet is refused, naming it."""
+        view = access.enqueue(caller, skill_key, inputs or {})
+        return run_json(view, access.scheduling(view.run.id))
 
     @server.tool(annotations=READS)
     @guard
@@ -155,7 +157,7 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
         """Read a run: its run_id, state, output, error and trace (one step per tool call).
         `id` is a deprecated copy of run_id. Only runs of callers sharing one of this
         server's groups (without groups: its own) can be read."""
-        return run_json(access.view(caller, run_id))
+        return run_json(access.view(caller, run_id), access.scheduling(run_id))
 
     @server.tool(annotations=READS)
     @guard
@@ -164,7 +166,8 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
     ) -> dict[str, Any]:
         """List the latest skill runs this server may read, newest first, each as read_run
         shows it: run_id, skill, state, who asked, when, output, error and trace."""
-        return {"runs": [run_json(view) for view in access.listed(caller, limit=limit)]}
+        listed = access.listed(caller, limit=limit)
+        return {"runs": [run_json(view, access.scheduling(view.run.id)) for view in listed]}
 
     @server.tool(annotations=READS)
     @guard

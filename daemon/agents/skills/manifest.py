@@ -3,7 +3,7 @@
     my-skill/
       skill.json    name, description, parameters (JSON Schema), intents, guardrails,
                     approval_required, rate_limit, timeout_s, cooldown_seconds,
-                    required_groups, tools
+                    required_groups, tools, channel
       execute.py    def run(inputs, tools): ... return a JSON-able result
 
 A skill reaches the world only through `tools`, and only through the tools its manifest
@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from daemon.core.config import CHANNEL
 from daemon.core.models import Platform
 
 # The validation context key that marks a manifest shipped with vaultd (registry.load_skill).
@@ -70,6 +71,8 @@ class SkillManifest(BaseModel):
     cooldown_seconds: float = Field(default=0, ge=0)
     required_groups: list[str] = Field(default_factory=list)
     tools: list[ToolName] = Field(default_factory=list)
+    # The queue channel its runs wait in (`[queue.channels]` in the config gives capacities).
+    channel: str = Field(default="default", pattern=f"^{CHANNEL}$")
 
     @field_validator("parameters")
     @classmethod

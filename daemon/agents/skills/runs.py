@@ -23,6 +23,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from daemon.agents.skills.registry import Registry, Skill
+from daemon.agents.skills.run_errors import (
+    Forbidden,
+    InputsInvalid,
+    NotExecutable,
+    RunError,
+    RunNotFound,
+    SkillNotFound,
+    Throttled,
+)
 from daemon.agents.skills.sandbox import run_script
 from daemon.agents.skills.settle import (
     cancel_notices,
@@ -51,55 +60,30 @@ from daemon.agents.skills.store import (
 from daemon.agents.skills.tools import Reader, ToolBox
 from daemon.core import ledger as task_states
 from daemon.core.audit import AuditLog
-from daemon.core.errors import VaultdError
 from daemon.core.ledger import Ledger
 from daemon.core.timestamps import iso, parse_time
 from daemon.core.vault import Vault
 
 # The states in which a request's task has ended, for the run that made it.
 ENDED = (task_states.DONE, task_states.REJECTED, task_states.FAILED, task_states.UNKNOWN)
+__all__ = [
+    "Forbidden",
+    "InputsInvalid",
+    "NotExecutable",
+    "RunError",
+    "RunNotFound",
+    "SkillNotFound",
+    "Throttled",
+]
 
 
-class RunError(VaultdError):
-    """A run cannot be created or executed; `status` is the HTTP status that fits."""
+@dataclass(frozen=True)
+class Attempt:
+    """How one attempt of a run ended: its result or error, and how many requests it wrote."""
 
-    status = 400
-
-
-class SkillNotFound(RunError):
-    status = 404
-
-
-class RunNotFound(RunError):
-    status = 404
-
-
-class Forbidden(RunError):
-    status = 403
-
-
-class InputsInvalid(RunError):
-    status = 422
-
-    def __init__(self, skill: str, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        super().__init__(
-            f"inputs for {skill}: " + "; ".join(f"{where}: {why}" for where, why in problems)
-        )
-
-
-class NotExecutable(RunError):
-    status = 409
-
-
-class Throttled(RunError):
-    """Rate limit or cooldown: try again at `retry_at`."""
-
-    status = 429
-
-    def __init__(self, message: str, retry_at: datetime) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at
+    result: Any
+    error: str | None
+    requested: int
 
 
 @dataclass(frozen=True)
@@ -181,6 +165,21 @@ class Runs:
             return self.execute(run.id, groups=groups)
         return self.view(run.id)
 
+    def admit(self, skill_key: str, inputs: Any, groups: set[str] | None) -> Skill:
+        """Given a skill, its inputs and the caller's groups, return the skill if a run of it
+        may start now; raise SkillNotFound, Forbidden, InputsInvalid or Throttled if not."""
+        skill = self._skill(skill_key)
+        self._check_groups(skill, groups)
+        problems = skill.manifest.input_errors(inputs)
+        if problems:
+            raise InputsInvalid(skill_key, problems)
+        self._check_pace(skill)
+        return skill
+
+    def logged(self, run: Run, event: str | None = None, **fields: Any) -> None:
+        """Write a run's event (default: run_<state>) into the audit log."""
+        self._log(event or f"run_{run.state}", run, **fields)
+
     def execute(self, run_id: str, *, groups: set[str] | None = None) -> RunView:
         """Execute a draft or failed run to its end (or to awaiting_approval)."""
         run = self._run(run_id)
@@ -198,35 +197,43 @@ class Runs:
                 f"run {run_id} is {refused.current}; only a draft or failed run runs"
             ) from None
         run = self.store.move(run_id, RUNNING, expect=(QUEUED,))
+        return self.finish(run_id, self.attempt(run))
+
+    def attempt(self, run: Run) -> Attempt:
+        """Given a running run, run its script once (its tool calls recorded in its trace);
+        return how it ended, leaving the run's state as it is."""
+        skill = self._skill(run.skill)
         tools = ToolBox(self.vault, self.store, skill.manifest, run.id, run.attempt, self.readers)
         finished = run_script(
             skill.script, run.inputs, tools.handle, timeout_s=skill.manifest.timeout_s
         )
-        if finished.error is not None:
-            run = self.store.move(run_id, FAILED, error=finished.error)
-        elif tools.requested:
-            run = self.store.move(run_id, AWAITING_APPROVAL, output=finished.result)
+        return Attempt(finished.result, finished.error, tools.requested)
+
+    def finish(self, run_id: str, attempt: Attempt) -> RunView:
+        """Given a running run and how its attempt ended, record its end; return the run.
+        Raise TransitionRefused if it is no longer running."""
+        if attempt.error is not None:
+            run = self.store.move(run_id, FAILED, expect=(RUNNING,), error=attempt.error)
         else:
-            run = self.store.move(run_id, SUCCEEDED, output=finished.result)
+            state = AWAITING_APPROVAL if attempt.requested else SUCCEEDED
+            run = self.store.move(run_id, state, expect=(RUNNING,), output=attempt.result)
         self._log(f"run_{run.state}", run, error=run.error)
         self._note(run)
         return self.view(run_id)
 
     def cancel(self, run_id: str, *, reason: str) -> RunView:
-        """Given a draft or a run waiting for approval, cancel it and withdraw its requests;
-        return it, with what became of each request. Raise NotExecutable in another state.
-
-        A request not yet executing is rejected ("run cancelled") and is never executed,
-        wherever its file goes later; one executed, or being executed, stays as it is:
-        cancelling cannot undo it. See daemon/agents/skills/settle.py for who moves which note.
-        """
+        """Given a draft, queued run or run waiting for approval, cancel it and withdraw its
+        requests; return it, with what became of each request. Raise NotExecutable in another
+        state. A request not yet executing is rejected ("run cancelled") and never executed,
+        wherever its file goes later; one executed, or being executed, stays as it is
+        (daemon/agents/skills/settle.py says who moves which note)."""
         why = withdrawal_reason(run_id, reason)
         try:
             run, tasks = self.store.cancel(run_id, error=reason, withdrawal=why)
         except TransitionRefused as refused:
             raise NotExecutable(
-                f"run {run_id} is {refused.current}; only a draft or a run waiting for "
-                "approval can be cancelled"
+                f"run {run_id} is {refused.current}; only a draft, a queued run or a run "
+                "waiting for approval can be cancelled"
             ) from None
         self._log("run_cancelled", run, error=reason)
         withdrawn = [task for task in tasks if task["state"] in WITHDRAWABLE]

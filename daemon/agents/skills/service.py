@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.agents.skills.registry import Registry, load_registry
 from daemon.agents.skills.tasks import SkillRuns
+from daemon.agents.webhooks import events
 from daemon.core.schedule_config import zone
 from daemon.core.weeks import IsoWeek
 from daemon.reports import briefing
@@ -39,4 +40,7 @@ def open_runs(app: App, registry: Registry | None = None) -> SkillRuns:
         }
 
     readers = {"briefing.generate": generate_briefing, "vault.status": vault_status}
-    return SkillRuns(registry, app.vault, app.ledger, app.audit, readers=readers)
+    runs = SkillRuns(registry, app.vault, app.ledger, app.audit, readers=readers)
+    # A run's change of state writes its webhook events (daemon/agents/webhooks/events.py).
+    events.install(app.ledger)
+    return runs

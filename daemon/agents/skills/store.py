@@ -39,7 +39,8 @@ FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     DRAFT: (QUEUED, CANCELLED),
     QUEUED: (RUNNING, FAILED, CANCELLED),
-    RUNNING: (AWAITING_APPROVAL, SUCCEEDED, FAILED),
+    # running → queued: the queue tries again a run that failed before asking for anything.
+    RUNNING: (AWAITING_APPROVAL, SUCCEEDED, FAILED, QUEUED),
     AWAITING_APPROVAL: (SUCCEEDED, FAILED, CANCELLED),
     FAILED: (QUEUED,),
     SUCCEEDED: (),
@@ -113,6 +114,10 @@ class Run:
     started_at: str | None
     finished_at: str | None
     updated_at: str
+    # Set when the run was enqueued: no two unfinished runs share one (daemon/agents/queue).
+    identity_key: str | None = None
+    # The run's own completion webhook (daemon/agents/webhooks/), if it named one.
+    webhook: str | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +229,7 @@ class RunStore:
         self, run_id: str, *, error: str, withdrawal: str
     ) -> tuple[Run, list[dict[str, Any]]]:
         """Given a run, cancel it and withdraw its requests; return the run and its requests'
-        tasks as they were. Raise TransitionRefused unless it is a draft or waits for approval.
+        tasks as they were. Raise TransitionRefused unless it is a draft, queued or waiting.
 
         One transaction: the tasks in WITHDRAWABLE states become rejected, with `withdrawal`
         as their error. The pipeline records a request as executing only through `claim`,
@@ -232,7 +237,7 @@ class RunStore:
         that race, one comes first: a request is withdrawn here or found executing.
         """
         with self.ledger.transaction() as db:
-            self._move(db, run_id, CANCELLED, (DRAFT, AWAITING_APPROVAL), {"error": error})
+            self._move(db, run_id, CANCELLED, (DRAFT, QUEUED, AWAITING_APPROVAL), {"error": error})
             tokens = db.execute(
                 "SELECT token FROM skill_steps WHERE run_id = ? AND token IS NOT NULL", (run_id,)
             ).fetchall()
@@ -297,13 +302,15 @@ class RunStore:
         return [_run(row) for row in rows]
 
     def started_since(self, skill: str, since: str) -> list[str]:
-        """Return when runs of a skill started since a time, oldest first."""
+        """Return when runs of a skill started since a time, oldest first; a queued run
+        not started yet counts as started when it was created (a burst of enqueues must
+        not outrun the skill's rate limit)."""
         rows = self.ledger.rows(
-            "SELECT started_at FROM skill_runs WHERE skill = ? AND started_at >= ?"
-            " ORDER BY started_at",
-            (skill, since),
+            "SELECT COALESCE(started_at, created_at) AS at FROM skill_runs WHERE skill = ?"
+            " AND (started_at >= ? OR (started_at IS NULL AND state = ?)) ORDER BY at",
+            (skill, since, QUEUED),
         )
-        return [row["started_at"] for row in rows]
+        return [row["at"] for row in rows]
 
     def add_step(
         self,

@@ -1,0 +1,243 @@
+"""Walking the vault into the index: which files are notes, which are skipped and why, and
+which must be read again.
+
+A file whose mtime and size are what the index holds is not opened; one whose bytes hash
+to the stored SHA-256 is not parsed again. Only the rest is read and extracted, then the
+whole graph is derived again from the stored facts (daemon/agents/kg/graph.py), so a link
+to a note that has just appeared resolves at this build, not at some later full re-index.
+Symbolic links are never followed, and a file is opened with O_NOFOLLOW, so a link swapped
+in after the walk is not read either.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon.agents.kg.extract import NoteFacts, extract, title_of
+from daemon.agents.kg.graph import derive
+from daemon.agents.kg.ledger_source import LEDGER, digest, read_ledger
+from daemon.core.vault import is_ignored, is_sync_conflict
+
+# Larger notes are skipped, not read: a note of 4 MiB is a pasted log or a data dump.
+MAX_KG_NOTE_BYTES = 4 * 1024 * 1024
+NOT_MARKDOWN = "not a Markdown note"
+
+
+@dataclass
+class BuildReport:
+    """What one build did: files seen, and how many were opened, parsed or reused."""
+
+    seen: int = 0
+    unchanged: int = 0  # mtime and size as stored: not opened
+    same_content: int = 0  # opened, same SHA-256: not parsed again
+    extracted: int = 0
+    removed: int = 0
+    derived: bool = False  # whether the graph was derived again (not when nothing changed)
+    read_paths: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # vault-relative, with /
+    status: str  # "note", or "skipped" with a reason
+    reason: str = ""
+    mtime_ns: int = 0
+    size: int = 0
+
+
+def walk(root: Path) -> Iterator[Entry]:
+    """Yield every file of the vault in path order, dot-folders (.obsidian, .trash, .git)
+    and dot-files left out, each as a note or skipped with its reason. A folder that
+    cannot be listed is itself skipped with the reason, never silently left out."""
+    unreadable: list[OSError] = []
+    for folder, dirs, files in os.walk(root, onerror=unreadable.append, followlinks=False):
+        yield from _unreadable(root, unreadable)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        base = Path(folder)
+        # Dot-files (.gitkeep, .DS_Store) are left out as the dot-folders are: Obsidian
+        # does not show them, and vaultd never reads them.
+        listed = [f for f in files if not f.startswith(".")]
+        for name in sorted([*listed, *[d for d in dirs if (base / d).is_symlink()]]):
+            relative = (base / name).relative_to(root).as_posix()
+            yield _entry(base / name, relative, name)
+    yield from _unreadable(root, unreadable)
+
+
+def _unreadable(root: Path, errors: list[OSError]) -> Iterator[Entry]:
+    while errors:
+        error = errors.pop(0)
+        where = Path(error.filename or root)
+        relative = where.relative_to(root).as_posix() if where != root else "."
+        yield Entry(relative, "skipped", f"a folder that cannot be read ({error.strerror})")
+
+
+def _entry(path: Path, relative: str, name: str) -> Entry:
+    try:
+        info = path.lstat()
+    except OSError as error:
+        return Entry(relative, "skipped", f"cannot be read ({error.strerror})")
+    if stat.S_ISLNK(info.st_mode):
+        return Entry(relative, "skipped", "a symbolic link: never followed")
+    if not stat.S_ISREG(info.st_mode):
+        return Entry(relative, "skipped", "not a regular file")
+    mtime, size = info.st_mtime_ns, info.st_size
+    if is_sync_conflict(name):
+        return Entry(relative, "skipped", "a sync-conflict copy", mtime, size)
+    if is_ignored(name):
+        return Entry(relative, "skipped", "a temporary or backup file", mtime, size)
+    if not name.lower().endswith(".md"):
+        return Entry(relative, "skipped", NOT_MARKDOWN, mtime, size)
+    if size > MAX_KG_NOTE_BYTES:
+        limit = MAX_KG_NOTE_BYTES // (1024 * 1024)
+        return Entry(
+            relative, "skipped", f"{size:,} bytes, over the {limit} MiB limit", mtime, size
+        )
+    return Entry(relative, "note", "", mtime, size)
+
+
+def read_note(root: Path, relative: str) -> bytes | str:
+    """Return the bytes of a note, or why they cannot be read. Never follows a link."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(root / relative, flags)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symbolic link: never followed"
+        return f"cannot be read ({error.strerror})"
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return "not a regular file"
+        data = handle.read(MAX_KG_NOTE_BYTES + 1)
+    if len(data) > MAX_KG_NOTE_BYTES:
+        return f"over the {MAX_KG_NOTE_BYTES // (1024 * 1024)} MiB limit"
+    return data
+
+
+def rebuild(
+    db: sqlite3.Connection, root: Path, *, full: bool = False, ledger: Path | None = None
+) -> BuildReport:
+    """Bring the index up to date with the vault at `root` (and the ledger at `ledger`, if
+    given); with `full`, read every note again. Return what was done. One note's failure
+    is recorded, never raised."""
+    report = BuildReport()
+    facts = read_ledger(ledger) if ledger is not None else []
+    seen: set[str] = set()
+    db.execute("BEGIN IMMEDIATE")  # a second rebuild waits for this one, then sees its rows
+    try:
+        stored = {
+            row[0]: row[1:]
+            for row in db.execute("SELECT path, mtime_ns, size, sha256, status, reason FROM files")
+        }
+        for entry in walk(root):
+            report.seen += 1
+            seen.add(entry.path)
+            changes = _refresh(db, root, entry, stored.get(entry.path), full=full, report=report)
+            report.derived |= changes
+        for gone in sorted(set(stored) - seen):
+            _forget_text(db, gone)
+            db.execute("DELETE FROM files WHERE path = ?", (gone,))
+            report.removed += 1
+            report.derived = True
+        known = db.execute("SELECT digest FROM sources WHERE name = ?", (LEDGER,)).fetchone()
+        if (known[0] if known else digest([])) != digest(facts):
+            report.derived = True  # the ledger says more (or other) than at the last build
+            db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (LEDGER, digest(facts)))
+        if report.derived or full:
+            derive(db, facts)
+            report.derived = True
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return report
+
+
+def _refresh(
+    db: sqlite3.Connection,
+    root: Path,
+    entry: Entry,
+    stored: tuple[int, int, str | None, str, str] | None,
+    *,
+    full: bool,
+    report: BuildReport,
+) -> bool:
+    """Refresh one file's row; return whether what the graph is derived from changed."""
+    if entry.status == "skipped":
+        if stored is not None and stored[3:] == ("skipped", entry.reason):
+            if stored[:2] != (entry.mtime_ns, entry.size):
+                _put(db, entry, sha256=None, status="skipped", reason=entry.reason, facts=None)
+            return False
+        _forget_text(db, entry.path)
+        _put(db, entry, sha256=None, status="skipped", reason=entry.reason, facts=None)
+        return True
+    was_note = stored is not None and stored[3] in ("indexed", "failed")
+    if was_note and not full and stored[:2] == (entry.mtime_ns, entry.size):  # type: ignore[index]
+        report.unchanged += 1
+        return False
+    data = read_note(root, entry.path)
+    report.read_paths.append(entry.path)
+    if isinstance(data, str):
+        _forget_text(db, entry.path)
+        _put(db, entry, sha256=None, status="skipped", reason=data, facts=None)
+        return True
+    facts = extract(entry.path, data)
+    if was_note and not full and stored[2] == facts.sha256:  # type: ignore[index]
+        report.same_content += 1
+        db.execute(
+            "UPDATE files SET mtime_ns = ?, size = ? WHERE path = ?",
+            (entry.mtime_ns, entry.size, entry.path),
+        )
+        return False
+    report.extracted += 1
+    _store(db, entry, facts)
+    return True
+
+
+def _store(db: sqlite3.Connection, entry: Entry, facts: NoteFacts) -> None:
+    _forget_text(db, entry.path)
+    facts_json = json.dumps(facts.to_json(), sort_keys=True, ensure_ascii=False)
+    rowid = _put(
+        db,
+        entry,
+        sha256=facts.sha256,
+        status=facts.status,
+        reason=facts.reason,
+        facts=facts_json,
+    )
+    db.execute(
+        "INSERT INTO search (rowid, path, title, body) VALUES (?, ?, ?, ?)",
+        (rowid, entry.path, title_of(entry.path), facts.search_text),
+    )
+
+
+def _put(
+    db: sqlite3.Connection,
+    entry: Entry,
+    *,
+    sha256: str | None,
+    status: str,
+    reason: str,
+    facts: str | None,
+) -> int:
+    """Insert or update a file's row, keeping its rowid (the key of its full text)."""
+    db.execute(
+        "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
+        " mtime_ns = excluded.mtime_ns, size = excluded.size, sha256 = excluded.sha256,"
+        " status = excluded.status, reason = excluded.reason, facts = excluded.facts",
+        (entry.path, entry.mtime_ns, entry.size, sha256, status, reason, facts),
+    )
+    return int(db.execute("SELECT rowid FROM files WHERE path = ?", (entry.path,)).fetchone()[0])
+
+
+def _forget_text(db: sqlite3.Connection, path: str) -> None:
+    """Drop a file's full text, found by its row's rowid (FTS5 looks rows up only so)."""
+    row = db.execute("SELECT rowid FROM files WHERE path = ?", (path,)).fetchone()
+    if row is not None:
+        db.execute("DELETE FROM search WHERE rowid = ?", (row[0],))

@@ -1,0 +1,221 @@
+"""Deriving the nodes, edges and evidence from the facts the index holds for every note.
+
+Node keys: `id:<vaultd id>` for a note with an id no other note has, else `note:<path>`;
+`tag:<tag>`; `<kind>:<name>` for an entity (`partner:acme corporation`, `invoice:…`);
+`file:<path>` for a linked file that is not a note; `unresolved:<target>` for a link that
+does not lead to exactly one file (its edges say `missing`, `ambiguous` or `invalid`, and
+why). Every node and edge gets one evidence row per place of a note that says it.
+Everything is derived again at each build, so the graph never depends on build order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from daemon.agents.kg.extract import ENTITY_KEYS, Fact, NoteFacts, normal_name, title_of
+from daemon.agents.kg.ledger_source import LedgerFact
+from daemon.agents.kg.resolve import MISSING, RESOLVED, Resolution, Resolver, normal_target
+
+# Built once: json.dumps with options builds a new encoder at every call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_ENCODE_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+ENTITY_KINDS = frozenset(ENTITY_KEYS.values())
+EDGE_TYPES = {"link": "links_to", "embed": "embeds", "property": "property", "tag": "tagged"}
+
+
+@dataclass(frozen=True)
+class _Note:
+    key: str
+    facts: NoteFacts
+
+
+def subject_of_node(key: str) -> str:
+    return _ENCODE(["node", key])
+
+
+def subject_of_edge(src: str, type_: str, field: str, dst: str) -> str:
+    return _ENCODE(["edge", src, type_, field, dst])
+
+
+def note_keys(facts: list[NoteFacts]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Return {path: node key} and the notices about ids: a vaultd id shared by several
+    notes (a copied file) names none of them, so each keeps its path as its identity."""
+    by_id: dict[str, list[str]] = defaultdict(list)
+    for note in facts:
+        if note.vaultd_id:
+            by_id[note.vaultd_id].append(note.path)
+    keys, notices = {}, []
+    for note in facts:
+        sharing = by_id.get(note.vaultd_id or "", [])
+        if len(sharing) == 1:
+            keys[note.path] = f"id:{note.vaultd_id}"
+        else:
+            keys[note.path] = f"note:{note.path}"
+            if sharing:
+                others = ", ".join(p for p in sharing if p != note.path)
+                notices.append((note.path, f"id {note.vaultd_id!r} is also the id of {others}"))
+    return keys, notices
+
+
+def derive(db: sqlite3.Connection, ledger: Sequence[LedgerFact] = ()) -> None:
+    """Replace the nodes, edges, evidence and notices with those the stored facts give
+    (and the ledger's, daemon/agents/kg/ledger_source.py)."""
+    notes = [
+        NoteFacts.from_json(json.loads(row[0]))
+        for row in db.execute("SELECT facts FROM files WHERE facts IS NOT NULL ORDER BY path")
+    ]
+    files = [row[0] for row in db.execute("SELECT path FROM files WHERE status != 'skipped'")]
+    files += [
+        row[0]
+        for row in db.execute(
+            "SELECT path FROM files WHERE status = 'skipped' AND reason = 'not a Markdown note'"
+        )
+    ]
+    keys, notices = note_keys(notes)
+    resolver = Resolver(files)
+    for table in ("nodes", "edges", "evidence", "notices"):
+        db.execute(f"DELETE FROM {table}")  # noqa: S608 (a fixed table name)
+    db.executemany("INSERT INTO notices VALUES (?, ?)", notices)
+    writer = _Writer(db)
+    for note in notes:
+        key = keys[note.path]
+        writer.node(key, "note", title_of(note.path), note.path)
+        writer.evidence(subject_of_node(key), key, note, (1, note.line_count or 1), note.first_line)
+    for note in notes:
+        for fact in note.facts:
+            _add_fact(writer, resolver, keys, note, fact)
+    _join_names(writer)
+    for stated in ledger:
+        _add_ledger_fact(writer, stated)
+    writer.flush()
+
+
+def _add_ledger_fact(writer: _Writer, fact: LedgerFact) -> None:
+    """Add one ledger fact: its two nodes (a note's node keeps its type and label) and its
+    edge, each with the ledger row as evidence."""
+    row = (fact.where, fact.row_sha256, 0, 0, fact.quote, _ENCODE_SORTED({"source": "ledger"}))
+    for key, type_, label in ((fact.src, fact.src_type, fact.src_label),
+                              (fact.dst, fact.dst_type, fact.dst_label)):  # fmt: skip
+        writer.node(key, type_, label, None)
+        writer.rows.add((subject_of_node(key), fact.src, *row))
+    edge = (fact.src, fact.type, fact.field, fact.dst)
+    writer.edge(edge, RESOLVED, "")
+    writer.rows.add((subject_of_edge(*edge), fact.src, *row))
+
+
+def _join_names(writer: _Writer) -> None:
+    """Connect a link that leads to no note (`related: "[[Acme Corporation]]"`) to the
+    entity of exactly that name (`partner: Acme Corporation`), as a `names` edge.
+
+    The names must be equal once case and blanks are ignored: nothing fuzzy. The edge's
+    evidence is the places that say each name. When a note of that name appears, the link
+    resolves to it and this edge goes away.
+    """
+    entities: dict[str, list[str]] = defaultdict(list)
+    for key, (type_, label, _) in writer.nodes.items():
+        if type_ in ENTITY_KINDS:
+            entities[normal_name(label)].append(key)
+    missing = {dst for (_, _, _, dst), (status, _) in writer.edges.items() if status == MISSING}
+    pairs = [
+        (unresolved, entity)
+        for unresolved in sorted(missing)
+        for entity in sorted(entities.get(normal_name(writer.nodes[unresolved][1]), []))
+    ]
+    wanted = {subject_of_node(key) for pair in pairs for key in pair}
+    by_subject: dict[str, list[tuple[str, str, str, str, int, int, str, str]]] = defaultdict(list)
+    for row in writer.rows if wanted else ():
+        if row[0] in wanted:
+            by_subject[row[0]].append(row)
+    for unresolved, entity in pairs:
+        writer.edge((unresolved, "names", "", entity), RESOLVED, "")
+        subject = subject_of_edge(unresolved, "names", "", entity)
+        for node_key in (unresolved, entity):
+            for row in by_subject[subject_of_node(node_key)]:
+                writer.rows.add((subject, *row[1:]))
+
+
+def _add_fact(
+    writer: _Writer,
+    resolver: Resolver,
+    keys: dict[str, str],
+    note: NoteFacts,
+    fact: Fact,
+) -> None:
+    src, status, reason = keys[note.path], RESOLVED, ""
+    if fact.kind == "tag":
+        dst = f"tag:{fact.value}"
+        writer.node(dst, "tag", f"#{fact.value}", None)
+    elif fact.kind == "entity":
+        dst = f"{fact.entity}:{normal_name(fact.value)}"
+        writer.node(dst, fact.entity, " ".join(fact.value.split()), None)
+    else:
+        resolution: Resolution = resolver.resolve(fact.value)
+        status, reason = resolution.status, resolution.reason
+        if resolution.path is None:
+            dst = f"unresolved:{normal_target(fact.value)}"
+            writer.node(dst, "unresolved", fact.value.strip(), None)
+        elif resolution.path in keys:
+            dst = keys[resolution.path]
+        else:
+            dst = f"file:{resolution.path}"
+            writer.node(dst, "file", title_of(resolution.path), resolution.path)
+    edge_type = EDGE_TYPES.get(fact.kind, fact.entity)
+    writer.edge((src, edge_type, fact.field, dst), status, reason)
+    lines, detail = (fact.line_start, fact.line_end), _detail(fact)
+    subject = subject_of_edge(src, edge_type, fact.field, dst)
+    writer.evidence(subject, src, note, lines, fact.quote, detail=detail)
+    if not dst.startswith(("id:", "note:")):  # a note's own evidence is the note itself
+        writer.evidence(subject_of_node(dst), src, note, lines, fact.quote, detail=detail)
+
+
+def _detail(fact: Fact) -> str:
+    detail = {k: v for k, v in (("anchor", fact.anchor), ("alias", fact.alias)) if v}
+    if fact.kind in ("link", "embed", "property"):
+        detail["target"] = fact.value
+    return _ENCODE_SORTED(detail) if detail else ""
+
+
+class _Writer:
+    """Collects rows, the first label of a node winning by sort order, then writes them."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.nodes: dict[str, tuple[str, str, str | None]] = {}
+        self.edges: dict[tuple[str, str, str, str], tuple[str, str]] = {}
+        self.rows: set[tuple[str, str, str, str, int, int, str, str]] = set()
+
+    def node(self, key: str, type_: str, label: str, path: str | None) -> None:
+        known = self.nodes.get(key)
+        if known is None or (type_, label) < known[:2]:
+            self.nodes[key] = (type_, label, path)
+
+    def edge(self, key: tuple[str, str, str, str], status: str, reason: str) -> None:
+        self.edges[key] = (status, reason)
+
+    def evidence(
+        self,
+        subject: str,
+        note_key: str,
+        note: NoteFacts,
+        lines: tuple[int, int],
+        quote: str,
+        *,
+        detail: str = "",
+    ) -> None:
+        self.rows.add((subject, note_key, note.path, note.sha256, *lines, quote, detail))
+
+    def flush(self) -> None:
+        self.db.executemany(
+            "INSERT INTO nodes VALUES (?, ?, ?, ?)",
+            [(key, *value) for key, value in sorted(self.nodes.items())],
+        )
+        self.db.executemany(
+            "INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?)",
+            [(*key, *value) for key, value in sorted(self.edges.items())],
+        )
+        # Rows are unique (a set) and their order is never seen: export sorts them.
+        self.db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.rows)

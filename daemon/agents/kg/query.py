@@ -1,0 +1,250 @@
+"""Reading the graph: finding a node from what a person types, its neighborhood, full-text
+search (FTS5, BM25), coverage, and the deterministic export.
+
+The graph is read-only here: nothing in this module writes to the index.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+from daemon.agents.kg.extract import links_in, normal_name
+from daemon.agents.kg.graph import ENTITY_KINDS, subject_of_edge, subject_of_node
+from daemon.agents.kg.markdown import normal_tag
+from daemon.agents.kg.resolve import RESOLVED, Resolver
+from daemon.agents.kg.store import KgError
+
+MAX_DEPTH = 5
+
+
+def find_node(db: sqlite3.Connection, ref: str) -> str:
+    """Given what a person names (a node key, a note path, a `[[link]]`, a vaultd id, a
+    `#tag`, an entity's name or an invoice number), return the node's key. Raise KgError
+    naming the candidates if it names several, or saying so if none."""
+    text = ref.strip()
+    if not text:
+        raise KgError("an empty reference: name a note, a [[link]], an id, a #tag or a name")
+    if _exists(db, text):
+        return text
+    targets = links_in(text)
+    if targets:
+        return _by_path(db, targets[0], ref)
+    if text.startswith("#") and _exists(db, f"tag:{normal_tag(text)}"):
+        return f"tag:{normal_tag(text)}"
+    if _exists(db, f"id:{text}"):
+        return f"id:{text}"
+    named = [f"{kind}:{normal_name(text)}" for kind in _NAMED_KINDS]
+    candidates = {row[0] for row in db.execute(_BY_NAME, (text, *named))}
+    try:
+        candidates.add(_by_path(db, text, ref))
+    except KgError as error:
+        if not candidates:
+            raise KgError(f"{ref!r}: no node of this name, key, id or path ({error})") from None
+    if len(candidates) > 1:
+        # An unresolved link named like the notes it could mean adds nothing to choose from.
+        candidates = {c for c in candidates if not c.startswith("unresolved:")} or candidates
+    if len(candidates) > 1:
+        listed = ", ".join(sorted(candidates))
+        raise KgError(f"{ref!r} names {len(candidates)} nodes: {listed}; give one of these keys")
+    return candidates.pop()
+
+
+# The kinds of node a name stands for, keyed by that name (daemon/agents/kg/graph.py).
+_NAMED_KINDS = (*sorted(ENTITY_KINDS), "unresolved")
+_PLACES = ", ".join("?" * len(_NAMED_KINDS))
+_BY_NAME = f"SELECT key FROM nodes WHERE label = ? COLLATE NOCASE OR key IN ({_PLACES})"  # noqa: S608
+
+
+def _exists(db: sqlite3.Connection, key: str) -> bool:
+    return db.execute("SELECT 1 FROM nodes WHERE key = ?", (key,)).fetchone() is not None
+
+
+def _by_path(db: sqlite3.Connection, target: str, ref: str) -> str:
+    paths = [row[0] for row in db.execute("SELECT path FROM nodes WHERE path IS NOT NULL")]
+    resolution = Resolver(paths).resolve(target)
+    if resolution.status != RESOLVED:
+        raise KgError(f"{ref!r}: {resolution.status}: {resolution.reason}")
+    row = db.execute(
+        "SELECT key FROM nodes WHERE path = ? ORDER BY key LIMIT 1", (resolution.path,)
+    ).fetchone()
+    return str(row[0])
+
+
+def node(db: sqlite3.Connection, key: str) -> dict[str, Any]:
+    type_, label, path = db.execute(
+        "SELECT type, label, path FROM nodes WHERE key = ?", (key,)
+    ).fetchone()
+    return {"key": key, "type": type_, "label": label, "path": path}
+
+
+def evidence(db: sqlite3.Connection, subject: str) -> list[dict[str, Any]]:
+    rows = db.execute(
+        "SELECT note_key, path, sha256, line_start, line_end, quote, detail FROM evidence"
+        " WHERE subject = ? ORDER BY path, line_start, line_end, detail",
+        (subject,),
+    )
+    return [
+        {
+            "note": note_key,
+            "path": path,
+            "sha256": sha,
+            "lines": [start, end],
+            "quote": quote,
+            **(json.loads(detail) if detail else {}),
+        }
+        for note_key, path, sha, start, end, quote, detail in rows
+    ]
+
+
+def neighborhood(
+    db: sqlite3.Connection, ref: str, *, depth: int = 1, edge_type: str | None = None
+) -> dict[str, Any]:
+    """Return the nodes within `depth` edges of REF (either direction), the edges among
+    them, and the evidence of each, in a stable order."""
+    if not 1 <= depth <= MAX_DEPTH:
+        raise KgError(f"--depth {depth}: expected 1 to {MAX_DEPTH}")
+    start = find_node(db, ref)
+    distance = {start: 0}
+    frontier = [start]
+    edges: set[tuple[str, str, str, str, str, str]] = set()
+    for level in range(1, depth + 1):
+        reached: list[str] = []
+        for key in frontier:
+            for edge in _edges_of(db, key, edge_type):
+                edges.add(edge)
+                for other in (edge[0], edge[3]):
+                    if other not in distance:
+                        distance[other] = level
+                        reached.append(other)
+        frontier = sorted(reached)
+    return {
+        "start": start,
+        "depth": depth,
+        "nodes": [
+            {**node(db, key), "distance": distance[key], "evidence": _node_evidence(db, key)}
+            for key in sorted(distance, key=lambda k: (distance[k], k))
+        ],
+        "edges": [
+            {
+                "src": src,
+                "type": type_,
+                "field": field,
+                "dst": dst,
+                "status": status,
+                **({"reason": reason} if reason else {}),
+                "evidence": evidence(db, subject_of_edge(src, type_, field, dst)),
+            }
+            for src, type_, field, dst, status, reason in sorted(edges)
+        ],
+    }
+
+
+def _node_evidence(db: sqlite3.Connection, key: str) -> list[dict[str, Any]]:
+    return evidence(db, subject_of_node(key))
+
+
+def _edges_of(
+    db: sqlite3.Connection, key: str, edge_type: str | None
+) -> Iterator[tuple[str, str, str, str, str, str]]:
+    query = "SELECT src, type, field, dst, status, reason FROM edges WHERE (src = ? OR dst = ?)"
+    params: tuple[str, ...] = (key, key)
+    if edge_type:
+        query, params = query + " AND type = ?", (*params, edge_type)
+    yield from db.execute(query + " ORDER BY src, type, field, dst", params)
+
+
+def search(db: sqlite3.Connection, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
+    """Return the notes that match every word of `text`, best first (BM25; the title weighs
+    more than the body). The words are searched as written: FTS5 syntax is not parsed."""
+    words = re.findall(r"\w+", text)
+    if not words:
+        raise KgError(f"{text!r}: nothing to search for (no word)")
+    match = " ".join('"' + word.replace('"', '""') + '"' for word in words)
+    rows = db.execute(
+        "SELECT path, bm25(search, 10.0, 1.0) AS score,"
+        " snippet(search, 2, '[', ']', '…', 12) FROM search WHERE search MATCH ?"
+        " ORDER BY score, path LIMIT ?",
+        (match, limit),
+    ).fetchall()
+    results = []
+    for path, score, snippet in rows:
+        key = db.execute("SELECT key FROM nodes WHERE path = ? AND type = 'note'", (path,))
+        found = key.fetchone()
+        results.append(
+            {
+                "key": found[0] if found else None,
+                "path": path,
+                "score": round(-score, 6),
+                "snippet": " ".join(snippet.split()),
+            }
+        )
+    return results
+
+
+def coverage(db: sqlite3.Connection) -> dict[str, Any]:
+    """Return what the index holds: counts by status, every failed or skipped file with its
+    reason, and the notices (such as a vaultd id shared by two notes)."""
+    counts = dict(db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+    problems = [
+        {"path": path, "status": status, "reason": reason}
+        for path, status, reason in db.execute(
+            "SELECT path, status, reason FROM files WHERE status != 'indexed' ORDER BY path"
+        )
+    ]
+    graph = {
+        "nodes": db.execute("SELECT count(*) FROM nodes").fetchone()[0],
+        "edges": db.execute("SELECT count(*) FROM edges").fetchone()[0],
+        "unresolved_edges": db.execute(
+            "SELECT count(*) FROM edges WHERE status != 'resolved'"
+        ).fetchone()[0],
+        "evidence": db.execute("SELECT count(*) FROM evidence").fetchone()[0],
+    }
+    return {
+        "indexed": counts.get("indexed", 0),
+        "failed": counts.get("failed", 0),
+        "skipped": counts.get("skipped", 0),
+        "graph": graph,
+        "files": problems,
+        "notices": [
+            {"path": path, "message": message}
+            for path, message in db.execute("SELECT path, message FROM notices ORDER BY path")
+        ],
+    }
+
+
+def export_lines(db: sqlite3.Connection) -> Iterator[str]:
+    """Yield the graph as JSON lines: nodes, edges, evidence, then coverage, each sorted.
+    Nothing machine-specific (times, absolute paths, row ids) is in it, so the same vault
+    exports byte for byte the same anywhere."""
+
+    def line(data: dict[str, Any]) -> str:
+        return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    for key, type_, label, path in db.execute("SELECT * FROM nodes ORDER BY key"):
+        yield line({"kind": "node", "key": key, "type": type_, "label": label, "path": path})
+    for src, type_, field, dst, status, reason in db.execute(
+        "SELECT * FROM edges ORDER BY src, type, field, dst"
+    ):
+        yield line(
+            {"kind": "edge", "src": src, "type": type_, "field": field, "dst": dst}
+            | {"status": status, "reason": reason}
+        )
+    for row in db.execute(
+        "SELECT * FROM evidence ORDER BY subject, path, line_start, line_end, detail, quote"
+    ):
+        subject, note_key, path, sha, start, end, quote, detail = row
+        yield line(
+            {"kind": "evidence", "subject": json.loads(subject), "note": note_key, "path": path}
+            | {"sha256": sha, "lines": [start, end], "quote": quote}
+            | ({"detail": json.loads(detail)} if detail else {})
+        )
+    for path, status, reason, sha in db.execute(
+        "SELECT path, status, reason, sha256 FROM files ORDER BY path"
+    ):
+        yield line(
+            {"kind": "file", "path": path, "status": status, "reason": reason, "sha256": sha}
+        )

@@ -1,0 +1,1 @@
+"""The durable run queue: skill runs executed in the background by supervised workers."""
