@@ -210,6 +210,10 @@ def test_an_approved_code_task_lands_once_with_its_trailer(
     assert git(repo, "branch", "--list", f"vaultd/{task_id}") == ""
     assert git(repo, "rev-parse", f"refs/vaultd/archive/{task_id}") == head
     assert result["archived_as"] == f"refs/vaultd/archive/{task_id}"
+    artifacts = Path(result["artifacts"])
+    assert {"agent.log", "checks.log", "spec.md", "prepared.json"} <= {
+        p.name for p in artifacts.iterdir()
+    }
     # Moved back to Approved/ by a person, it is refused: it never lands twice.
     again = code_app.pipeline.process(move(vault_root, outcome.path, "Approved"))
     assert again.path.parent.name == "Rejected"

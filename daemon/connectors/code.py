@@ -143,6 +143,8 @@ class CodeConnector:
             "dry_run": dry_run,
             "head": new,
             "commits": landed,
+            # The whole patch, the spec, the agent's and the checks' output.
+            "artifacts": str(places.artifacts),
         }
         if dry_run:
             return result
