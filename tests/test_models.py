@@ -47,7 +47,7 @@ def test_the_type_selects_the_model():
 
 def test_a_missing_type_names_the_types_there_are():
     assert problems({"text": "hi"}) == [
-        ("type", "missing; expected one of social_post, odoo_invoice, odoo_payment")
+        ("type", "missing; expected one of social_post, odoo_invoice, odoo_payment, code_task")
     ]
 
 

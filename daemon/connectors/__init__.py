@@ -13,7 +13,7 @@ from daemon.connectors.outbox import Outbox
 from daemon.connectors.social import facebook_request, instagram_request, twitter_request
 from daemon.connectors.unavailable import Unavailable
 from daemon.core.errors import NotConfigured
-from daemon.core.models import Action, OdooInvoice, OdooPayment, SocialPost
+from daemon.core.models import Action, CodeTask, OdooInvoice, OdooPayment, SocialPost
 from daemon.core.settings import Settings
 
 REQUEST_BUILDERS = {
@@ -30,6 +30,8 @@ def targets(action: Action) -> list[str]:
         return list(action.platforms)
     if isinstance(action, OdooInvoice | OdooPayment):
         return ["odoo"]
+    if isinstance(action, CodeTask):
+        return ["code"]  # daemon/connectors/code.py, wired with the config by open_app
     raise TypeError(f"no connector handles {type(action).__name__}")
 
 

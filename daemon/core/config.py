@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from daemon.core.code_config import CodeConfig
 from daemon.core.costs import Prices
 from daemon.core.errors import ConfigError
 from daemon.core.limits import RateLimits
@@ -230,6 +231,7 @@ class Config(BaseModel):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     kg: KgConfig = Field(default_factory=KgConfig)
+    code: CodeConfig = Field(default_factory=CodeConfig)
 
 
 def default_config_path() -> Path | None:

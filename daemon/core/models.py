@@ -202,20 +202,85 @@ class OdooPayment(Action):
         return self.amount
 
 
-AnyAction = Annotated[SocialPost | OdooInvoice | OdooPayment, Field(discriminator="type")]
-ACTION_TYPES: tuple[str, ...] = ("social_post", "odoo_invoice", "odoo_payment")
+# A repo is named, never given as a path: a name of the config's `[code.repos]`.
+_REPO_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+# A branch or commit as a task file may name it: never an option ("-x", "--force"), never a
+# range or a reflog expression; git checks the rest (check-ref-format, rev-parse).
+_REV = r"^[A-Za-z0-9_][A-Za-z0-9_./+-]{0,199}$"
+
+
+class ChangedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    added: int | None = None  # None: a binary file
+    deleted: int | None = None
+
+
+class Prepared(BaseModel):
+    """What vaultd made of a code task before asking (daemon/connectors/code_prepare.py): the
+    commits and the diff a person approves. Stamped into the note as `code`; part of the
+    payload, so the approval binds the head and the diff hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    branch: str
+    base_sha: str = Field(pattern=r"^[0-9a-f]{40,64}$")
+    head_sha: str = Field(pattern=r"^[0-9a-f]{40,64}$")
+    diff_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    diff_bytes: int = Field(ge=0)
+    files: list[ChangedFile] = Field(default_factory=list)
+    # The checks' exit status: 0 passed, -1 killed at the timeout, None: none were asked for.
+    # (No key may say "pass": the audit redactor would take it for a password.)
+    checks_exit: int | None = None
+
+
+class CodeTask(Action):
+    """A change to a git repo, made by an agent in a worktree of its own and landed on
+    `target` only as the exact diff a person approved (design §7, issue 16)."""
+
+    type: Literal["code_task"]
+    repo: str = Field(pattern=_REPO_NAME)
+    base: str = Field(pattern=_REV)
+    target: str = Field(pattern=_REV)
+    task: str = Field(min_length=1, max_length=20000)
+    # An argument list, run without a shell in the worktree (a string would need one).
+    checks: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    prepared: Prepared | None = None
+
+    @field_validator("base", "target")
+    @classmethod
+    def _one_revision(cls, value: str) -> str:
+        if ".." in value or value.endswith((".", "/", ".lock")):
+            raise ValueError("must name one branch or commit, not a range or a partial name")
+        return value
+
+
+AnyAction = Annotated[
+    SocialPost | OdooInvoice | OdooPayment | CodeTask, Field(discriminator="type")
+]
+ACTION_TYPES: tuple[str, ...] = ("social_post", "odoo_invoice", "odoo_payment", "code_task")
 _FIELD_NAMES = {
-    name for model in (SocialPost, OdooInvoice, OdooPayment) for name in model.model_fields
+    name
+    for model in (SocialPost, OdooInvoice, OdooPayment, CodeTask)
+    for name in model.model_fields
 }
 _MEMBER_TAG = re.compile(r"^(constrained-)?(str|int)$")
-_adapter: TypeAdapter[SocialPost | OdooInvoice | OdooPayment] = TypeAdapter(AnyAction)
+_adapter: TypeAdapter[SocialPost | OdooInvoice | OdooPayment | CodeTask] = TypeAdapter(AnyAction)
 
 
-def parse_action(data: dict[str, Any]) -> SocialPost | OdooInvoice | OdooPayment:
-    """Given frontmatter without vaultd's keys, return the action.
+def parse_action(
+    data: dict[str, Any], *, prepared: Any = None
+) -> SocialPost | OdooInvoice | OdooPayment | CodeTask:
+    """Given frontmatter without vaultd's keys, return the action. `prepared` is a code task's
+    `code` stamp (`Prepared`), which only vaultd writes.
 
     Raise ValidationFailed listing every problem as (field, message).
     """
+    if "prepared" in data:
+        raise ValidationFailed([("prepared", "written by vaultd, never by a task file")])
+    if prepared is not None and data.get("type") == "code_task":
+        data = {**data, "prepared": prepared}
     if "type" not in data:
         raise ValidationFailed([("type", f"missing; expected one of {', '.join(ACTION_TYPES)}")])
     if data["type"] not in ACTION_TYPES:

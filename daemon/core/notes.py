@@ -30,6 +30,7 @@ RESERVED_KEYS = (
     "rejection_reason",
     "origin",  # written by vaultd into the task files of skill runs (see daemon/core/origin.py)
     "approved_version",  # the hash `vaultd approve` approved (daemon/core/request_versions.py)
+    "code",  # what vaultd prepared for a code task: its commits and diff (models.Prepared)
 )
 
 BLOCK_BEGIN = "<!-- vaultd:begin (written by vaultd; edits here are replaced) -->\n"

@@ -19,7 +19,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from daemon.core.models import Action, OdooInvoice, OdooPayment, SocialPost
+from daemon.core.models import Action, CodeTask, OdooInvoice, OdooPayment, SocialPost
 from daemon.core.repeat_keys import payees
 
 NonNegativeDecimal = Annotated[Decimal, Field(ge=0)]
@@ -118,6 +118,13 @@ def decide(action: Action, policy: Policy, facts: Facts) -> Decision:
             f"the very same action {ran}; approve only if it should happen again",
             amount,
             getattr(action, "currency", policy.default_currency) if amount is not None else None,
+        )
+    if isinstance(action, CodeTask):
+        # Never auto-approved, whatever the policy says: a person reads the exact diff.
+        return Decision(
+            True,
+            "code_change",
+            f"a change to {action.repo} lands on {action.target} only as the diff a person read",
         )
     if isinstance(action, SocialPost):
         decision = _decide_social(action, policy)

@@ -97,7 +97,7 @@ def validate_note(note: notes.Note) -> Action:
                 )
             ]
         )
-    return parse_action(note.user_meta)
+    return parse_action(note.user_meta, prepared=note.meta.get("code"))
 
 
 def task_note(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from daemon.connectors import targets
 from daemon.connectors.odoo import odoo_location
 from daemon.core.hints import Hints
-from daemon.core.models import Action, OdooInvoice, OdooPayment, SocialPost
+from daemon.core.models import Action, CodeTask, OdooInvoice, OdooPayment, SocialPost
 from daemon.core.notes import BLOCK_BEGIN
 from daemon.core.policy import Decision
 from daemon.core.quoting import block, cell, code
@@ -28,6 +28,8 @@ from daemon.core.request_versions import Changed
 
 if TYPE_CHECKING:
     import jinja2
+
+    from daemon.lifecycle.code_tasks import PatchView
 
 PACKAGE = Path(__file__).resolve().parents[1]  # daemon/
 
@@ -94,6 +96,14 @@ def destinations(action: Action) -> list[Destination]:
                     f"({len(action.lines)} line{'s' if len(action.lines) != 1 else ''})",
                 )
             )
+        elif isinstance(action, CodeTask):
+            found.append(
+                Destination(
+                    f"git repo {code(action.repo)}",
+                    f"cherry-pick the commits below onto branch {code(action.target)}, "
+                    "each with the trailer `Vaultd-Task`",
+                )
+            )
         elif isinstance(action, OdooPayment):
             found.append(
                 Destination(
@@ -136,6 +146,7 @@ def render_request(
     cost: Decimal | None = None,
     hints: Hints | None = None,
     changed: Changed | None = None,
+    patch: PatchView | None = None,
 ) -> str:
     """Return the Markdown of an approval request for one action.
 
@@ -157,6 +168,7 @@ def render_request(
         expires_at=expires_at.strftime("%Y-%m-%d %H:%M UTC"),
         notice=notice,
         changed=changed,
+        patch=patch,
         cost=f"{cost:,.2f} USD" if cost is not None else None,
         approve_command=hints.command("approve", task_id),
         reject_command=hints.command("reject", f'{task_id} --reason "..."'),

@@ -11,11 +11,12 @@ from pathlib import Path
 from daemon.core import ledger
 from daemon.core.errors import ValidationFailed
 from daemon.core.ledger import Task
-from daemon.core.models import Action, SocialPost
+from daemon.core.models import Action, CodeTask, SocialPost
 from daemon.core.outcome import Outcome
 from daemon.core.taskfile import Loaded, Unreadable, read_task_file, validate_note
 from daemon.core.timestamps import now_iso
 from daemon.lifecycle.approval_check import Ruling, Verdict, check
+from daemon.lifecycle.code_tasks import moved_since_approval
 from daemon.lifecycle.context import Context
 from daemon.lifecycle.execute import finish, refuse_mixed_versions, run, schedule
 from daemon.lifecycle.execution import Execution
@@ -97,6 +98,8 @@ def _execute(
     stale = context._done_with_another_version(task.id, task.payload_hash or "", action)
     if stale:
         return refuse_mixed_versions(context, loaded, task, action, stale)
+    if isinstance(action, CodeTask) and (moved := moved_since_approval(context, task, action)):
+        return send_back(context, loaded, task, moved.action, why=moved.why, notice=moved.notice)
     when = action.scheduled_for if isinstance(action, SocialPost) else None
     if when and when > context.clock():
         return schedule(context, loaded, task, when)

@@ -42,9 +42,9 @@ from daemon.core.vault import (
 from daemon.lifecycle import guards, reconcile
 from daemon.lifecycle.approval_check import has_expired
 from daemon.lifecycle.approved import execute_approved
+from daemon.lifecycle.code_tasks import record_rejection  # the stage, and a code task's cleanup
 from daemon.lifecycle.context import Context
 from daemon.lifecycle.intake import take_in
-from daemon.lifecycle.rejection import record_rejection
 from daemon.lifecycle.review import review
 
 # Outcome is the answer of `process`; the runner takes it from here.

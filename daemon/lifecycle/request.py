@@ -13,13 +13,14 @@ from daemon.core import ledger, notes
 from daemon.core.costs import estimated_cost
 from daemon.core.errors import ValidationFailed
 from daemon.core.ledger import Task
-from daemon.core.models import Action
+from daemon.core.models import Action, CodeTask
 from daemon.core.outcome import Outcome
 from daemon.core.policy import Decision, decide
 from daemon.core.request_versions import changed, reference
 from daemon.core.taskfile import Loaded, validate_note
 from daemon.core.timestamps import iso, parse_time
 from daemon.core.vault import PENDING
+from daemon.lifecycle import code_tasks
 from daemon.lifecycle.approval import render_request
 from daemon.lifecycle.context import Context
 from daemon.lifecycle.rejection import reject
@@ -43,8 +44,15 @@ def request_approval(
     A version that differs from the first one shown opens with a banner listing what
     changed. `vaultd approve`'s stamp of the version it approved stays on the note
     (`keep_approval`) unless the note is sent back because of it, so that a request an
-    agent changed while the command moved it is refused, never run.
+    agent changed while the command moved it is refused, never run. A code task is shown
+    as vaultd prepared it, whatever its note's `code` stamp says (or rejected if it cannot
+    be prepared).
     """
+    if isinstance(action, CodeTask):
+        ready = code_tasks.take_in(context, loaded, task_id, action)
+        if isinstance(ready, Outcome):
+            return ready
+        action = ready
     payload_hash = action.payload_hash()
     stale = context._done_with_another_version(task_id, payload_hash, action)
     if stale:
@@ -84,6 +92,7 @@ def request_approval(
         expires_at=expires_at,
         notice=notice,
         changed=changed(context.versions.of(task_id), payload_hash),
+        patch=code_tasks.patch_view(context, task_id, action),
     )
     stamps = {
         "id": task_id,
@@ -96,6 +105,7 @@ def request_approval(
         },
         "note": notice,
         "approved_version": (loaded.note.meta.get("approved_version") if keep_approval else None),
+        **code_tasks.stamps(action),
     }
     path = write_and_move(context, loaded, stamps, PENDING, block=block)
     context.ledger.put_task(task_id, file=context.vault.relative(path))
@@ -133,6 +143,7 @@ def shown_block(context: Context, loaded: Loaded, task: Task, action: Action) ->
         expires_at=expires_at,
         notice=notice if isinstance(notice, str) else None,
         changed=changed(versions, task.payload_hash or ""),
+        patch=code_tasks.patch_view(context, task.id, action),
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from daemon.agents.skills.service import open_runs
 from daemon.connectors import dry_run_connectors, live_connectors
 from daemon.connectors.breakers import guard
+from daemon.connectors.code import CodeConnector
 from daemon.core.audit import AuditLog
 from daemon.core.config import default_config_path, load_config, state_dir_for
 from daemon.core.hints import Hints
@@ -46,6 +47,8 @@ def open_app(
         connectors = dry_run_connectors(state)
     else:
         connectors = guard(live_connectors(settings, ledger), config.breaker, ledger)
+    # Code tasks land on local git repos: no credentials, no breaker (issue 16).
+    connectors["code"] = CodeConnector(config.code, state)
     pipeline = Pipeline(
         vault,
         ledger,

@@ -1,0 +1,79 @@
+"""Cleanup of a code task's worktree and branch that cannot lose work (issue 16).
+
+A finished task's worktree is removed, and its branch deleted, only when:
+- the worktree is clean (`git worktree remove` without `--force`: git itself refuses a
+  dirty one, and vaultd checks first so it can say why), and
+- every commit of the branch stays reachable: from the target, or from
+  `refs/vaultd/archive/<task-id>`, which vaultd sets to the branch's head first. The branch
+  is then deleted with a compare-and-swap `update-ref -d <branch> <head>`, so a commit
+  pushed to it meanwhile keeps it. Never `--force`, never `branch -D`.
+
+Landed commits are cherry-picked copies, so the archive ref is what keeps the originals
+(and the agent's own history) for a person, at the cost of a ref, not of disk.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon.connectors.code_prepare import Places, branch_of
+from daemon.connectors.git import branch_commit, commit_of, git, out
+
+
+def archive_ref(task_id: str) -> str:
+    return f"refs/vaultd/archive/{task_id}"
+
+
+@dataclass
+class Tidied:
+    """What cleanup of one task did, and what it kept and why."""
+
+    task_id: str
+    removed_worktree: bool = False
+    deleted_branch: bool = False
+    freed_bytes: int = 0
+    kept: list[str] = field(default_factory=list)
+
+
+def tidy(repo: Path, state_dir: Path, task_id: str) -> Tidied:
+    """Given a finished (landed or rejected) task, remove its worktree and branch where
+    that loses nothing; return what was done and what was kept, saying why."""
+    done = Tidied(task_id)
+    places = Places.of(state_dir, task_id)
+    branch = branch_of(task_id)
+    head = branch_commit(repo, branch)
+    if places.worktree.exists():
+        status = out(places.worktree, "status", "--porcelain", "--untracked-files=all")
+        if status:
+            done.kept.append(f"{places.worktree} has changes not committed: {status[:200]}")
+            return done  # its branch stays checked out there: keep both
+        size = _size(places.worktree)
+        if git(repo, "worktree", "remove", str(places.worktree), check=False).returncode:
+            done.kept.append(f"git would not remove {places.worktree}")
+            return done
+        done.removed_worktree, done.freed_bytes = True, size
+    if head is None:
+        return done
+    git(repo, "update-ref", "-m", f"vaultd: archive task {task_id}", archive_ref(task_id), head)
+    if commit_of(repo, archive_ref(task_id)) != head:
+        done.kept.append(f"{branch}: its archive ref could not be set")
+        return done
+    deleted = git(repo, "update-ref", "-d", f"refs/heads/{branch}", head, check=False)
+    if deleted.returncode:
+        done.kept.append(f"{branch} moved while it was cleaned up: kept")
+    else:
+        done.deleted_branch = True
+    return done
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += (Path(root) / name).lstat().st_size
+            except OSError:
+                continue
+    return total
