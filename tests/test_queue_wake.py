@@ -37,7 +37,11 @@ def test_a_run_enqueued_by_another_connection_starts_long_before_the_poll(tmp_pa
             time.sleep(0.2)  # every worker is idle in its 30 s poll
             queue = RunQueue(open_runs(other), other.config.queue)
             started = time.monotonic()
-            run_id = queue.enqueue("noop", {}, requested_by="test").run.id
+            enqueued = queue.enqueue("noop", {}, requested_by="test")
+            # What enqueue answers is the run as its transaction wrote it, however fast a
+            # worker takes it (the API's 202 says `queued`).
+            assert (enqueued.run.state, enqueued.trace) == ("queued", [])
+            run_id = enqueued.run.id
             ledger = state / "ledger.sqlite3"
             while time.monotonic() - started < 10:
                 with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:

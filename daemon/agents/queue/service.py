@@ -19,7 +19,7 @@ from daemon.agents.queue.records import IdentityTaken, Scheduling, callers_key, 
 from daemon.agents.queue.store import QueueStore
 from daemon.agents.skills.run_errors import Duplicate, InputsInvalid
 from daemon.agents.skills.runs import Runs, RunView
-from daemon.agents.skills.store import Run
+from daemon.agents.skills.store import Run, as_run
 from daemon.core.config import QueueConfig
 
 
@@ -90,7 +90,7 @@ class RunQueue:
             retry_pattern=tuple(self.config.retry_pattern.items()),
         )
         try:
-            self.store.enqueue(
+            written = self.store.enqueue(
                 run_id,
                 skill_key,
                 inputs,
@@ -108,10 +108,10 @@ class RunQueue:
                 "the same identity_key)",
                 taken.run_id if visible else None,
             ) from None
-        run = self.runs.store.get(run_id)
-        assert run is not None  # noqa: S101 - written just above
+        run = as_run(written)
         self.runs.logged(run, "run_queued")
-        return self.runs.view(run_id)
+        # The run as enqueued (queued, no trace yet): a worker may have started it since.
+        return RunView(run, [])
 
     def _parents(self, depends_on: tuple[str, ...], sees: Callable[[str], bool]) -> list[str]:
         """Given the runs a new run depends on, return them (once each); raise InputsInvalid

@@ -89,10 +89,11 @@ class QueueStore:
         scheduling: Scheduling,
         also: Sequence[tuple[str, tuple[Any, ...]]] = (),
         parents: Sequence[str] = (),
-    ) -> None:
+    ) -> dict[str, Any]:
         """Durably record a queued run, its queue row, the runs it depends on (which must
-        exist) and `also`'s statements in one transaction. Raise IdentityTaken, recording
-        nothing, if an unfinished run has `key`."""
+        exist) and `also`'s statements in one transaction; return the run's row as that
+        transaction wrote it (a worker may have taken it the moment it committed). Raise
+        IdentityTaken, recording nothing, if an unfinished run has `key`."""
         now, at = now_iso(), time.time()
         try:
             with self.ledger.transaction(durable=True) as db:
@@ -130,6 +131,8 @@ class QueueStore:
                     )
                 for sql, args in also:
                     db.execute(sql, args)
+                written = db.execute("SELECT * FROM skill_runs WHERE id = ?", (run_id,))
+                return dict(written.fetchone())
         except sqlite3.IntegrityError:
             holder = self.unfinished_with(key)
             if holder is None:

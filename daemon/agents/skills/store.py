@@ -172,14 +172,14 @@ class RunStore:
 
     def get(self, run_id: str) -> Run | None:
         rows = self.ledger.rows("SELECT * FROM skill_runs WHERE id = ?", (run_id,))
-        return _run(rows[0]) if rows else None
+        return as_run(rows[0]) if rows else None
 
     def listed(self, *, limit: int = 50, skill: str | None = None) -> list[Run]:
         query, args = "SELECT * FROM skill_runs", []
         if skill:
             query, args = query + " WHERE skill = ?", [skill]
         rows = self.ledger.rows(query + " ORDER BY created_at DESC LIMIT ?", [*args, limit])
-        return [_run(row) for row in rows]
+        return [as_run(row) for row in rows]
 
     def move(
         self, run_id: str, state: str, *, expect: tuple[str, ...] | None = None, **fields: Any
@@ -293,13 +293,13 @@ class RunStore:
             " AND (n.state IS NULL OR n.state != r.state) ORDER BY r.finished_at",
             FINISHED,
         )
-        return [_run(row) for row in rows]
+        return [as_run(row) for row in rows]
 
     def runs_requested_by(self, requested_by: str) -> list[Run]:
         rows = self.ledger.rows(
             "SELECT * FROM skill_runs WHERE requested_by = ? ORDER BY created_at", (requested_by,)
         )
-        return [_run(row) for row in rows]
+        return [as_run(row) for row in rows]
 
     def started_since(self, skill: str, since: str) -> list[str]:
         """Return when runs of a skill started since a time, oldest first; a queued run
@@ -385,7 +385,7 @@ def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _run(row: dict[str, Any]) -> Run:
+def as_run(row: dict[str, Any]) -> Run:
     row = dict(row)
     row["inputs"], row["output"] = _load(row["inputs"]), _load(row["output"])
     return Run(**row)
