@@ -68,6 +68,16 @@ WHERE identity_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'cancell
 """
 
 
+def due_in(db: sqlite3.Connection) -> bool:
+    """Given a (read) connection to the ledger, return whether a queued run is due."""
+    row = db.execute(
+        "SELECT 1 FROM skill_runs r JOIN run_queue q ON q.run_id = r.id"
+        " WHERE r.state = ? AND q.eta <= ? LIMIT 1",
+        (QUEUED, time.time()),
+    ).fetchone()
+    return row is not None
+
+
 class QueueStore:
     def __init__(self, ledger: LedgerDatabase) -> None:
         self.ledger = ledger
@@ -183,16 +193,6 @@ class QueueStore:
                 (owner, now + lease_s, now, run_id),
             )
         return run_id
-
-    @staticmethod
-    def due_in(db: sqlite3.Connection) -> bool:
-        """Given a (read) connection to the ledger, return whether a queued run is due."""
-        row = db.execute(
-            "SELECT 1 FROM skill_runs r JOIN run_queue q ON q.run_id = r.id"
-            " WHERE r.state = ? AND q.eta <= ? LIMIT 1",
-            (QUEUED, time.time()),
-        ).fetchone()
-        return row is not None
 
     def renew(self, owners: list[str], lease_s: float) -> int:
         """Push on the leases of these workers (their heartbeat); return how many runs."""

@@ -27,7 +27,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
-from daemon.agents.queue.store import QueueStore, Recovered
+from daemon.agents.queue.store import QueueStore, Recovered, due_in
 from daemon.agents.skills.runs import Attempt, Runs
 from daemon.agents.skills.store import AWAITING_APPROVAL, FAILED, STEP_REQUESTED, TransitionRefused
 from daemon.core.config import QueueConfig
@@ -129,7 +129,7 @@ class Workers:
                 (version,) = db.execute("PRAGMA data_version").fetchone()
                 if version != seen:
                     seen = version
-                    if self.store.due_in(db):
+                    if due_in(db):
                         self.wake()
         except sqlite3.Error:
             log.warning(
