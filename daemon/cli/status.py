@@ -70,6 +70,13 @@ def _run_lines(snapshot: Snapshot) -> list[str]:
     lines = ["", "Run queue:" if snapshot.queue else "Run queue: empty"]
     for channel, counts in snapshot.queue.items():
         lines.append(f"  {channel:<12} {counts['running']} running, {counts['queued']} queued")
+    if snapshot.webhooks:
+        told = ", ".join(
+            f"{snapshot.webhooks[state]} {state}"
+            for state in ("pending", "delivered", "failed", "disabled")
+            if snapshot.webhooks.get(state)
+        )
+        lines.append(f"Webhooks: {told} (each attempt is in the audit log)")
     lines.append("Skill runs (waiting for approval, then the latest):")
     for run in snapshot.runs:
         error = f": {' '.join(run['error'].split())[:120]}" if run["error"] else ""

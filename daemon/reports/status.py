@@ -96,6 +96,8 @@ class Snapshot:
     runs: list[dict[str, Any]] = field(default_factory=list)
     # The run queue, by channel: how many runs are queued and running.
     queue: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Completion webhooks: deliveries by state (pending, delivered, failed, disabled).
+    webhooks: dict[str, int] = field(default_factory=dict)
     # The daemon on this state directory: {"running": bool, pid, since, mode, host}
     # (filled in by `vaultd status`, which reads the daemon's lock).
     daemon: dict[str, Any] | None = None
@@ -163,6 +165,7 @@ def build_snapshot(
     snapshot.breakers = _open_breakers(ledger)
     snapshot.runs = _skill_runs(ledger)
     snapshot.queue = _queue(ledger)
+    snapshot.webhooks = _webhooks(ledger)
     lease = read_lease(vault.root)
     snapshot.executor = lease.to_json() if lease else None
     return snapshot
@@ -204,6 +207,17 @@ def _queue(ledger: Ledger | None) -> dict[str, dict[str, int]]:
     for row in rows:
         queue.setdefault(row["channel"], {"queued": 0, "running": 0})[row["state"]] = row["n"]
     return queue
+
+
+def _webhooks(ledger: Ledger | None) -> dict[str, int]:
+    """Return the webhook deliveries by state (daemon/agents/webhooks/outbox.py)."""
+    if ledger is None:
+        return {}
+    try:
+        rows = ledger.rows("SELECT state, COUNT(*) AS n FROM webhook_outbox GROUP BY state")
+    except sqlite3.OperationalError:  # a ledger from before webhooks
+        return {}
+    return {row["state"]: int(row["n"]) for row in rows}
 
 
 def _open_breakers(ledger: Ledger | None) -> list[dict[str, Any]]:

@@ -83,6 +83,14 @@ def test_a_run_is_told_to_its_webhook_verified_after_two_failures_with_one_id(tm
     }
     retried = [e for e in audit_events(vault) if e["event"] == "webhook_retrying"]
     assert len(retried) == 2 and all(e["result"]["status"] == "error" for e in retried)
+    status = subprocess.run(
+        [*VAULTD, "status", "--vault", str(vault), "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "Webhooks: 2 delivered (each attempt is in the audit log)" in status.stdout
 
 
 def delivered(vault: Path) -> list[dict]:
