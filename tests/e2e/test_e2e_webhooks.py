@@ -10,6 +10,7 @@ daemon is killed (kill -9): after the restart it is delivered, with the same `we
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -120,3 +121,23 @@ def test_a_daemon_killed_mid_delivery_delivers_after_its_restart_with_the_same_i
     assert [r.headers["webhook-id"] for r in got[1:]].count(held) == 1, "not sent again"
     assert all(r.verified is not None for r in got)
     assert len({d["parameters"]["webhook_id"] for d in delivered(vault)}) == 2
+
+
+def test_vaultd_run_once_from_cron_delivers_what_the_runs_it_worked_owe(tmp_path: Path):
+    vault, state, _, config = setup(tmp_path)
+    env = {**os.environ, "VAULTD_WEBHOOK_SECRET": TEST_SECRET}
+    with Receiver() as receiver:
+        enqueue(tmp_path, vault, state, config, receiver.url, 3)
+        where = ["--vault", str(vault), "--state-dir", str(state), "--config", str(config)]
+        once = subprocess.run(
+            [*VAULTD, "run", "--once", *where],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+        assert once.returncode == 0, once.stdout + once.stderr
+        got = receiver.state.wait_for(1, timeout=5)
+    assert got and all(r.verified is not None for r in got), [r.error for r in got]
+    assert {r.verified["run_id"] for r in got} == {got[0].verified["run_id"]}
