@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from daemon.agents.queue.insert import NewRun, insert_run
 from daemon.agents.queue.records import IdentityTaken, Recovered, Scheduling, retry_delay, when
 from daemon.agents.skills.store import AWAITING_APPROVAL, FAILED, QUEUED, RUNNING
 from daemon.core.ledger_db import LedgerDatabase
@@ -86,6 +87,8 @@ class QueueStore:
             columns = {row[1] for row in db.execute("PRAGMA table_info(skill_runs)")}
             if "identity_key" not in columns:  # a ledger from before the queue
                 db.execute("ALTER TABLE skill_runs ADD COLUMN identity_key TEXT")
+            if "batch_id" not in columns:  # a ledger from before batches
+                db.execute("ALTER TABLE skill_runs ADD COLUMN batch_id TEXT")
         ledger.ensure_schema(IDENTITY_INDEX)
 
     def enqueue(
@@ -104,45 +107,10 @@ class QueueStore:
         exist) and `also`'s statements in one transaction; return the run's row as that
         transaction wrote it (a worker may have taken it the moment it committed). Raise
         IdentityTaken, recording nothing, if an unfinished run has `key`."""
-        now, at = now_iso(), time.time()
+        new = NewRun(run_id, skill, inputs, requested_by, key, scheduling, tuple(also), parents)
         try:
             with self.ledger.transaction(durable=True) as db:
-                db.execute(
-                    "INSERT INTO skill_runs (id, skill, inputs, state, requested_by, created_at,"
-                    " updated_at, identity_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run_id,
-                        skill,
-                        json.dumps(self.ledger.redact(inputs), sort_keys=True, default=str),
-                        QUEUED,
-                        requested_by,
-                        now,
-                        now,
-                        key,
-                    ),
-                )
-                db.execute(
-                    "INSERT INTO run_queue (run_id, channel, priority, eta, max_retries,"
-                    " retry_pattern, enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run_id,
-                        scheduling.channel,
-                        scheduling.priority,
-                        at if scheduling.eta is None else scheduling.eta,
-                        scheduling.max_retries,
-                        json.dumps(dict(scheduling.retry_pattern)),
-                        at,
-                    ),
-                )
-                for parent in parents:
-                    db.execute(
-                        "INSERT OR IGNORE INTO run_dependencies (run_id, parent_id) VALUES (?, ?)",
-                        (run_id, parent),
-                    )
-                for sql, args in also:
-                    db.execute(sql, args)
-                written = db.execute("SELECT * FROM skill_runs WHERE id = ?", (run_id,))
-                return dict(written.fetchone())
+                return insert_run(db, self.ledger.redact, new)
         except sqlite3.IntegrityError:
             holder = self.unfinished_with(key)
             if holder is None:

@@ -118,6 +118,8 @@ class Run:
     identity_key: str | None = None
     # The run's own completion webhook (daemon/agents/webhooks/), if it named one.
     webhook: str | None = None
+    # The batch it was enqueued in (POST /api/v1/batches), if any.
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True)
