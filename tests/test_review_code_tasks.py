@@ -1,0 +1,113 @@
+"""Adversarial review of code tasks: each test states a property the README/design promises
+and that the code does not hold (they fail on purpose until fixed)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+from code_support import code_task, git, make_repo
+from conftest import make_files, move, note, parsed
+
+from daemon.service.app import open_app
+from daemon.lifecycle.lookups import LookupSchedule
+
+
+def _app(vault_root: Path, state: Path, tmp_path: Path, repo: Path, agent_source: str):
+    agent = tmp_path / "hostile_agent.py"
+    agent.write_text(textwrap.dedent(agent_source))
+    config = tmp_path / "vaultd.toml"
+    config.write_text(
+        "[code]\n"
+        f'agent_command = ["{sys.executable}", "{agent}", "{{spec}}"]\n'
+        "timeout_s = 20\n[code.repos]\n"
+        f'demo = "{repo}"\n'
+    )
+    app = open_app(vault_root, state_dir=state, config_path=config, dry_run=False)
+    app.pipeline.executor.lookups = LookupSchedule(budget=0)
+    return app
+
+
+def _drop(vault_root: Path, app, **fields: object) -> Path:
+    make_files(vault_root, {"Needs_Action/change.md": note(code_task(**fields))})
+    return app.pipeline.process(vault_root / "Needs_Action" / "change.md").path
+
+
+README_AGENT = """
+from pathlib import Path
+Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
+"""
+
+
+def test_review_checks_from_the_task_file_never_run_before_a_person_approves(
+    vault_root: Path, tmp_path: Path
+):
+    """An agent that can write Needs_Action/ chooses `checks`: vaultd runs that argv as its
+    own OS user at intake, before any approval (code_prepare._describe)."""
+    repo = make_repo(tmp_path / "repos" / "demo")
+    proof = tmp_path / "ran-as-vaultd.txt"
+    app = _app(vault_root, tmp_path / "state", tmp_path, repo, README_AGENT)
+    try:
+        path = _drop(
+            vault_root,
+            app,
+            checks=[sys.executable, "-c", f"open({str(proof)!r}, 'w').write('pwned')"],
+        )
+    finally:
+        app.close()
+    assert path.parent.name == "Pending_Approval"
+    assert not proof.exists(), "a command the task file chose ran as vaultd, unapproved"
+
+
+def test_review_an_agent_cannot_move_the_target_branch_itself(
+    vault_root: Path, tmp_path: Path
+):
+    """The agent's worktree shares the repo's refs: it moves `main` itself (a bare repo, or
+    any branch not checked out in the main checkout) and vaultd does not notice. The change
+    is on the target before any person saw it."""
+    checkout = make_repo(tmp_path / "checkout")
+    bare = tmp_path / "demo.git"
+    git(tmp_path, "clone", "-q", "--bare", str(checkout), str(bare))
+    before = git(bare, "rev-parse", "main")
+    agent = """
+    import subprocess
+    from pathlib import Path
+    Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
+    env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@a", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@a", "PATH": "/usr/bin:/bin"}
+    subprocess.run(["git", "commit", "-qam", "evil"], check=True, env=env)
+    subprocess.run(["git", "update-ref", "refs/heads/main", "HEAD"], check=True, env=env)
+    """
+    app = _app(vault_root, tmp_path / "state", tmp_path, bare, agent)
+    try:
+        path = _drop(vault_root, app)
+    finally:
+        app.close()
+    assert git(bare, "rev-parse", "main") == before, "main moved with no approval"
+    assert path.parent.name == "Rejected"
+
+
+def test_review_a_gitattributes_change_does_not_break_the_approved_diff(
+    vault_root: Path, tmp_path: Path
+):
+    """The shown diff is computed in the worktree (its .gitattributes), the landing check in
+    the repo (the main checkout's): an agent's `*.md -diff` shows README.md's change as a
+    base85 blob to the person, and the same approved change then fails to land."""
+    repo = make_repo(tmp_path / "repos" / "demo")
+    agent = """
+    from pathlib import Path
+    Path(".gitattributes").write_text("*.md -diff\\n")
+    Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
+    """
+    app = _app(vault_root, tmp_path / "state", tmp_path, repo, agent)
+    try:
+        pending = _drop(vault_root, app)
+        assert pending.parent.name == "Pending_Approval"
+        shown = pending.read_text()
+        outcome = app.pipeline.process(move(vault_root, pending, "Approved"))
+    finally:
+        app.close()
+    error = parsed(outcome.path).meta.get("error")
+    assert outcome.status == "done", error  # fails: "the diff is not the approved one"
+    assert "+changed by the agent" in shown, "the text change was shown as a binary patch"
