@@ -111,3 +111,57 @@ def test_review_a_gitattributes_change_does_not_break_the_approved_diff(
     error = parsed(outcome.path).meta.get("error")
     assert outcome.status == "done", error  # fails: "the diff is not the approved one"
     assert "+changed by the agent" in shown, "the text change was shown as a binary patch"
+
+
+def test_review_a_forged_trailer_does_not_make_a_crashed_landing_look_landed(
+    vault_root: Path, tmp_path: Path
+):
+    """Task A crashes mid-landing (landing.json written, target not moved). Before the
+    restart's reconcile, task B lands; B's agent wrote `Vaultd-Task: <A>` into its own commit
+    message, which the cherry-pick keeps. The lookup (code.py `_landed`) takes B's commit for
+    A's: A is recorded Done, and the change a person approved never lands."""
+    import pytest
+
+    from daemon.core import failpoints
+
+    repo = make_repo(tmp_path / "repos" / "demo")
+    agent = """
+    import subprocess, sys
+    from pathlib import Path
+    spec = Path(sys.argv[1]).read_text().split()
+    env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@a", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@a", "PATH": "/usr/bin:/bin"}
+    if spec[0] == "TRAILER":
+        Path("b.txt").write_text("task B\\n")
+        subprocess.run(["git", "add", "b.txt"], check=True, env=env)
+        subprocess.run(["git", "commit", "-q", "-m", "B", "-m", f"Vaultd-Task: {spec[1]}"],
+                       check=True, env=env)
+    else:
+        Path("README.md").write_text("# Demo\\nchange of task A\\n")
+    """
+    state = tmp_path / "state"
+    app = _app(vault_root, state, tmp_path, repo, agent)
+    pending = _drop(vault_root, app)
+    task_a = parsed(pending).meta["id"]
+    approved = move(vault_root, pending, "Approved")
+    failpoints.arm(["mid-call"])
+    try:
+        with pytest.raises(failpoints.Crashed):
+            app.pipeline.process(approved)
+    finally:
+        failpoints.disarm()
+        app.close()
+    app = _app(vault_root, state, tmp_path, repo, agent)  # the restart
+    try:
+        make_files(vault_root, {"Needs_Action/b.md": note(code_task(task=f"TRAILER {task_a}"))})
+        b = app.pipeline.process(vault_root / "Needs_Action" / "b.md").path
+        assert b.parent.name == "Pending_Approval"
+        assert app.pipeline.process(move(vault_root, b, "Approved")).status == "done"
+        app.pipeline.reconcile()
+        for name in list((vault_root / "Approved").iterdir()):
+            app.pipeline.process(name)
+    finally:
+        app.close()
+    landed_a = "change of task A" in git(repo, "show", "main:README.md")
+    a_done = (vault_root / "Done" / "change.md").exists()
+    assert landed_a or not a_done, "task A is in Done/ but its approved change never landed"
