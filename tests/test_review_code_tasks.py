@@ -165,3 +165,38 @@ def test_review_a_forged_trailer_does_not_make_a_crashed_landing_look_landed(
     landed_a = "change of task A" in git(repo, "show", "main:README.md")
     a_done = (vault_root / "Done" / "change.md").exists()
     assert landed_a or not a_done, "task A is in Done/ but its approved change never landed"
+
+
+def test_review_a_process_the_agent_leaves_in_its_own_session_cannot_plant_git_config(
+    vault_root: Path, tmp_path: Path
+):
+    """`_run` kills the agent's process group, but a child that called setsid() is in
+    another group and lives on. It writes `core.fsmonitor` into the repo's config after the
+    settings were compared (code_prepare.prepare), and vaultd's own git (landing's
+    `git status`) runs the command it names, as vaultd."""
+    import time
+
+    repo = make_repo(tmp_path / "repos" / "demo")
+    proof = tmp_path / "fsmonitor-ran-as-vaultd"
+    agent = f"""
+    import subprocess, sys
+    from pathlib import Path
+    Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
+    common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    later = (
+        "import time; time.sleep(0.5); "
+        f"open({{common + '/config'!r}}, 'a').write('[core]\\\\n\\\\tfsmonitor = touch {proof}\\\\n')"
+    )
+    subprocess.Popen([sys.executable, "-c", later], start_new_session=True)
+    """
+    app = _app(vault_root, tmp_path / "state", tmp_path, repo, agent)
+    try:
+        pending = _drop(vault_root, app)
+        assert pending.parent.name == "Pending_Approval"
+        time.sleep(1.5)
+        outcome = app.pipeline.process(move(vault_root, pending, "Approved"))
+    finally:
+        app.close()
+    assert "fsmonitor" in (repo / ".git" / "config").read_text()  # planted after the check
+    assert not proof.exists(), f"a command the agent planted ran as vaultd ({outcome.status})"
