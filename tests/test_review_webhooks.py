@@ -37,7 +37,7 @@ def test_review_a_loopback_webhook_never_goes_through_an_http_proxy(
         monkeypatch.delenv("no_proxy", raising=False)
         monkeypatch.delenv("NO_PROXY", raising=False)
         # As vaultd builds it at import when started with http_proxy in its environment.
-        monkeypatch.setattr(delivery, "_opener", urllib.request.build_opener(delivery._NoRedirects))
+        monkeypatch.setattr(delivery, "_opener", delivery._build_opener())
         url = check_url("http://127.0.0.1:9/hook")
         post(url, "{}", {"content-type": "application/json"}, 5)
     finally:
