@@ -10,8 +10,8 @@ from pathlib import Path
 from code_support import code_task, git, make_repo
 from conftest import make_files, move, note, parsed
 
-from daemon.service.app import open_app
 from daemon.lifecycle.lookups import LookupSchedule
+from daemon.service.app import open_app
 
 
 def _app(vault_root: Path, state: Path, tmp_path: Path, repo: Path, agent_source: str):
@@ -167,8 +167,15 @@ def test_review_a_forged_trailer_does_not_make_a_crashed_landing_look_landed(
     assert landed_a or not a_done, "task A is in Done/ but its approved change never landed"
 
 
+import pytest as _pytest
+
+
+@_pytest.mark.parametrize(
+    ("section", "key"),
+    [("core", "fsmonitor"), ('trailer \\"Vaultd-Task\\"', "cmd")],  # status/add; commit --trailer
+)
 def test_review_a_process_the_agent_leaves_in_its_own_session_cannot_plant_git_config(
-    vault_root: Path, tmp_path: Path
+    vault_root: Path, tmp_path: Path, section: str, key: str
 ):
     """`_run` kills the agent's process group, but a child that called setsid() is in
     another group and lives on. It writes `core.fsmonitor` into the repo's config after the
@@ -177,7 +184,7 @@ def test_review_a_process_the_agent_leaves_in_its_own_session_cannot_plant_git_c
     import time
 
     repo = make_repo(tmp_path / "repos" / "demo")
-    proof = tmp_path / "fsmonitor-ran-as-vaultd"
+    proof = tmp_path / "planted-command-ran-as-vaultd"
     agent = f"""
     import subprocess, sys
     from pathlib import Path
@@ -186,7 +193,7 @@ def test_review_a_process_the_agent_leaves_in_its_own_session_cannot_plant_git_c
                             capture_output=True, text=True, check=True).stdout.strip()
     later = (
         "import time; time.sleep(0.5); "
-        f"open({{common + '/config'!r}}, 'a').write('[core]\\\\n\\\\tfsmonitor = touch {proof}\\\\n')"
+        f"open({{common + '/config'!r}}, 'a').write('[{section}]\\\\n\\\\t{key} = touch {proof}; echo\\\\n')"
     )
     subprocess.Popen([sys.executable, "-c", later], start_new_session=True)
     """
@@ -198,5 +205,5 @@ def test_review_a_process_the_agent_leaves_in_its_own_session_cannot_plant_git_c
         outcome = app.pipeline.process(move(vault_root, pending, "Approved"))
     finally:
         app.close()
-    assert "fsmonitor" in (repo / ".git" / "config").read_text()  # planted after the check
+    assert key in (repo / ".git" / "config").read_text()  # planted after the check
     assert not proof.exists(), f"a command the agent planted ran as vaultd ({outcome.status})"

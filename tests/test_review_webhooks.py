@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import urllib.request
 
 import pytest
 
@@ -22,7 +21,7 @@ def test_review_a_loopback_webhook_never_goes_through_an_http_proxy(
     seen: list[str] = []
 
     class Proxy(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             seen.append(self.path)
             self.send_response(200)
             self.end_headers()
