@@ -59,6 +59,11 @@ def git(
         "commit.gpgsign=false",
         "-c",
         "core.quotePath=false",
+        # A repo config an agent changed after it was compared (a process of its own
+        # session outlives the agent's process group) must not name a command vaultd's
+        # git runs: the fsmonitor hook runs on every status, add and diff of a worktree.
+        "-c",
+        "core.fsmonitor=false",
         "-C",
         str(cwd),
         *args,

@@ -48,7 +48,13 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None  # urllib then raises HTTPError with the 3xx status
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+# No proxy from the environment either (http_proxy): it would carry a delivery that
+# check_url allowed for loopback to wherever the proxy is.
+def _build_opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
+
+
+_opener = _build_opener()
 
 
 @dataclass(frozen=True)
