@@ -1,5 +1,6 @@
-"""Adversarial review of code tasks: each test states a property the README/design promises
-and that the code does not hold (they fail on purpose until fixed)."""
+"""Adversarial review of code tasks: each test states a property the README and the design
+promise, found broken by the review of 2026-12-01. Those fixed since pass; those still open
+are strict xfails that say what is left (a fix makes them pass, and then fail as xfail)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from code_support import code_task, git, make_repo
 from conftest import make_files, move, note, parsed
 
@@ -56,13 +58,19 @@ def test_review_checks_from_the_task_file_never_run_before_a_person_approves(
         )
     finally:
         app.close()
-    assert path.parent.name == "Pending_Approval"
+    # A task file may only name checks the config sets for its repo ([code.checks]).
+    assert path.parent.name == "Rejected"
+    assert "checks" in path.read_text() and "[code.checks]" in path.read_text()
     assert not proof.exists(), "a command the task file chose ran as vaultd, unapproved"
 
 
-def test_review_an_agent_cannot_move_the_target_branch_itself(
-    vault_root: Path, tmp_path: Path
-):
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (review finding 2): the agent's worktree shares every ref of its repo, and "
+    "a bare repo's refs are not compared before and after the agent; the fix is a clone of "
+    "its own for the agent, fetched back from",
+)
+def test_review_an_agent_cannot_move_the_target_branch_itself(vault_root: Path, tmp_path: Path):
     """The agent's worktree shares the repo's refs: it moves `main` itself (a bare repo, or
     any branch not checked out in the main checkout) and vaultd does not notice. The change
     is on the target before any person saw it."""
@@ -88,6 +96,12 @@ def test_review_an_agent_cannot_move_the_target_branch_itself(
     assert path.parent.name == "Rejected"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (review finding 3): the diff shown is computed in the worktree (the agent's "
+    ".gitattributes apply) and the one checked at landing in the repo; both must be computed "
+    "the same way, without a working tree's attributes",
+)
 def test_review_a_gitattributes_change_does_not_break_the_approved_diff(
     vault_root: Path, tmp_path: Path
 ):
@@ -167,10 +181,7 @@ def test_review_a_forged_trailer_does_not_make_a_crashed_landing_look_landed(
     assert landed_a or not a_done, "task A is in Done/ but its approved change never landed"
 
 
-import pytest as _pytest
-
-
-@_pytest.mark.parametrize(
+@pytest.mark.parametrize(
     ("section", "key"),
     [("core", "fsmonitor"), ('trailer \\"Vaultd-Task\\"', "cmd")],  # status/add; commit --trailer
 )
@@ -193,7 +204,8 @@ def test_review_a_process_the_agent_leaves_in_its_own_session_cannot_plant_git_c
                             capture_output=True, text=True, check=True).stdout.strip()
     later = (
         "import time; time.sleep(0.5); "
-        f"open({{common + '/config'!r}}, 'a').write('[{section}]\\\\n\\\\t{key} = touch {proof}; echo\\\\n')"
+        f"open({{common + '/config'!r}}, 'a')"
+        f".write('[{section}]\\\\n\\\\t{key} = touch {proof}; echo\\\\n')"
     )
     subprocess.Popen([sys.executable, "-c", later], start_new_session=True)
     """

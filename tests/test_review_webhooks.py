@@ -1,4 +1,5 @@
-"""Adversarial review of completion webhooks (fails on purpose until fixed)."""
+"""Adversarial review of completion webhooks: a loopback-only delivery never leaves through
+an HTTP proxy the environment names (found by the review of 2026-12-01, fixed)."""
 
 from __future__ import annotations
 

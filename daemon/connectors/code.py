@@ -7,11 +7,15 @@ adds the trailer `Vaultd-Task: <id>` to each (or, with `[code] land = "squash"`,
 commit of them all, with the trailer), and then moves the target with one
 compare-and-swap `git update-ref <target> <new> <old>`: the target either gets all of the
 change or none of it, and only if nobody moved it meanwhile. Before any of that it writes
-`landing.json` (the target and its commit before), which the lookup reads after a crash:
+`landing.json` (the target and its commit before), and, just before the target moves, the
+exact commit it will become; the lookup reads it after a crash:
 
-    the target holds commits with this task's trailer  → Found (landed: never again)
+    the target contains that exact commit              → Found (landed: never again)
     no landing.json, or the target is where it was     → Absent (safe to land)
     anything else                                      → Undetermined: Failed/, for a person
+
+A trailer is not proof: it is text in a commit message, which an agent writes (another
+task's agent could name this task in its own commits).
 
 A conflict fails the call with the conflicted files listed; the target ref is untouched.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ from daemon.core.errors import ConnectorError, PermanentError
 from daemon.core.models import Action, CodeTask, Prepared
 from daemon.core.policy import Facts
 
+_TRAILER_LINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*: ")
 TRAILER = "Vaultd-Task"
 
 
@@ -111,10 +117,16 @@ class CodeConnector:
                     "-m",
                     f"Squashed from {prepared.branch} ({prepared.base_sha[:12]}.."
                     f"{prepared.head_sha[:12]}) by vaultd.",
-                    "--trailer",
+                    "-m",
                     f"{TRAILER}: {task_id}",
                 )
             new = out(landing, "rev-parse", "HEAD")
+            # The exact commit the target is about to become: after a crash, the lookup
+            # finds the landing by it (a trailer alone is text an agent can write).
+            _write_json(
+                places.artifacts / "landing.json",
+                {"repo": action.repo, "target": action.target, "before": before, "new": new},
+            )
             failpoints.hit("mid-call", marker)
             if not dry_run:
                 try:
@@ -174,16 +186,16 @@ class CodeConnector:
             )
         if not commit_it:
             return
-        git(
-            landing,
-            "commit",
-            "--quiet",
-            "--amend",
-            "--no-edit",
-            "--allow-empty",
-            "--trailer",
-            f"{TRAILER}: {task_id}",
-        )
+        # The trailer is written into the message here, not with `commit --trailer`: git
+        # runs the repo's `trailer.<key>.cmd` for that, a command a process the agent left
+        # behind could have put into the repo's config after it was compared.
+        message = out(landing, "log", "-1", "--format=%B", "HEAD").rstrip("\n")
+        message_file = landing.with_name(f"{landing.name}.message")
+        message_file.write_text(with_trailer(message, f"{TRAILER}: {task_id}") + "\n")
+        try:
+            git(landing, "commit", "--quiet", "--amend", "--allow-empty", "-F", str(message_file))
+        finally:
+            message_file.unlink(missing_ok=True)
 
     def approved(self, action: CodeTask, task_id: str, repo: Path) -> Prepared:
         """Return the prepared change if the note, vaultd's record and the branch all still
@@ -219,8 +231,9 @@ class CodeConnector:
             return Undetermined(f"{landing['target']} no longer exists", lasting=True)
         if now == landing["before"]:
             return Absent()
-        mine = self._landed(repo, landing["before"], now, task_id)
-        if mine:
+        new = landing.get("new")
+        if new and self._contains(repo, new, now):
+            mine = out(repo, "rev-list", "--reverse", f"{landing['before']}..{new}").split()
             return Found({"target": landing["target"], "head": now, "commits": mine})
         return Undetermined(
             f"{landing['target']} moved from {landing['before'][:12]} to {now[:12]} without "
@@ -229,21 +242,11 @@ class CodeConnector:
         )
 
     @staticmethod
-    def _landed(repo: Path, before: str, now: str, task_id: str) -> list[str]:
-        """Return the commits between before and now that carry this task's trailer."""
-        log = out(
-            repo,
-            "log",
-            "--reverse",
-            "--format=%H %(trailers:key=Vaultd-Task,valueonly,separator=%x2C)",
-            f"{before}..{now}",
-        )
-        found = []
-        for line in log.splitlines():
-            sha, _, tasks = line.partition(" ")
-            if task_id in [t.strip() for t in tasks.split(",")]:
-                found.append(sha)
-        return found
+    def _contains(repo: Path, commit: str, now: str) -> bool:
+        """Return whether the target (at `now`) contains the exact commit this landing made
+        (recorded before the target moved), not merely one whose message names the task."""
+        done = git(repo, "merge-base", "--is-ancestor", commit, now, check=False)
+        return done.returncode == 0
 
     def check(self) -> Health:
         missing = [n for n, p in self.config.repos.items() if not p.exists()]
@@ -288,3 +291,13 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     temporary.replace(path)
+
+
+def with_trailer(message: str, trailer: str) -> str:
+    """Given a commit message and a trailer line, return the message with the trailer: in
+    its last paragraph if that is trailers already (Signed-off-by: …), else after it."""
+    paragraphs = message.split("\n\n")
+    last = paragraphs[-1].splitlines() if len(paragraphs) > 1 else []
+    if last and all(_TRAILER_LINE.match(line) for line in last):
+        return f"{message}\n{trailer}"
+    return f"{message}\n\n{trailer}"

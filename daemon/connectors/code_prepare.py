@@ -64,11 +64,20 @@ def branch_of(task_id: str) -> str:
 
 def repo_path(config: CodeConfig, action: CodeTask) -> Path:
     """Return the allowlisted repo a task names. Raise Refused (field `repo`) if it names
-    none of `[code.repos]`."""
+    none of `[code.repos]`, and (field `checks`) if its checks are not the ones the config
+    sets for that repo: a task file never chooses a command vaultd runs."""
     path = config.repos.get(action.repo)
     if path is None:
         known = ", ".join(sorted(config.repos)) or "none are configured"
         raise Refused(f"{action.repo!r} is not a repo of [code.repos] ({known})", "repo")
+    allowed = config.checks.get(action.repo, [])
+    if action.checks is not None and list(action.checks) not in allowed:
+        shown = ", ".join(json.dumps(c) for c in allowed) if allowed else "none are set"
+        raise Refused(
+            f"a task file cannot choose the command vaultd runs: its checks must be one of "
+            f"those [code.checks] sets for {action.repo} ({shown})",
+            "checks",
+        )
     if commit_of(path, "HEAD") is None and not (path / "HEAD").exists():
         raise Refused(f"{action.repo!r} ({path}) is not a git repository", "repo")
     return path

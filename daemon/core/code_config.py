@@ -30,6 +30,11 @@ class CodeConfig(BaseModel):
     land: Literal["cherry-pick", "squash"] = "cherry-pick"
     # The agent is killed (its whole process group) after this many seconds.
     timeout_s: float = Field(default=1800, gt=0)
+    # The checks a code task of each repo may ask for (`checks:` in the task must be one of
+    # these argument lists; a task file never chooses a command vaultd runs):
+    # demo = [["make", "test"], ["make", "lint"]]. They run as vaultd's user, on the code
+    # the agent wrote: see README, "Code tasks".
+    checks: dict[str, list[list[str]]] = Field(default_factory=dict)
     # The task's `checks` are killed after this many seconds.
     checks_timeout_s: float = Field(default=600, gt=0)
     # A diff larger than this is refused at preparation, not shown to a person.

@@ -1,11 +1,13 @@
 """Wiring: the webhook worker of one running daemon (daemon/agents/webhooks/), with the run
-as `GET /api/v1/runs/{id}` shows it as each delivery's body."""
+(or the batch) as `GET /api/v1/runs/{id}` (`/batches/{id}`) shows it as each delivery's
+body."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from daemon.agents.api.views import run_json
+from daemon.agents.api.views import batch_json, run_json
+from daemon.agents.queue.batches import Batches
 from daemon.agents.queue.service import RunQueue
 from daemon.agents.skills.run_errors import RunError
 from daemon.agents.skills.runs import Runs
@@ -26,6 +28,14 @@ def webhook_worker(app: App, runs: Runs) -> WebhookWorker:
         except RunError:
             return None  # the run is gone: nothing to tell
 
+    batches = Batches(queue)
+
+    def batch_view(batch_id: str) -> dict[str, Any] | None:
+        found = batches.view(batch_id)
+        return batch_json(found, queue.scheduling) if found is not None else None
+
     config = app.config.webhooks
     deliverer = Deliverer(Outbox(app.ledger), config, app.settings, app.audit)
-    return WebhookWorker(deliverer, expand=lambda: events.expand(app.ledger, config, view))
+    return WebhookWorker(
+        deliverer, expand=lambda: events.expand(app.ledger, config, view, batch_view)
+    )

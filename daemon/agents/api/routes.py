@@ -14,8 +14,17 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from daemon.agents.api.auth import Authenticator, Caller
 from daemon.agents.api.run_access import RunAccess
-from daemon.agents.api.schemas import CreateRun, ErrorOut, RunOut, SkillList, SkillOut
-from daemon.agents.api.views import run_json
+from daemon.agents.api.schemas import (
+    BatchOut,
+    CreateBatch,
+    CreateRun,
+    ErrorOut,
+    RunOut,
+    SkillList,
+    SkillOut,
+)
+from daemon.agents.api.views import batch_json, run_json
+from daemon.agents.queue.batches import BatchItem
 from daemon.agents.queue.service import Options
 from daemon.agents.skills.runs import InputsInvalid, Runs, SkillNotFound
 from daemon.core.webhook_config import check_url
@@ -143,3 +152,47 @@ def execute_run(request: Request, run_id: str, caller: CallerDep) -> Any:
     """Execute a draft run, or a failed one again (as a new attempt). 404 for a run this
     caller may not see."""
     return run_json(_state(request).access.execute(caller, run_id))
+
+
+@router.post(
+    "/batches",
+    status_code=202,
+    response_model=BatchOut,
+    responses=_errors(403, 404, 409, 422, 429),
+    tags=["batches"],
+)
+def create_batch(request: Request, response: Response, body: CreateBatch, caller: CallerDep) -> Any:
+    """Enqueue a batch of runs (202 Accepted at once): all of them or, if any cannot be
+    enqueued, none (the error names `runs[N].field`). Follow it at its URL (Location): its
+    state comes from its runs'."""
+    state = _state(request)
+    webhook = None
+    if body.webhook is not None:
+        try:
+            webhook = check_url(body.webhook, state.webhook_hosts)
+        except ValueError as error:
+            raise InputsInvalid("the batch", [("webhook", str(error))]) from None
+    items = [
+        BatchItem(
+            run.skill_key,
+            run.inputs,
+            Options(
+                run.priority, run.eta, run.max_retries, run.identity_key, tuple(run.depends_on)
+            ),
+        )
+        for run in body.runs
+    ]
+    batch_id, _ = state.access.enqueue_batch(caller, items, webhook)
+    response.headers["Location"] = f"{PREFIX}/batches/{batch_id}"
+    access = state.access
+    return batch_json(access.batch(caller, batch_id), access.scheduling)
+
+
+@router.get(
+    "/batches/{batch_id}", response_model=BatchOut, responses=_errors(404), tags=["batches"]
+)
+def get_batch(request: Request, batch_id: str, caller: CallerDep) -> Any:
+    """A batch: its state (from its runs'), its runs by state, and each run. 404 also for a
+    batch of runs this caller may not see."""
+    access = _state(request).access
+    return batch_json(access.batch(caller, batch_id), access.scheduling)

@@ -17,6 +17,7 @@ from typing import Any
 
 from daemon.agents.api.caller import Caller
 from daemon.agents.api.keys import NAME
+from daemon.agents.queue.batches import Batches, BatchItem
 from daemon.agents.queue.service import Options, RunQueue
 from daemon.agents.skills.runs import RunNotFound, Runs, RunView
 from daemon.core.config import QueueConfig
@@ -58,6 +59,7 @@ class RunAccess:
         self.ledger = runs.store.ledger
         self.ledger.ensure_schema(SCHEMA)
         self.queue = RunQueue(runs, queue or QueueConfig())
+        self.batches = Batches(self.queue)
 
     def enqueue(
         self, caller: Caller, skill_key: str, inputs: Any, options: Options | None = None
@@ -81,6 +83,34 @@ class RunAccess:
             ],
             sees=lambda run_id: self.sees(caller, run_id),
         )
+
+    def enqueue_batch(
+        self, caller: Caller, items: list[BatchItem], webhook: str | None = None
+    ) -> tuple[str, list[RunView]]:
+        """Given a caller and runs, enqueue them as one batch for the caller (all or none);
+        return the batch's id and its runs. Raise what Batches.enqueue raises."""
+        groups = set(caller.groups)
+        return self.batches.enqueue(
+            items,
+            requested_by=caller.requested_by,
+            groups=groups,
+            webhook=webhook,
+            also=lambda run_id: [
+                (
+                    "INSERT INTO run_callers (run_id, requested_by, groups) VALUES (?, ?, ?)",
+                    (run_id, caller.requested_by, json.dumps(sorted(groups))),
+                )
+            ],
+            sees=lambda run_id: self.sees(caller, run_id),
+        )
+
+    def batch(self, caller: Caller, batch_id: str) -> dict[str, Any]:
+        """Given a caller and a batch id, return the batch; raise RunNotFound if there is
+        no such batch or the caller may not see its runs (the same words)."""
+        found = self.batches.view(batch_id)
+        if found is None or not all(self.sees(caller, v.run.id) for v in found["runs"]):
+            raise RunNotFound(f"no batch {batch_id!r}")
+        return found
 
     def scheduling(self, run_id: str) -> dict[str, Any] | None:
         """Return how a run is scheduled in the queue (None if it never was)."""

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from daemon.agents.api.views import skill_json
+from daemon.agents.queue.batches import MAX_BATCH
 from daemon.agents.skills.registry import Skill
 
 INPUT_SCHEMA = "JSON Schema (draft 2020-12) of the inputs"
@@ -63,6 +64,37 @@ class CreateRun(BaseModel):
 
 
 QUEUE_FIELDS = {"priority", "eta", "max_retries", "identity_key", "depends_on", "webhook"}
+
+
+class BatchRun(BaseModel):
+    """One run of a batch: as a run with `execute: true`, without its own webhook."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    skill_key: str = Field(description="the skill to run")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(default=10, ge=0, le=1000)
+    eta: AwareDatetime | None = None
+    max_retries: int | None = Field(default=None, ge=0, le=100)
+    identity_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
+    depends_on: list[Annotated[str, Field(pattern=r"^run-\d{8}-[0-9a-f]{8}$")]] = Field(
+        default_factory=list, max_length=100
+    )
+
+
+class CreateBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runs: list[BatchRun] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description=f"1 to {MAX_BATCH} runs, enqueued all at once or not at all",
+    )
+    webhook: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="a URL told (signed) when the batch's last run has ended (batch.finished)",
+    )
 
 
 class SkillOut(BaseModel):
@@ -155,3 +187,14 @@ class ErrorOut(BaseModel):
 
     error: str
     problems: list[Problem] | None = None
+
+
+class BatchOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    batch_id: str = Field(description="GET /api/v1/batches/{batch_id} follows it")
+    state: str = Field(description="queued, running, succeeded or failed (from its runs)")
+    counts: dict[str, int] = Field(description="its runs by state")
+    size: int
+    created_at: str
+    runs: list[RunOut]

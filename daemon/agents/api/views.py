@@ -14,6 +14,7 @@ Nothing here imports FastAPI: the MCP server, which does not load it, uses this 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from daemon.agents.skills.registry import Skill
@@ -48,3 +49,12 @@ def run_json(view: RunView, queue: dict[str, Any] | None = None) -> dict[str, An
     if queue is not None:
         body["queue"] = queue
     return body
+
+
+def batch_json(
+    found: dict[str, Any], scheduling: Callable[[str], dict[str, Any] | None]
+) -> dict[str, Any]:
+    """Given a batch (Batches.view) and how each run is scheduled, return it as JSON: its
+    fields, then its runs as run_json shows them."""
+    runs = [run_json(view, scheduling(view.run.id)) for view in found["runs"]]
+    return {**{k: v for k, v in found.items() if k != "runs"}, "runs": runs}

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from daemon.agents.queue.insert import NewRun
 from daemon.agents.queue.records import IdentityTaken, Scheduling, callers_key, identity_key
 from daemon.agents.queue.store import QueueStore
+from daemon.agents.skills.registry import Skill
 from daemon.agents.skills.run_errors import Duplicate, InputsInvalid
 from daemon.agents.skills.runs import Runs, RunView
 from daemon.agents.skills.store import Run, as_run
@@ -64,6 +66,38 @@ class RunQueue:
         or failed, and Duplicate if an unfinished run has the same identity key (its id only
         if `sees` it).
         """
+        new, _ = self.prepare(skill_key, inputs, requested_by, groups, options, also, sees)
+        try:
+            written = self.store.enqueue(
+                new.run_id,
+                new.skill,
+                new.inputs,
+                requested_by=new.requested_by,
+                key=new.key,
+                scheduling=new.scheduling,
+                also=new.also,
+                parents=new.parents,
+            )
+        except IdentityTaken as taken:
+            raise duplicate(taken, sees) from None
+        run = as_run(written)
+        self.runs.logged(run, "run_queued")
+        # The run as enqueued (queued, no trace yet): a worker may have started it since.
+        return RunView(run, [])
+
+    def prepare(  # noqa: PLR0917 - enqueue's arguments, handed on
+        self,
+        skill_key: str,
+        inputs: Any,
+        requested_by: str | None,
+        groups: set[str] | None,
+        options: Options | None,
+        also: Callable[[str], list[tuple[str, tuple[Any, ...]]]] | None,
+        sees: Callable[[str], bool],
+        batch_id: str | None = None,
+    ) -> tuple[NewRun, Skill]:
+        """Check a run to enqueue and return it ready to write, with its skill; raise what
+        `enqueue` raises, Duplicate excepted."""
         options = options or Options()
         skill = self.runs.admit(skill_key, inputs, groups)
         channel = skill.manifest.channel
@@ -89,29 +123,21 @@ class RunQueue:
             ),
             retry_pattern=tuple(self.config.retry_pattern.items()),
         )
-        try:
-            written = self.store.enqueue(
+        statements = (*(also(run_id) if also else []), *_webhook(run_id, options.webhook))
+        return (
+            NewRun(
                 run_id,
                 skill_key,
                 inputs,
-                requested_by=requested_by,
-                key=key,
-                scheduling=scheduling,
-                also=[*(also(run_id) if also else []), *_webhook(run_id, options.webhook)],
-                parents=parents,
-            )
-        except IdentityTaken as taken:
-            visible = sees(taken.run_id)
-            shown = taken.run_id if visible else "(a run you may not see)"
-            raise Duplicate(
-                f"an identical run is not finished yet: {shown} (same skill and inputs, or "
-                "the same identity_key)",
-                taken.run_id if visible else None,
-            ) from None
-        run = as_run(written)
-        self.runs.logged(run, "run_queued")
-        # The run as enqueued (queued, no trace yet): a worker may have started it since.
-        return RunView(run, [])
+                requested_by,
+                key,
+                scheduling,
+                statements,
+                parents,
+                batch_id,
+            ),
+            skill,
+        )
 
     def _parents(self, depends_on: tuple[str, ...], sees: Callable[[str], bool]) -> list[str]:
         """Given the runs a new run depends on, return them (once each); raise InputsInvalid
@@ -160,3 +186,14 @@ class RunQueue:
 def _webhook(run_id: str, url: str | None) -> list[tuple[str, tuple[Any, ...]]]:
     """The statement that records a run's own webhook, in its enqueuing transaction."""
     return [("UPDATE skill_runs SET webhook = ? WHERE id = ?", (url, run_id))] if url else []
+
+
+def duplicate(taken: IdentityTaken, sees: Callable[[str], bool]) -> Duplicate:
+    """The 409 for an identity key an unfinished run holds: naming it if the caller sees it."""
+    visible = sees(taken.run_id)
+    shown = taken.run_id if visible else "(a run you may not see)"
+    return Duplicate(
+        f"an identical run is not finished yet: {shown} (same skill and inputs, or "
+        "the same identity_key)",
+        taken.run_id if visible else None,
+    )

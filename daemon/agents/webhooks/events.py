@@ -1,4 +1,5 @@
-"""Which webhook events happened: a run that became succeeded, failed or awaiting_approval.
+"""Which webhook events happened: a run that became succeeded, failed or awaiting_approval,
+and a batch whose last run ended (`batch.finished`).
 
 A TRIGGER on `skill_runs` writes each such change into `webhook_events` in the same
 transaction as the change itself, whatever code made it (a worker, the queue's recovery, a
@@ -44,6 +45,15 @@ BEGIN
     INSERT INTO webhook_events (event, run_id, attempt, created_at)
     VALUES ('run.' || NEW.state, NEW.id, NEW.attempt, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
 END;
+CREATE TRIGGER IF NOT EXISTS webhook_batch_finished AFTER UPDATE OF state ON skill_runs
+WHEN NEW.batch_id IS NOT NULL AND NEW.state IS NOT OLD.state
+ AND NEW.state IN ('succeeded', 'failed', 'cancelled')
+ AND NOT EXISTS (SELECT 1 FROM skill_runs o WHERE o.batch_id = NEW.batch_id
+                 AND o.state NOT IN ('succeeded', 'failed', 'cancelled'))
+BEGIN
+    INSERT INTO webhook_events (event, run_id, attempt, created_at)
+    VALUES ('batch.finished', NEW.batch_id, 0, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+END;
 CREATE TRIGGER IF NOT EXISTS webhook_run_inserted AFTER INSERT ON skill_runs
 WHEN NEW.state IN ('succeeded', 'failed', 'awaiting_approval')
 BEGIN
@@ -60,15 +70,23 @@ def install(ledger: LedgerDatabase) -> None:
     """Given a writable ledger with the skill runs' tables, create the webhook tables, the
     triggers, and the runs' `webhook` column (a ledger from before webhooks has none)."""
     ledger.ensure_schema(OUTBOX_SCHEMA)
-    ledger.ensure_schema(SCHEMA)
     with ledger.transaction() as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(skill_runs)")}
-        if "webhook" not in columns:
-            db.execute("ALTER TABLE skill_runs ADD COLUMN webhook TEXT")
+        for column in ("webhook", "batch_id"):  # a ledger from before webhooks, batches
+            if column not in columns:
+                db.execute(f"ALTER TABLE skill_runs ADD COLUMN {column} TEXT")
+    ledger.ensure_schema(SCHEMA)
 
 
-def expand(ledger: LedgerDatabase, config: WebhooksConfig, view: RunView, limit: int = 100) -> int:
-    """Turn waiting events into deliveries; return how many events were expanded."""
+def expand(
+    ledger: LedgerDatabase,
+    config: WebhooksConfig,
+    view: RunView,
+    batch_view: RunView = lambda _batch_id: None,
+    limit: int = 100,
+) -> int:
+    """Turn waiting events into deliveries (a batch's with `batch_view` as its body); return
+    how many events were expanded."""
     events = ledger.rows(
         "SELECT e.id, e.event, e.run_id, e.attempt, r.state, r.webhook FROM webhook_events e"
         " LEFT JOIN skill_runs r ON r.id = e.run_id"
@@ -77,9 +95,15 @@ def expand(ledger: LedgerDatabase, config: WebhooksConfig, view: RunView, limit:
     )
     for event in events:
         urls = config.subscribers(event["event"])
-        if event["webhook"]:
-            urls.append(event["webhook"])
-        body = view(event["run_id"]) if urls and _still_so(event) else None
+        if event["event"] == "batch.finished":
+            urls += _batch_webhook(ledger, event["run_id"])
+            body = batch_view(event["run_id"]) if urls else None
+            if body is not None and body.get("state") not in ("succeeded", "failed"):
+                body = None  # a run of it was retried since: not finished after all
+        else:
+            if event["webhook"]:
+                urls.append(event["webhook"])
+            body = view(event["run_id"]) if urls and _still_so(event) else None
         with ledger.transaction() as db:
             if body is not None:
                 allowed = [url for url in urls if _allowed(url, config)]
@@ -89,6 +113,11 @@ def expand(ledger: LedgerDatabase, config: WebhooksConfig, view: RunView, limit:
                 "UPDATE webhook_events SET expanded_at = ? WHERE id = ?", (now_iso(), event["id"])
             )
     return len(events)
+
+
+def _batch_webhook(ledger: LedgerDatabase, batch_id: str) -> list[str]:
+    rows = ledger.rows("SELECT webhook FROM run_batches WHERE id = ?", (batch_id,))
+    return [rows[0]["webhook"]] if rows and rows[0]["webhook"] else []
 
 
 def _still_so(event: dict[str, Any]) -> bool:
