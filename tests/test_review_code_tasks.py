@@ -66,9 +66,9 @@ def test_review_checks_from_the_task_file_never_run_before_a_person_approves(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="open (review finding 2): the agent's worktree shares every ref of its repo, and "
-    "a bare repo's refs are not compared before and after the agent; the fix is a clone of "
-    "its own for the agent, fetched back from",
+    reason="open (review finding 2): every ref is now compared before and after the agent, "
+    "and a task whose agent moved one is rejected (the test below), but the ref has moved by "
+    "then: the agent's worktree can write its repo's refs. The fix is a clone of its own",
 )
 def test_review_an_agent_cannot_move_the_target_branch_itself(vault_root: Path, tmp_path: Path):
     """The agent's worktree shares the repo's refs: it moves `main` itself (a bare repo, or
@@ -96,12 +96,32 @@ def test_review_an_agent_cannot_move_the_target_branch_itself(vault_root: Path, 
     assert path.parent.name == "Rejected"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (review finding 3): the diff shown is computed in the worktree (the agent's "
-    ".gitattributes apply) and the one checked at landing in the repo; both must be computed "
-    "the same way, without a working tree's attributes",
-)
+def test_a_task_whose_agent_moved_another_ref_is_rejected_saying_so(
+    vault_root: Path, tmp_path: Path
+):
+    """The stopgap for the above: every ref but the task's own branch is compared before
+    and after the agent; an agent that moved one gets its task rejected, for a person."""
+    checkout = make_repo(tmp_path / "checkout")
+    bare = tmp_path / "demo.git"
+    git(tmp_path, "clone", "-q", "--bare", str(checkout), str(bare))
+    agent = """
+    import subprocess
+    from pathlib import Path
+    Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
+    env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@a", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@a", "PATH": "/usr/bin:/bin"}
+    subprocess.run(["git", "commit", "-qam", "evil"], check=True, env=env)
+    subprocess.run(["git", "update-ref", "refs/heads/main", "HEAD"], check=True, env=env)
+    """
+    app = _app(vault_root, tmp_path / "state", tmp_path, bare, agent)
+    try:
+        path = _drop(vault_root, app)
+    finally:
+        app.close()
+    assert path.parent.name == "Rejected"
+    assert "outside its worktree" in path.read_text()
+
+
 def test_review_a_gitattributes_change_does_not_break_the_approved_diff(
     vault_root: Path, tmp_path: Path
 ):

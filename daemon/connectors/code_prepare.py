@@ -121,7 +121,7 @@ def prepare(config: CodeConfig, state_dir: Path, task_id: str, action: CodeTask)
     places.artifacts.mkdir(parents=True, exist_ok=True)
     places.worktree.parent.mkdir(parents=True, exist_ok=True)
     (places.artifacts / INPUTS).write_text(json.dumps(_inputs(action), sort_keys=True))
-    before = _main_checkout(repo)
+    before = _main_checkout(repo, branch)
     git(repo, "worktree", "add", "--quiet", "-b", branch, "--", str(places.worktree), base_sha)
     common = Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
     settings = _repo_settings(common)
@@ -132,7 +132,7 @@ def prepare(config: CodeConfig, state_dir: Path, task_id: str, action: CodeTask)
             f"the agent changed the git settings of {repo} (its config, attributes or hooks); "
             "nothing is landed, and a person should look at them"
         )
-    if _main_checkout(repo) != before:
+    if _main_checkout(repo, branch) != before:
         raise Refused(f"the agent changed {repo} outside its worktree; nothing is landed")
     head_sha = _commit_leftovers(places.worktree, task_id)
     if head_sha == base_sha:
@@ -192,13 +192,18 @@ def _repo_settings(common: Path) -> dict[str, bytes]:
     return found
 
 
-def _main_checkout(repo: Path) -> tuple[str, str]:
-    """Return what the repo's own checkout holds (its HEAD and its status), to tell whether
-    an agent wrote outside its worktree; empty for a bare repo."""
+def _main_checkout(repo: Path, own: str) -> tuple[str, str, str]:
+    """Return what the repo holds outside the task's own branch `own`: its checkout's HEAD
+    and status (nothing for a bare repo) and every other ref, to tell whether an agent wrote
+    outside its worktree (its worktree shares the repo's refs: it could move the target)."""
+    listed = out(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+    refs = "\n".join(
+        line for line in listed.splitlines() if not line.startswith(f"refs/heads/{own} ")
+    )
     if out(repo, "rev-parse", "--is-bare-repository") == "true":
-        return ("bare", "")
+        return ("bare", "", refs)
     status = out(repo, "status", "--porcelain=v1", "--untracked-files=all")
-    return (out(repo, "rev-parse", "HEAD"), status)
+    return (out(repo, "rev-parse", "HEAD"), status, refs)
 
 
 def _run(argv: list[str], cwd: Path, log: Path, timeout: float) -> tuple[int | None, str]:
@@ -249,9 +254,15 @@ def _commit_leftovers(worktree: Path, task_id: str) -> str:
 
 
 def diff_of(repo: Path, base_sha: str, head_sha: str) -> bytes:
-    """Return the exact patch base..head (binary-safe, no external diff or textconv)."""
+    """Return the exact patch base..head (binary-safe, no external diff or textconv),
+    the same from the task's worktree and from its repo: computed in the shared git folder
+    with no working tree, so no `.gitattributes` of a checkout (the agent's) changes it."""
+    common = Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
     done = git(
-        repo,
+        common,
+        "--git-dir=.",
+        "-c",
+        "core.attributesFile=/dev/null",
         "diff",
         "--binary",
         "--no-color",
