@@ -44,6 +44,8 @@ ENDPOINTS = {
     ("/api/v1/runs", "post"),
     ("/api/v1/runs/{run_id}", "get"),
     ("/api/v1/runs/{run_id}/execute", "post"),
+    ("/api/v1/batches", "post"),
+    ("/api/v1/batches/{batch_id}", "get"),
 }
 POST = {"text": "Winter sale starts Monday", "platforms": ["facebook"]}
 # Says it started, then holds its run until the test lets it go.
@@ -591,7 +593,7 @@ def test_a_name_in_use_needs_a_revoke_before_it_is_given_again(shared: Served):
 # -- the document and the server --------------------------------------------------------
 
 
-def test_the_openapi_document_lists_exactly_the_five_endpoints(shared: Served):
+def test_the_openapi_document_lists_exactly_the_seven_endpoints(shared: Served):
     document = shared.client.get("/openapi.json").json()
 
     listed = {
