@@ -95,3 +95,17 @@ def test_a_row_that_no_longer_loads_is_dropped_not_fatal(tmp_path: Path) -> None
         second.shutdown()
     with sqlite3.connect(path) as db:
         assert [row[0] for row in db.execute("SELECT id FROM apscheduler_jobs")] == ["good"]
+
+
+def test_the_schedulers_thread_asking_after_shutdown_finds_nothing_due(tmp_path: Path) -> None:
+    """APScheduler closes its job stores, then wakes its thread; a thread caught mid-loop asks
+    once more. A closed store answers that nothing is due (it logged "not started" as a
+    warning at every `vaultd run` stop), and names its file in any other error."""
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
+    scheduler.start(paused=True)
+    scheduler.shutdown()
+    assert store.get_due_jobs(datetime.now(UTC)) == []
+    assert store.get_next_run_time() is None
+    with pytest.raises(RuntimeError, match=r"jobs\.sqlite3 is not started"):
+        store.get_all_jobs()

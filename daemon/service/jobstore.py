@@ -61,6 +61,10 @@ class SqliteJobStore(BaseJobStore):
         return jobs[0] if jobs else None
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
+        if self._db is None:
+            # Shut down: APScheduler's thread, caught mid-loop by the scheduler's shutdown,
+            # asks once more as it stops. Nothing is due in a store that is closed.
+            return []
         rows = self._rows(
             "SELECT id, job_state FROM apscheduler_jobs WHERE next_run_time <= ?"
             " ORDER BY next_run_time",
@@ -69,6 +73,8 @@ class SqliteJobStore(BaseJobStore):
         return self._reconstitute(rows)
 
     def get_next_run_time(self) -> datetime | None:
+        if self._db is None:
+            return None  # shut down (see get_due_jobs)
         rows = self._rows(
             "SELECT next_run_time FROM apscheduler_jobs WHERE next_run_time IS NOT NULL"
             " ORDER BY next_run_time LIMIT 1"
@@ -112,7 +118,7 @@ class SqliteJobStore(BaseJobStore):
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            raise RuntimeError("the job store {self.path} is not started")
+            raise RuntimeError(f"the job store {self.path} is not started")
         return self._db
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
