@@ -21,7 +21,7 @@ import json
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -30,7 +30,7 @@ from daemon.core.ledger import Ledger
 from daemon.core.models import Action
 from daemon.core.policy import AutoApproved
 from daemon.core.repeat_keys import payees, platforms, repeat_hash
-from daemon.core.timestamps import now_iso
+from daemon.core.timestamps import iso_ms, now_iso
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payload_keys (
@@ -144,7 +144,7 @@ def auto_approved_since(book: Ledger, since: datetime) -> AutoApproved:
     (daemon/core/ledger_budgets.py), so a decision costs what changed since the last one.
     """
     migrate(book)
-    start = _timestamp(since)
+    start = iso_ms(since)
     return ledger_budgets.totals(
         book,
         start,
@@ -179,11 +179,6 @@ def _shares(rows: Iterable[Mapping[str, Any]]) -> dict[str, ledger_budgets.Share
             str(row["decided_at"] or ""), tuple(_list(row["platforms"])), money
         )
     return shares
-
-
-def _timestamp(when: datetime) -> str:
-    """Return a time as the ledger's `decided_at` holds it, so that text order is time order."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _list(text: Any) -> list[str]:

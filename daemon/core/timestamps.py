@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 
 def now_iso() -> str:
     """Return the current time to the millisecond, as the ledger and audit log record it."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ms(datetime.now(UTC))
+
+
+def iso_ms(when: datetime) -> str:
+    """Return a time to the millisecond, as `now_iso` writes it (so that text order is time
+    order among the ledger's timestamps): 2026-11-22T10:00:00.000Z."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def iso(when: datetime) -> str:

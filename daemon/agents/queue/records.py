@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from daemon.core.timestamps import iso_ms
+
 
 def identity_key(skill: str, inputs: Any) -> str:
     """Given a skill and its inputs, return the default identity key: the SHA-256 of the
@@ -59,6 +61,4 @@ class IdentityTaken(Exception):
 def when(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    return (
-        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    return iso_ms(datetime.fromtimestamp(epoch, UTC))

@@ -33,14 +33,10 @@ from daemon import __version__
 from daemon.agents.webhooks.outbox import Delivery, Outbox
 from daemon.core.audit import AuditLog
 from daemon.core.settings import Settings
+from daemon.core.timestamps import iso_ms
 from daemon.core.webhook_config import SECRET_ENV, WebhooksConfig, check_url
 
 log = logging.getLogger(__name__)
-
-
-def _stamp(when: datetime) -> str:
-    """A time as the outbox compares it: to the millisecond, as `now_iso` writes it."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -95,7 +91,7 @@ class Deliverer:
 
     def deliver_due(self, limit: int = 20) -> int:
         """Try every delivery that is due (up to `limit`); return how many were tried."""
-        due = self.outbox.due(_stamp(self.clock()), limit)
+        due = self.outbox.due(iso_ms(self.clock()), limit)
         for delivery in due:
             self.attempt(delivery)
         return len(due)
@@ -157,7 +153,7 @@ class Deliverer:
 
     def _retry(self, delivery: Delivery, status: int | None, error: str, took: int) -> None:
         wait = self.backoff(delivery.attempts + 1)
-        at = _stamp(self.clock() + timedelta(seconds=wait))
+        at = iso_ms(self.clock() + timedelta(seconds=wait))
         self.outbox.retry(delivery, status, error, at)
         self._log("webhook_retrying", delivery, status, took, f"{error}; next attempt at {at}")
 
