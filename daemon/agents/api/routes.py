@@ -51,6 +51,17 @@ _bearer = HTTPBearer(
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey")
 
 
+def _webhook(request: Request, url: str | None, what: str) -> str | None:
+    """Given a request's `webhook` (None if it named none), return it if vaultd may post to
+    it; raise InputsInvalid naming the field `webhook` if not (a 422)."""
+    if url is None:
+        return None
+    try:
+        return check_url(url, _state(request).webhook_hosts)
+    except ValueError as error:
+        raise InputsInvalid(what, [("webhook", str(error))]) from None
+
+
 def _state(request: Request) -> ApiState:
     state: ApiState = request.app.state.vaultd
     return state
@@ -112,12 +123,7 @@ def create_run(request: Request, response: Response, body: CreateRun, caller: Ca
     and inputs) makes this a 409 naming that run (`run_id`, Location)."""
     access = _state(request).access
     if body.execute:
-        webhook = None
-        if body.webhook is not None:
-            try:
-                webhook = check_url(body.webhook, _state(request).webhook_hosts)
-            except ValueError as error:
-                raise InputsInvalid(body.skill_key, [("webhook", str(error))]) from None
+        webhook = _webhook(request, body.webhook, body.skill_key)
         options = Options(
             body.priority,
             body.eta,
@@ -166,12 +172,7 @@ def create_batch(request: Request, response: Response, body: CreateBatch, caller
     enqueued, none (the error names `runs[N].field`). Follow it at its URL (Location): its
     state comes from its runs'."""
     state = _state(request)
-    webhook = None
-    if body.webhook is not None:
-        try:
-            webhook = check_url(body.webhook, state.webhook_hosts)
-        except ValueError as error:
-            raise InputsInvalid("the batch", [("webhook", str(error))]) from None
+    webhook = _webhook(request, body.webhook, "the batch")
     items = [
         BatchItem(
             run.skill_key,

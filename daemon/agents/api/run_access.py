@@ -75,12 +75,7 @@ class RunAccess:
             requested_by=caller.requested_by,
             groups=groups,
             options=options,
-            also=lambda run_id: [
-                (
-                    "INSERT INTO run_callers (run_id, requested_by, groups) VALUES (?, ?, ?)",
-                    (run_id, caller.requested_by, json.dumps(sorted(groups))),
-                )
-            ],
+            also=lambda run_id: [_caller_of(run_id, caller)],
             sees=lambda run_id: self.sees(caller, run_id),
         )
 
@@ -95,12 +90,7 @@ class RunAccess:
             requested_by=caller.requested_by,
             groups=groups,
             webhook=webhook,
-            also=lambda run_id: [
-                (
-                    "INSERT INTO run_callers (run_id, requested_by, groups) VALUES (?, ?, ?)",
-                    (run_id, caller.requested_by, json.dumps(sorted(groups))),
-                )
-            ],
+            also=lambda run_id: [_caller_of(run_id, caller)],
             sees=lambda run_id: self.sees(caller, run_id),
         )
 
@@ -125,10 +115,7 @@ class RunAccess:
         groups = set(caller.groups)
         view = self.runs.create(skill_key, inputs, requested_by=caller.requested_by, groups=groups)
         with self.ledger.transaction(durable=True) as db:
-            db.execute(
-                "INSERT INTO run_callers (run_id, requested_by, groups) VALUES (?, ?, ?)",
-                (view.run.id, caller.requested_by, json.dumps(sorted(groups))),
-            )
+            db.execute(*_caller_of(view.run.id, caller))
         return self.runs.execute(view.run.id, groups=groups) if execute else view
 
     def view(self, caller: Caller, run_id: str) -> RunView:
@@ -169,3 +156,12 @@ class RunAccess:
 def _who(row: dict[str, Any]) -> tuple[str | None, list[str] | None]:
     groups = json.loads(row["groups"]) if row["groups"] is not None else None
     return row["requested_by"], groups
+
+
+def _caller_of(run_id: str, caller: Caller) -> tuple[str, tuple[Any, ...]]:
+    """The statement that records who asked for a run, with which groups (what `sees` reads
+    later), for the transaction that makes the run."""
+    return (
+        "INSERT INTO run_callers (run_id, requested_by, groups) VALUES (?, ?, ?)",
+        (run_id, caller.requested_by, json.dumps(sorted(caller.groups))),
+    )
