@@ -146,9 +146,10 @@ def rebuild(
             report.removed += 1
             report.derived = True
         known = db.execute("SELECT digest FROM sources WHERE name = ?", (LEDGER,)).fetchone()
-        if (known[0] if known else digest([])) != digest(facts):
+        stated = digest(facts)
+        if (known[0] if known else digest([])) != stated:
             report.derived = True  # the ledger says more (or other) than at the last build
-            db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (LEDGER, digest(facts)))
+            db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (LEDGER, stated))
         if report.derived or full:
             derive(db, facts)
             report.derived = True

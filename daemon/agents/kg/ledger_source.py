@@ -72,8 +72,9 @@ def _row_hash(row: sqlite3.Row) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _task_label(row: sqlite3.Row) -> str:
-    return Path(str(row["file"] or row["id"])).name
+def _task_label(file: str | None, task_id: str) -> str:
+    """A task's label: its note's file name (its id if it has no file)."""
+    return Path(str(file or task_id)).name
 
 
 def _approvals(db: sqlite3.Connection) -> list[LedgerFact]:
@@ -92,7 +93,7 @@ def _approvals(db: sqlite3.Connection) -> list[LedgerFact]:
             LedgerFact(
                 f"id:{row['id']}",
                 "task",
-                _task_label(row),
+                _task_label(row["file"], row["id"]),
                 "approved_by",
                 str(row["rule"] or ""),
                 actor,
@@ -125,7 +126,7 @@ def _executions(db: sqlite3.Connection) -> list[LedgerFact]:
                 LedgerFact(
                     f"id:{row['task_id']}",
                     "task",
-                    Path(str(row["file"] or row["task_id"])).name,
+                    _task_label(row["file"], row["task_id"]),
                     "executed_as",
                     str(row["target"]),
                     f"remote:{row['target']}:{made}",
@@ -167,7 +168,7 @@ def _requests(db: sqlite3.Connection) -> list[LedgerFact]:
                 "",
                 f"id:{row['id']}",
                 "task",
-                _task_label(row),
+                _task_label(row["file"], row["id"]),
                 f"ledger:tasks/{row['id']}",
                 _row_hash(row),
                 f"run {run_id} of skill {row['skill']} asked for task {row['id']}"[:_MAX_QUOTE],
