@@ -64,16 +64,9 @@ def test_review_checks_from_the_task_file_never_run_before_a_person_approves(
     assert not proof.exists(), "a command the task file chose ran as vaultd, unapproved"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (review finding 2): every ref is now compared before and after the agent, "
-    "and a task whose agent moved one is rejected (the test below), but the ref has moved by "
-    "then: the agent's worktree can write its repo's refs. The fix is a clone of its own",
-)
-def test_review_an_agent_cannot_move_the_target_branch_itself(vault_root: Path, tmp_path: Path):
-    """The agent's worktree shares the repo's refs: it moves `main` itself (a bare repo, or
-    any branch not checked out in the main checkout) and vaultd does not notice. The change
-    is on the target before any person saw it."""
+def _an_agent_moves_main_of_a_bare_repo(vault_root: Path, tmp_path: Path) -> tuple[Path, str, Path]:
+    """Drop a code task on a bare repo whose agent commits and moves `main` to its commit
+    itself; return the repo, where `main` was before, and where the task's note is now."""
     checkout = make_repo(tmp_path / "checkout")
     bare = tmp_path / "demo.git"
     git(tmp_path, "clone", "-q", "--bare", str(checkout), str(bare))
@@ -92,6 +85,20 @@ def test_review_an_agent_cannot_move_the_target_branch_itself(vault_root: Path, 
         path = _drop(vault_root, app)
     finally:
         app.close()
+    return bare, before, path
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (review finding 2): every ref is now compared before and after the agent, "
+    "and a task whose agent moved one is rejected (the test below), but the ref has moved by "
+    "then: the agent's worktree can write its repo's refs. The fix is a clone of its own",
+)
+def test_review_an_agent_cannot_move_the_target_branch_itself(vault_root: Path, tmp_path: Path):
+    """The agent's worktree shares the repo's refs: it moves `main` itself (a bare repo, or
+    any branch not checked out in the main checkout) and vaultd does not notice. The change
+    is on the target before any person saw it."""
+    bare, before, path = _an_agent_moves_main_of_a_bare_repo(vault_root, tmp_path)
     assert git(bare, "rev-parse", "main") == before, "main moved with no approval"
     assert path.parent.name == "Rejected"
 
@@ -101,23 +108,7 @@ def test_a_task_whose_agent_moved_another_ref_is_rejected_saying_so(
 ):
     """The stopgap for the above: every ref but the task's own branch is compared before
     and after the agent; an agent that moved one gets its task rejected, for a person."""
-    checkout = make_repo(tmp_path / "checkout")
-    bare = tmp_path / "demo.git"
-    git(tmp_path, "clone", "-q", "--bare", str(checkout), str(bare))
-    agent = """
-    import subprocess
-    from pathlib import Path
-    Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
-    env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@a", "GIT_COMMITTER_NAME": "a",
-           "GIT_COMMITTER_EMAIL": "a@a", "PATH": "/usr/bin:/bin"}
-    subprocess.run(["git", "commit", "-qam", "evil"], check=True, env=env)
-    subprocess.run(["git", "update-ref", "refs/heads/main", "HEAD"], check=True, env=env)
-    """
-    app = _app(vault_root, tmp_path / "state", tmp_path, bare, agent)
-    try:
-        path = _drop(vault_root, app)
-    finally:
-        app.close()
+    _, _, path = _an_agent_moves_main_of_a_bare_repo(vault_root, tmp_path)
     assert path.parent.name == "Rejected"
     assert "outside its worktree" in path.read_text()
 
