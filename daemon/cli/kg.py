@@ -60,12 +60,8 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
         "a partner's name or an invoice number.",
     )
     add_vault(near, state=True)
-    near.add_argument("ref", metavar="REF", help="what to start from")
-    near.add_argument(
-        "--depth", type=int, default=1, help=f"edges to follow (1 to {query.MAX_DEPTH})"
-    )
+    _walk_arguments(near, "what to start from")
     near.add_argument("--edge", help="follow only edges of this type (links_to, tagged …)")
-    near.add_argument("--json", action="store_true", help="print JSON instead of text")
     near.set_defaults(func=cmd_neighborhood)
 
     context = sub.add_parser(
@@ -75,11 +71,7 @@ def register(commands: Any, add_vault: Callable[..., None]) -> None:
         "changed since the last rebuild (stale) and where its quoted line is now.",
     )
     add_vault(context, state=True)
-    context.add_argument("ref", metavar="REF", help="what to start from (as for neighborhood)")
-    context.add_argument(
-        "--depth", type=int, default=1, help=f"edges to follow (1 to {query.MAX_DEPTH})"
-    )
-    context.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _walk_arguments(context, "what to start from (as for neighborhood)")
     context.set_defaults(func=cmd_context)
 
 
@@ -99,6 +91,15 @@ def _index(path: Path, *, create: bool) -> Iterator[sqlite3.Connection]:
         raise KgError(f"{path}: {error}") from None
     finally:
         db.close()
+
+
+def _walk_arguments(parser: argparse.ArgumentParser, ref_help: str) -> None:
+    """The arguments of a walk from a node (neighborhood, context): REF, --depth, --json."""
+    parser.add_argument("ref", metavar="REF", help=ref_help)
+    parser.add_argument(
+        "--depth", type=int, default=1, help=f"edges to follow (1 to {query.MAX_DEPTH})"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def _path(args: argparse.Namespace) -> tuple[Path, Path]:
