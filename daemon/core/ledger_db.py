@@ -70,6 +70,15 @@ class LedgerDatabase:
         with self._lock:
             self._db.executescript(script)
 
+    def add_text_columns(self, table: str, *columns: str) -> None:
+        """Add to another module's table the TEXT columns a ledger written by an older vaultd
+        lacks (columns are only ever added; `table` and `columns` are this code's names)."""
+        with self._tx() as db:
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+
     @contextmanager
     def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction (`durable`: fsynced before it returns)."""

@@ -83,12 +83,8 @@ class QueueStore:
     def __init__(self, ledger: LedgerDatabase) -> None:
         self.ledger = ledger
         ledger.ensure_schema(SCHEMA)
-        with ledger.transaction() as db:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(skill_runs)")}
-            if "identity_key" not in columns:  # a ledger from before the queue
-                db.execute("ALTER TABLE skill_runs ADD COLUMN identity_key TEXT")
-            if "batch_id" not in columns:  # a ledger from before batches
-                db.execute("ALTER TABLE skill_runs ADD COLUMN batch_id TEXT")
+        # A ledger from before the queue, or before batches.
+        ledger.add_text_columns("skill_runs", "identity_key", "batch_id")
         ledger.ensure_schema(IDENTITY_INDEX)
 
     def enqueue(

@@ -70,11 +70,8 @@ def install(ledger: LedgerDatabase) -> None:
     """Given a writable ledger with the skill runs' tables, create the webhook tables, the
     triggers, and the runs' `webhook` column (a ledger from before webhooks has none)."""
     ledger.ensure_schema(OUTBOX_SCHEMA)
-    with ledger.transaction() as db:
-        columns = {row[1] for row in db.execute("PRAGMA table_info(skill_runs)")}
-        for column in ("webhook", "batch_id"):  # a ledger from before webhooks, batches
-            if column not in columns:
-                db.execute(f"ALTER TABLE skill_runs ADD COLUMN {column} TEXT")
+    # A ledger from before webhooks, or before batches (the trigger reads batch_id).
+    ledger.add_text_columns("skill_runs", "webhook", "batch_id")
     ledger.ensure_schema(SCHEMA)
 
 
