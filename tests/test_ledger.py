@@ -1,9 +1,12 @@
 """The ledger: tasks, runs with a state machine, and durable intents."""
 
 import sqlite3
+import threading
 from pathlib import Path
 
-from daemon.core import ledger
+import pytest
+
+from daemon.core import ledger, ledger_db
 from daemon.core.ledger import Ledger
 
 
@@ -89,3 +92,45 @@ def test_connector_progress_is_remembered_durably_per_marker(tmp_path: Path):
         "created": {"at": "now"},
     }
     assert reopened.recall("vaultd:t2:instagram") == {}
+
+
+def _hold_exclusively(path: Path) -> sqlite3.Connection:
+    """A connection that keeps the whole ledger file locked until it is closed."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("COMMIT")
+    return holder
+
+
+def test_opening_waits_out_a_lock_longer_than_one_busy_timeout(tmp_path: Path, monkeypatch):
+    # SQLite answers some opens "database is locked" without its busy timeout; a CLI
+    # command started beside a busy daemon retries instead of failing.
+    path = tmp_path / "ledger.sqlite3"
+    Ledger(path).close()
+    holder = _hold_exclusively(path)
+    monkeypatch.setattr(ledger_db, "BUSY_SECONDS", 0.05)
+    monkeypatch.setattr(ledger_db, "OPEN_SECONDS", 10.0)
+    release = threading.Timer(0.4, holder.close)
+    release.start()
+    try:
+        opened = Ledger(path)
+    finally:
+        release.join()
+    assert opened.rows("SELECT count(*) AS n FROM tasks") == [{"n": 0}]
+    opened.close()
+
+
+def test_opening_gives_up_with_sqlites_error_when_the_lock_stays(tmp_path: Path, monkeypatch):
+    path = tmp_path / "ledger.sqlite3"
+    Ledger(path).close()
+    holder = _hold_exclusively(path)
+    monkeypatch.setattr(ledger_db, "BUSY_SECONDS", 0.05)
+    monkeypatch.setattr(ledger_db, "OPEN_SECONDS", 0.3)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            Ledger(path)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            Ledger(path, readonly=True)
+    finally:
+        holder.close()

@@ -4,6 +4,10 @@ the write transactions every ledger record is made in.
 A durable transaction is fsynced (`synchronous=FULL`) before it returns: an INTENT is recorded
 in one before the remote call it announces. Other stores keep their tables in this database
 too (`ensure_schema`, `transaction`, `rows`).
+
+Opening is retried while the file is locked: SQLite answers some opens "database is locked"
+without waiting for its busy timeout (a `journal_mode` change, another process's recovery
+of the WAL), and a CLI command started beside a busy daemon must not fail for it.
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from daemon.core.ledger_schema import SCHEMA, add_missing_columns
+
+BUSY_SECONDS = 5.0  # how long one statement waits for a lock (SQLite's busy timeout)
+OPEN_SECONDS = 30.0  # how long opening is retried while the file stays locked
 
 
 class LedgerDatabase:
@@ -30,18 +38,10 @@ class LedgerDatabase:
         self.path = path
         # Requests, results and errors pass through `redact` before they are stored.
         self._redact: Callable[[Any], Any] = redact or (lambda value: value)
-        if readonly:
-            uri = f"file:{path}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        else:
+        if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-            add_missing_columns(self._db)
+        self._db = _open(path, readonly=readonly)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout=5000")
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -104,6 +104,38 @@ class LedgerDatabase:
         with self._lock:
             (result,) = self._db.execute("PRAGMA integrity_check").fetchone()
         return bool(result == "ok")
+
+
+def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """Connect to the ledger at `path` (read-write: in WAL, with its schema), retrying for
+    OPEN_SECONDS while SQLite answers that the file is locked."""
+    deadline = time.monotonic() + OPEN_SECONDS
+    while True:
+        if readonly:
+            db = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, timeout=BUSY_SECONDS, check_same_thread=False
+            )
+        else:
+            db = sqlite3.connect(
+                path, timeout=BUSY_SECONDS, check_same_thread=False, isolation_level=None
+            )
+        try:
+            # A read first, retried here if locked. A connection that has not read the file
+            # yet takes it for a rollback journal, and would ask for the lock that a change
+            # to WAL needs.
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if not readonly:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(SCHEMA)
+                add_missing_columns(db)
+            return db
+        except sqlite3.OperationalError as error:
+            db.close()
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def as_json(value: Any) -> str | None:

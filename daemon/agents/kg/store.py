@@ -90,7 +90,11 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
         db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
+        # Read first: a connection that has not read the file yet asks for the lock a change
+        # to WAL needs, and SQLite does not wait for that lock (daemon/core/ledger_db.py).
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
             raise KgError(
