@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import forkserver
 import pytest
 from conftest import VAULTD, audit, files_in, outbox, parsed, wait_for
 
@@ -124,10 +125,7 @@ def place() -> Iterator[Path]:
 
 
 def vaultd(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*VAULTD, *argv], capture_output=True, text=True, timeout=60, env=_environment(),
-        check=False,
-    )  # fmt: skip
+    return forkserver.run(argv, env=_environment(), timeout=60)
 
 
 def test_a_confined_agent_cannot_approve_by_any_way_and_can_still_hand_in_work(

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import forkserver
 import pytest
 import yaml
-from conftest import VAULTD
 from standins.graph import GraphStandIn
 
 from daemon.connectors import facebook_live, instagram_live
@@ -357,14 +357,7 @@ def test_vaultd_run_live_posts_to_facebook_and_instagram_once(graph: GraphStandI
     env.pop("VAULTD_FAILPOINT", None)
 
     def vaultd(*args: str | Path) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [*VAULTD, *map(str, args)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = forkserver.run([str(arg) for arg in args], env=env, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
         return done
 

@@ -13,7 +13,7 @@ from daemon.cli.main import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Variables only the test suite reads: documented under Development, not settings.
-TEST_ONLY = {"VAULTD_NIGHTLY", "VAULTD_SEED"}
+TEST_ONLY = {"VAULTD_NIGHTLY", "VAULTD_SEED", "VAULTD_TEST_FRESH"}
 
 
 def commands(

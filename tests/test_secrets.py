@@ -1,14 +1,14 @@
 """Secrets from the environment never reach the vault, the logs or the state directory."""
 
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import forkserver
 import pytest
-from conftest import VAULTD, files_in, make_files, note, parsed
+from conftest import files_in, make_files, note, parsed
 from standins.all import StandIns, running_all
 
 from daemon.cli.main import main as cli_main
@@ -111,9 +111,7 @@ def assert_no_canary(everything: bytes) -> None:
 
 def cli(*args: str | Path) -> str:
     """Run the real vaultd CLI as a subprocess; return what it printed (stdout and stderr)."""
-    done = subprocess.run(
-        [*VAULTD, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = forkserver.run([str(arg) for arg in args], timeout=60)
     assert done.returncode in (0, 1), done  # 1: `check` reports a broken connector
     return done.stdout + done.stderr
 

@@ -39,12 +39,20 @@ class _Armed:
     fired: set[str] = field(default_factory=set)
 
 
-_state = _Armed(
-    points=frozenset(filter(None, os.environ.get("VAULTD_FAILPOINT", "").split(","))),
-    once_file=Path(os.environ["VAULTD_FAILPOINT_ONCE"])
-    if os.environ.get("VAULTD_FAILPOINT_ONCE")
-    else None,
-)
+_state = _Armed()
+
+
+def load_environment() -> None:
+    """Arm the points VAULTD_FAILPOINT names, in SIGKILL mode (done at import; again by a
+    process forked after its environment was set, as the suite's fork server does)."""
+    once = os.environ.get("VAULTD_FAILPOINT_ONCE")
+    _state.points = frozenset(filter(None, os.environ.get("VAULTD_FAILPOINT", "").split(",")))
+    _state.once_file = Path(once) if once else None
+    _state.raise_, _state.once = False, True
+    _state.fired.clear()
+
+
+load_environment()
 
 
 def arm(points: Iterable[str], *, once: bool = True) -> None:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import forkserver
 import yaml
-from conftest import VAULTD, outbox
+from conftest import outbox
 from standins.all import StandIns
 from standins.odoo import FakeOdoo
 from standins.x_api import shorten
@@ -38,14 +39,7 @@ def vaultd(
     `env` adds to (or overrides) the environment, e.g. VAULTD_FAILPOINT_ONCE.
     """
     env = _environment(failpoint, env)
-    return subprocess.run(
-        [*VAULTD, *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return forkserver.run(list(map(str, args)), env=env, timeout=timeout)
 
 
 def _environment(failpoint: str | None, extra: dict[str, str] | None) -> dict[str, str]:
@@ -74,13 +68,8 @@ class Daemon:
     ) -> None:
         self.log_path = state.parent / f"daemon-{os.getpid()}-{id(self)}.log"
         self._log: IO[str] = self.log_path.open("w", encoding="utf-8")
-        self.process = subprocess.Popen(
-            [*VAULTD, "run", "--vault", str(vault), "--state-dir", str(state), *extra],
-            env=_environment(None, env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        args = ["run", "--vault", str(vault), "--state-dir", str(state), *extra]
+        self.process = forkserver.start(args, env=_environment(None, env), log=self._log)
 
     def output(self) -> str:
         return self.log_path.read_text(encoding="utf-8")

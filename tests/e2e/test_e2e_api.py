@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import forkserver
 import httpx
 import pytest
-from conftest import VAULTD, files_in, move, wait_for
+from conftest import files_in, move, wait_for
 from e2e_support import ok, vaultd
 
 from daemon.core.vault import Vault
@@ -30,11 +30,9 @@ class Serve:
     def __init__(self, vault: Path, state: Path, log: Path) -> None:
         self.log = log
         with log.open("w", encoding="utf-8") as output:
-            self.process = subprocess.Popen(
-                [*VAULTD, "serve", "--vault", str(vault), "--state-dir", str(state), *PORT_ANY],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                text=True,
+            self.process = forkserver.start(
+                ["serve", "--vault", str(vault), "--state-dir", str(state), *PORT_ANY],
+                log=output,
             )
         found = wait_for(self._url, timeout=20)
         self.url: str = found

@@ -17,14 +17,14 @@ import os
 import random
 import re
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import forkserver
 import pytest
-from conftest import VAULTD, files_in, wait_for
+from conftest import files_in, wait_for
 from e2e_support import Daemon, audit_events, calls_per_marker, integrity, nightly
 
 from daemon.agents.queue.service import RunQueue
@@ -110,9 +110,8 @@ def test_runs_create_execute_wait_follows_a_run_the_daemon_works_to_its_end(tmp_
     daemon = Daemon(vault, state, "--config", str(config))
     try:
         inputs = json.dumps({"n": 1, "pause": 0.0, "marks": str(marks)})
-        waited = subprocess.run(
+        waited = forkserver.run(
             [
-                *VAULTD,
                 "runs",
                 "create",
                 "announce",
@@ -122,10 +121,7 @@ def test_runs_create_execute_wait_follows_a_run_the_daemon_works_to_its_end(tmp_
                 "--wait",
                 *where,
             ],
-            capture_output=True,
-            text=True,
             timeout=60,
-            check=False,
         )
         assert waited.returncode == 0, waited.stdout + waited.stderr + daemon.output()
         assert ": queued\n" in waited.stdout

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
+import forkserver
 import pytest
-from conftest import VAULTD, wait_for
+from conftest import wait_for
 from e2e_support import Daemon, audit_events
 from standins.webhooks import TEST_SECRET, Receiver, ReceiverState
 from test_e2e_queue import setup
@@ -27,9 +27,8 @@ FAST_RETRIES = "[webhooks]\nbackoff_seconds = 0.2\nmax_backoff_seconds = 0.5\n"
 
 def enqueue(tmp_path: Path, vault: Path, state: Path, config: Path, url: str, n: int) -> str:  # noqa: PLR0917
     marks = tmp_path / "marks"
-    made = subprocess.run(
+    made = forkserver.run(
         [
-            *VAULTD,
             "runs",
             "create",
             "announce",
@@ -45,10 +44,7 @@ def enqueue(tmp_path: Path, vault: Path, state: Path, config: Path, url: str, n:
             "--config",
             str(config),
         ],
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert made.returncode == 0, made.stdout + made.stderr
     return made.stdout.split(":")[0].split()[-1]
@@ -84,13 +80,8 @@ def test_a_run_is_told_to_its_webhook_verified_after_two_failures_with_one_id(tm
     }
     retried = [e for e in audit_events(vault) if e["event"] == "webhook_retrying"]
     assert len(retried) == 2 and all(e["result"]["status"] == "error" for e in retried)
-    status = subprocess.run(
-        [*VAULTD, "status", "--vault", str(vault), "--state-dir", str(state)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    status = forkserver.run(["status", "--vault", str(vault), "--state-dir", str(state)])
+    assert status.returncode == 0, status.stderr
     assert "Webhooks: 2 delivered (each attempt is in the audit log)" in status.stdout
 
 
@@ -129,14 +120,7 @@ def test_vaultd_run_once_from_cron_delivers_what_the_runs_it_worked_owe(tmp_path
     with Receiver() as receiver:
         enqueue(tmp_path, vault, state, config, receiver.url, 3)
         where = ["--vault", str(vault), "--state-dir", str(state), "--config", str(config)]
-        once = subprocess.run(
-            [*VAULTD, "run", "--once", *where],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            check=False,
-        )
+        once = forkserver.run(["run", "--once", *where], env=env, timeout=120)
         assert once.returncode == 0, once.stdout + once.stderr
         got = receiver.state.wait_for(1, timeout=5)
     assert got and all(r.verified is not None for r in got), [r.error for r in got]
