@@ -46,6 +46,9 @@ ENDPOINTS = {
     ("/api/v1/runs/{run_id}/execute", "post"),
     ("/api/v1/batches", "post"),
     ("/api/v1/batches/{batch_id}", "get"),
+    ("/api/v1/kg/neighborhood", "get"),
+    ("/api/v1/kg/search", "get"),
+    ("/api/v1/kg/context", "get"),
 }
 POST = {"text": "Winter sale starts Monday", "platforms": ["facebook"]}
 # Says it started, then holds its run until the test lets it go.

@@ -49,6 +49,9 @@ VAULT_TOOLS = {
     "list_runs",
     "list_pending_approvals",
     "vault_status",
+    "kg_neighborhood",
+    "kg_semantic_search",
+    "kg_fetch_context",
 }
 # Words no tool name may contain: nothing here decides, executes or changes the world.
 FORBIDDEN_WORDS = {"approve", "reject", "execute", "run_now", "move", "delete", "publish", "pay"}

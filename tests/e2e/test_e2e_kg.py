@@ -180,7 +180,7 @@ def test_an_ambiguous_or_unknown_ref_is_refused_naming_what_it_could_mean(kg: Kg
         "('Nobody': missing: no note of this name)\n",
     )
     code, _, err = kg.run("neighborhood", "Q1", "--depth", "9")
-    assert (code, err) == (1, "vaultd: --depth 9: expected 1 to 5\n")
+    assert (code, err) == (1, "vaultd: depth 9: expected 1 to 5\n")
 
 
 def test_reading_commands_before_a_rebuild_say_what_to_run(tmp_path: Path, capsys):

@@ -10,9 +10,11 @@ from daemon import __version__
 from daemon.agents.api import errors
 from daemon.agents.api.auth import Authenticator
 from daemon.agents.api.keys import ApiKeyStore
+from daemon.agents.api.kg_routes import router as kg_router
 from daemon.agents.api.limits import BodyLimit
 from daemon.agents.api.routes import ApiState, router
 from daemon.agents.api.run_access import RunAccess
+from daemon.agents.kg.reads import GraphReads
 from daemon.agents.skills.runs import Runs
 from daemon.core.settings import Settings
 from daemon.lifecycle.app import App
@@ -42,8 +44,10 @@ def create_api(app: App, runs: Runs, *, settings: Settings | None = None) -> Fas
         auth=auth,
         access=RunAccess(runs, app.config.queue),
         webhook_hosts=tuple(app.config.webhooks.allowed_hosts),
+        graph=GraphReads.of_app(app),
     )
     api.include_router(router)
+    api.include_router(kg_router)
     api.add_middleware(BodyLimit)
     errors.install(api)
     return api

@@ -4,6 +4,7 @@
 404 no such skill, run or path               409 the run is not in a state that runs, or
                                              an unfinished run has the same identity key
 422 bad inputs, with every problem listed    429 rate limit or cooldown (Retry-After)
+503 no knowledge graph built yet (kg_routes.py)
 
 A run of a caller that shares none of this caller's groups is a 404, worded exactly as a run
 that does not exist (run_access.py).
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from daemon.agents.api.auth import Unauthorized
+from daemon.agents.kg.store import KgError
 from daemon.agents.skills.run_errors import Duplicate
 from daemon.agents.skills.runs import InputsInvalid, RunError, Throttled
 from daemon.agents.skills.store import TransitionRefused
@@ -64,6 +66,10 @@ def install(api: FastAPI) -> None:
                 headers={"Retry-After": str(wait)},
                 retry_at=iso(error.retry_at),
             )
+        return error_response(error.status, str(error))
+
+    @api.exception_handler(KgError)
+    async def graph_error(_request: Request, error: KgError) -> JSONResponse:
         return error_response(error.status, str(error))
 
     @api.exception_handler(TransitionRefused)

@@ -24,6 +24,7 @@ from daemon.agents.api.schemas import (
     SkillOut,
 )
 from daemon.agents.api.views import batch_json, run_json
+from daemon.agents.kg.reads import GraphReads
 from daemon.agents.queue.batches import BatchItem
 from daemon.agents.queue.service import Options
 from daemon.agents.skills.runs import InputsInvalid, Runs, SkillNotFound
@@ -41,6 +42,7 @@ class ApiState:
     access: RunAccess
     # Hosts a run's webhook may name beyond loopback ([webhooks] allowed_hosts).
     webhook_hosts: tuple[str, ...] = ()
+    graph: GraphReads | None = None  # the vault's knowledge graph (kg_routes.py)
 
 
 # Declared for the OpenAPI document (and /docs' "Authorize"); the headers are read raw, so
@@ -57,12 +59,12 @@ def _webhook(request: Request, url: str | None, what: str) -> str | None:
     if url is None:
         return None
     try:
-        return check_url(url, _state(request).webhook_hosts)
+        return check_url(url, api_state(request).webhook_hosts)
     except ValueError as error:
         raise InputsInvalid(what, [("webhook", str(error))]) from None
 
 
-def _state(request: Request) -> ApiState:
+def api_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.vaultd
     return state
 
@@ -73,12 +75,12 @@ def authenticated(
     _api_key_doc: Annotated[str | None, Security(_api_key)],
 ) -> Caller:
     """The caller of this request; every /api/v1 route depends on it (401 if unknown)."""
-    return _state(request).auth.authenticate(
+    return api_state(request).auth.authenticate(
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def error_statuses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorOut} for status in (401, *statuses)}
 
 
@@ -86,17 +88,19 @@ CallerDep = Annotated[Caller, Depends(authenticated)]
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(authenticated)])
 
 
-@router.get("/skills", response_model=SkillList, responses=_errors(), tags=["skills"])
+@router.get("/skills", response_model=SkillList, responses=error_statuses(), tags=["skills"])
 def list_skills(request: Request) -> SkillList:
     """The active skills, each with its `input_schema`, `intents` and `guardrails`."""
-    registry = _state(request).runs.registry
+    registry = api_state(request).runs.registry
     return SkillList(skills=[SkillOut.of(skill) for skill in registry.listed()])
 
 
-@router.get("/skills/{key}", response_model=SkillOut, responses=_errors(404), tags=["skills"])
+@router.get(
+    "/skills/{key}", response_model=SkillOut, responses=error_statuses(404), tags=["skills"]
+)
 def get_skill(request: Request, key: str) -> SkillOut:
     """One skill's definition: its `input_schema`, `intents`, `guardrails` and limits."""
-    registry = _state(request).runs.registry
+    registry = api_state(request).runs.registry
     skill = registry.get(key)
     if skill is None:
         known = ", ".join(s.key for s in registry.listed()) or "none"
@@ -109,7 +113,7 @@ def get_skill(request: Request, key: str) -> SkillOut:
     status_code=201,
     response_model=RunOut,
     responses={
-        **_errors(403, 404, 409, 422, 429),
+        **error_statuses(403, 404, 409, 422, 429),
         202: {"model": RunOut, "description": "enqueued (execute: true); follow Location"},
     },
     tags=["runs"],
@@ -121,7 +125,7 @@ def create_run(request: Request, response: Response, body: CreateRun, caller: Ca
 
     With execute, an unfinished run with the same identity key (by default: the same skill
     and inputs) makes this a 409 naming that run (`run_id`, Location)."""
-    access = _state(request).access
+    access = api_state(request).access
     if body.execute:
         webhook = _webhook(request, body.webhook, body.skill_key)
         options = Options(
@@ -140,38 +144,38 @@ def create_run(request: Request, response: Response, body: CreateRun, caller: Ca
     return run_json(view, access.scheduling(view.run.id))
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, responses=_errors(404), tags=["runs"])
+@router.get("/runs/{run_id}", response_model=RunOut, responses=error_statuses(404), tags=["runs"])
 def get_run(request: Request, run_id: str, caller: CallerDep) -> Any:
     """A run's `state`, `output` and `trace` (one step per tool call). 404 also for a run of
     a caller that shares none of this caller's groups."""
-    access = _state(request).access
+    access = api_state(request).access
     return run_json(access.view(caller, run_id), access.scheduling(run_id))
 
 
 @router.post(
     "/runs/{run_id}/execute",
     response_model=RunOut,
-    responses=_errors(403, 404, 409, 429),
+    responses=error_statuses(403, 404, 409, 429),
     tags=["runs"],
 )
 def execute_run(request: Request, run_id: str, caller: CallerDep) -> Any:
     """Execute a draft run, or a failed one again (as a new attempt). 404 for a run this
     caller may not see."""
-    return run_json(_state(request).access.execute(caller, run_id))
+    return run_json(api_state(request).access.execute(caller, run_id))
 
 
 @router.post(
     "/batches",
     status_code=202,
     response_model=BatchOut,
-    responses=_errors(403, 404, 409, 422, 429),
+    responses=error_statuses(403, 404, 409, 422, 429),
     tags=["batches"],
 )
 def create_batch(request: Request, response: Response, body: CreateBatch, caller: CallerDep) -> Any:
     """Enqueue a batch of runs (202 Accepted at once): all of them or, if any cannot be
     enqueued, none (the error names `runs[N].field`). Follow it at its URL (Location): its
     state comes from its runs'."""
-    state = _state(request)
+    state = api_state(request)
     webhook = _webhook(request, body.webhook, "the batch")
     items = [
         BatchItem(
@@ -190,10 +194,10 @@ def create_batch(request: Request, response: Response, body: CreateBatch, caller
 
 
 @router.get(
-    "/batches/{batch_id}", response_model=BatchOut, responses=_errors(404), tags=["batches"]
+    "/batches/{batch_id}", response_model=BatchOut, responses=error_statuses(404), tags=["batches"]
 )
 def get_batch(request: Request, batch_id: str, caller: CallerDep) -> Any:
     """A batch: its state (from its runs'), its runs by state, and each run. 404 also for a
     batch of runs this caller may not see."""
-    access = _state(request).access
+    access = api_state(request).access
     return batch_json(access.batch(caller, batch_id), access.scheduling)

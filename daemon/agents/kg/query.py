@@ -43,7 +43,9 @@ def find_node(db: sqlite3.Connection, ref: str) -> str:
         candidates.add(_by_path(db, text, ref))
     except KgError as error:
         if not candidates:
-            raise KgError(f"{ref!r}: no node of this name, key, id or path ({error})") from None
+            raise KgError(
+                f"{ref!r}: no node of this name, key, id or path ({error})", status=404
+            ) from None
     if len(candidates) > 1:
         # An unresolved link named like the notes it could mean adds nothing to choose from.
         candidates = {c for c in candidates if not c.startswith("unresolved:")} or candidates
@@ -106,7 +108,7 @@ def neighborhood(
     """Return the nodes within `depth` edges of REF (either direction), the edges among
     them, and the evidence of each, in a stable order."""
     if not 1 <= depth <= MAX_DEPTH:
-        raise KgError(f"--depth {depth}: expected 1 to {MAX_DEPTH}")
+        raise KgError(f"depth {depth}: expected 1 to {MAX_DEPTH}")
     start = find_node(db, ref)
     distance = {start: 0}
     frontier = [start]

@@ -73,7 +73,13 @@ CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5(
 
 
 class KgError(VaultdError):
-    """The graph's index cannot be opened or asked what was asked."""
+    """The graph's index cannot be opened or asked what was asked. `status` is the HTTP
+    status the REST API answers it with: 422 for a question it cannot answer as asked, 404
+    for a reference that names no node, 503 while there is no index yet."""
+
+    def __init__(self, message: str, *, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def kg_path(vault: Path, state_dir: str | Path | None = None) -> Path:
@@ -85,7 +91,7 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
     """Open the index at `path`; create it (and its folder) if `create`. Raise KgError if it
     does not exist and `create` is false, or if it is of another schema version."""
     if not create and not path.exists():
-        raise KgError(f"{path}: no knowledge graph yet; run `vaultd kg rebuild` first")
+        raise KgError(f"{path}: no knowledge graph yet; run `vaultd kg rebuild` first", status=503)
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -1,8 +1,10 @@
 """The `vault` MCP server: what vaultd can do, and asking it to, through the lifecycle only.
 
 Tools: list_skills, describe_skill, create_task_file, start_skill_run, read_run, list_runs,
-list_pending_approvals, vault_status. Asking is all an agent can do here: a task file and a
-skill run's requests are decided by the policy or by a person, never by a tool.
+list_pending_approvals, vault_status, and the knowledge graph's kg_neighborhood,
+kg_semantic_search and kg_fetch_context (kg_tools.py). Asking is all an agent can do here:
+a task file and a skill run's requests are decided by the policy or by a person, never by
+a tool.
 
 The server is one caller: `mcp`, or `mcp:<groups>` with `vaultd mcp --group`. A task file
 it writes obeys the skill behind its type (task_guard.py) and carries that origin; it reads
@@ -22,7 +24,9 @@ from pydantic import Field
 from daemon import __version__
 from daemon.agents.api.run_access import RunAccess, mcp_caller
 from daemon.agents.api.views import run_json, skill_json
+from daemon.agents.kg.reads import GraphReads
 from daemon.agents.mcp.answers import guarded
+from daemon.agents.mcp.kg_tools import add_kg_tools
 from daemon.agents.mcp.task_files import write_task_file
 from daemon.agents.mcp.task_guard import Door, TaskGuard
 from daemon.agents.skills.runs import Runs
@@ -36,7 +40,9 @@ INSTRUCTIONS = (
     "(create_task_file). Either way vaultd applies its approval policy: actions that need a "
     "person wait in Pending_Approval/ until the person approves or rejects them; no tool "
     "here can approve. Follow a run with read_run, and the vault with list_pending_approvals "
-    "and vault_status."
+    "and vault_status. To know the business (who a partner is, what was invoiced, approved or "
+    "posted, and where that is written), ask the knowledge graph: kg_semantic_search, then "
+    "kg_fetch_context with a result's key, citing its evidence."
 )
 LISTED = 50  # approval requests and failures read one by one; the rest are counted
 
@@ -192,4 +198,5 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
         status["runs"] = [run for run in status["runs"] if access.sees(caller, run["id"])]
         return status
 
+    add_kg_tools(server, GraphReads.of_app(app), guard)
     return server

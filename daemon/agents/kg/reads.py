@@ -1,0 +1,79 @@
+"""The graph as agents read it: neighborhood, search and context of one vault's index, the
+same answers for the REST API (`/api/v1/kg/…`), the MCP tools (`kg_neighborhood`,
+`kg_semantic_search`, `kg_fetch_context`) and `vaultd kg`.
+
+Read-only by construction: each question opens the index with SQLite's `mode=ro`, so no
+agent interface can write to it (only `vaultd kg rebuild` does). Search is full-text (FTS5,
+BM25); vectors are not built yet, and every search answer says which ranking it used.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemon.agents.kg import query
+from daemon.agents.kg.context import fetch_context
+from daemon.agents.kg.store import KgError, kg_path
+from daemon.core.config import Config
+from daemon.lifecycle.app import LEDGER_FILE, App
+
+MAX_RESULTS = 100  # a search answers at most this many notes
+RANKING = "full_text_bm25"  # what search ranks by; "vectors" once they exist
+
+
+@dataclass(frozen=True)
+class GraphReads:
+    """The questions an agent may ask of one vault's graph."""
+
+    vault: Path
+    index: Path
+    ledger: Path | None  # the ledger, if `[kg] sources` lists it (for stale ledger rows)
+
+    @classmethod
+    def of(cls, vault: Path, state_dir: Path, config: Config) -> GraphReads:
+        ledger = state_dir / LEDGER_FILE if "ledger" in config.kg.sources else None
+        return cls(vault, kg_path(vault, state_dir), ledger)
+
+    @classmethod
+    def of_app(cls, app: App) -> GraphReads:
+        return cls.of(app.vault.root, app.state_dir, app.config)
+
+    def neighborhood(self, ref: str, *, depth: int = 1, edge: str | None = None) -> dict[str, Any]:
+        """The nodes within `depth` edges of REF, the edges among them, with evidence."""
+        with self._open() as db:
+            return query.neighborhood(db, ref, depth=depth, edge_type=edge or None)
+
+    def context(self, ref: str, *, depth: int = 1) -> dict[str, Any]:
+        """The neighborhood of REF with every evidence row checked against the vault now."""
+        with self._open() as db:
+            return fetch_context(db, self.vault, ref, depth=depth, ledger=self.ledger)
+
+    def search(self, text: str, *, limit: int = 20) -> dict[str, Any]:
+        """The notes matching every word of `text`, best first, and how they were ranked."""
+        if not 1 <= limit <= MAX_RESULTS:
+            raise KgError(f"limit {limit}: expected 1 to {MAX_RESULTS}")
+        with self._open() as db:
+            results = query.search(db, text, limit=limit)
+        return {"query": text, "ranking": RANKING, "results": results}
+
+    @contextmanager
+    def _open(self) -> Iterator[sqlite3.Connection]:
+        if not self.index.exists():
+            raise KgError(
+                f"{self.index}: no knowledge graph yet; run `vaultd kg rebuild` first", status=503
+            )
+        try:
+            db = sqlite3.connect(f"file:{self.index}?mode=ro", uri=True, timeout=10)
+        except sqlite3.Error as error:
+            raise KgError(f"{self.index}: cannot open the knowledge graph ({error})") from None
+        try:
+            yield db
+        except sqlite3.Error as error:
+            raise KgError(f"{self.index}: {error}", status=503) from None
+        finally:
+            db.close()
