@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon import __version__
+from daemon.agents.kg.reads import GraphReads
 from daemon.agents.queue.workers import Workers
 from daemon.agents.skills.runs import Runs
 from daemon.cli import agents, briefing, check, decide, kg, logs, status
@@ -33,6 +34,7 @@ from daemon.lifecycle.approval import resource_dir
 from daemon.reports import briefing as reports_briefing
 from daemon.reports.dashboard import Dashboard
 from daemon.service.app import App, open_app
+from daemon.service.graph_keeper import GraphKeeper
 from daemon.service.retention import apply_retention
 from daemon.service.runner import Runner, stop_on_signals
 from daemon.service.scheduler import Clockwork
@@ -260,6 +262,9 @@ def _run(
         if hooks is not None:
             hooks.start()
             components.append(hooks)
+        keeper = _graph_keeper(app, lease)  # keeps a built knowledge graph current
+        if keeper is not None:
+            components.append(keeper)
         api = _start_api(app, runs, args) if args.api and runs is not None else None
         if api is not None:
             components.append(api)
@@ -283,6 +288,8 @@ def _run(
             if hooks is not None:
                 hooks.stop()
             clockwork.stop()
+            if keeper is not None:
+                keeper.stop()
             if api is not None:
                 api.stop()
         log.info("stopped")
@@ -290,6 +297,16 @@ def _run(
     finally:
         dashboard.close()
         app.close()
+
+
+def _graph_keeper(app: App, lease: ExecutorLease) -> GraphKeeper | None:
+    if app.config.kg.refresh_seconds <= 0:
+        return None
+    keeper = GraphKeeper(
+        GraphReads.of_app(app), app.config.kg.refresh_seconds, may_write=lease.holds
+    )
+    keeper.start()
+    return keeper
 
 
 def _write_briefing(app: App, week: IsoWeek, **options: Any) -> Path:

@@ -205,6 +205,9 @@ class KgConfig(BaseModel):
     # "vault": notes, links, tags, frontmatter entities; "ledger": approvals, executions
     # and the runs that asked (daemon/agents/kg/ledger_source.py). Odoo is not a source yet.
     sources: list[KgSource] = Field(default_factory=lambda: list(KG_SOURCES))
+    # How often `vaultd run` brings a built graph up to date (daemon/service/graph_keeper.py);
+    # 0: never (only `vaultd kg rebuild` does).
+    refresh_seconds: float = Field(default=10.0, ge=0)
 
     @field_validator("sources")
     @classmethod
