@@ -168,14 +168,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def briefing_figures(root: Path, lines: int) -> list[Figure]:
-    written, seconds, peak_mb = briefing_bench.measure(root, lines)
+    written, cold, warm, peak_mb = briefing_bench.measure(root, lines)
     return [
         Figure(
-            f"CEO briefing over a year of audit logs ({written:,} lines)",
-            f"{seconds:.2f} s, peak {peak_mb:.0f} MB allocated (tracemalloc)",
+            f"CEO briefing over a year of audit logs ({written:,} lines), the first one",
+            f"{cold:.2f} s, no older day summarized yet",
+            "< 3 s",
+            cold < 3,
+        ),
+        Figure(
+            "CEO briefing, every later week (older days' summaries kept in the state dir)",
+            f"{warm:.2f} s, peak {peak_mb:.0f} MB allocated (tracemalloc)",
             "< 3 s and < 200 MB",
-            seconds < 3 and peak_mb < 200,
-        )
+            warm < 3 and peak_mb < 200,
+        ),
     ]
 
 

@@ -15,6 +15,7 @@ from daemon.core.schedule_config import zone
 from daemon.core.timestamps import iso
 from daemon.core.vault import BRIEFINGS, LOGS, Vault
 from daemon.core.weeks import IsoWeek, briefing_path
+from daemon.reports.briefing import history
 from daemon.reports.briefing.entries import decimal
 from daemon.reports.briefing.figures import Figures
 from daemon.reports.briefing.log_scan import LogScan
@@ -49,7 +50,8 @@ def briefing_figures(
         target_source=target_source,
         monthly_revenue_target=decimal(goal.get("monthly_revenue_target")),
     )
-    LogScan(figures, counted, ledger).run(vault.folder(LOGS))
+    cache = ledger.path.parent / history.FOLDER  # the state directory
+    LogScan(figures, counted, ledger, cache=cache).run(vault.folder(LOGS))
     current_state(figures, vault, ledger, now)
     plans(figures, vault, counted)
     return figures

@@ -2,16 +2,15 @@
 streamed line by line and never loaded whole.
 
 Lines within the window (week.Window: the month, and the week before the briefing's) are
-parsed and every event counts; older lines are tested cheaply, as raw text, and only the
-executed invoices, payments and posts among them are read: they tell which invoices are still
-unpaid and when each platform was last posted on. Dry-run actions count in `Figures.dry_run`
+parsed and every event counts. Older days count through their summaries (history.py, cached
+in the state directory): they tell which invoices are still unpaid and when each platform was
+last posted on. Dry-run actions count in `Figures.dry_run`
 only (dry_run.py).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -21,7 +20,7 @@ from typing import Any
 from daemon.core.audit import log_files, log_lines
 from daemon.core.ledger import Ledger
 from daemon.core.timestamps import parse_time
-from daemon.reports.briefing.dry_run import is_dry_run, line_is_dry_run
+from daemon.reports.briefing.dry_run import is_dry_run
 from daemon.reports.briefing.entries import (
     Invoice,
     add,
@@ -32,35 +31,24 @@ from daemon.reports.briefing.entries import (
     payment_refs,
     posted,
     read_invoice,
-    scalar,
 )
 from daemon.reports.briefing.figures import ActionFigures, Figures, Item
 from daemon.reports.briefing.formats import link, money
+from daemon.reports.briefing.history import DaySummary, summary_of
 from daemon.reports.briefing.suggestions import overdue_invoices, quiet_platforms, repeated_failures
 from daemon.reports.briefing.week import Window
-
-# Cheap tests on raw log lines older than the briefing's window, so that a year of logs is
-# read without parsing every line: only executed invoices, payments and posts matter there.
-_EXECUTED = re.compile(r'"event":\s*"executed"')
-_ACTION = re.compile(r'"action":\s*"([a-z_]+)"')
-_TIMESTAMP = re.compile(r'"timestamp":\s*"([^"]+)"')
-_FILE = re.compile(r'"file":\s*"((?:[^"\\]|\\.)*)"')
-_PLATFORM_LIST = re.compile(r'"platforms":\s*\[([^\]]*)\]')
-_WORD = re.compile(r'"([a-z]+)"')
-_DUE_DATE = re.compile(r'"due_date":\s*"')
-_SETTLED = re.compile(r'"payment_state":\s*"(?:paid|in_payment)"')
-_TASK_ID = re.compile(r'"task_id":\s*"([^"\\]+)"')
-# References a payment may name its invoice by: its number, its Odoo id.
-_REF = re.compile(r'"(?:invoice|number|invoice_id)":\s*("(?:[^"\\]|\\.)*"|\d+)')
 
 
 class LogScan:
     """One pass over the audit log, oldest first, filling in the log-based figures."""
 
-    def __init__(self, figures: Figures, window: Window, ledger: Ledger) -> None:
+    def __init__(
+        self, figures: Figures, window: Window, ledger: Ledger, *, cache: Path | None = None
+    ) -> None:
         self.f = figures
         self.ledger = ledger
         self.w = window
+        self.cache = cache  # where the older days' summaries are kept (history.py)
         # Unpaid invoices with a due date, by every reference a payment may use.
         self.invoices: dict[str, tuple[tuple[str, ...], str | Invoice]] = {}
         self.paid_refs: set[str] = set()
@@ -84,13 +72,12 @@ class LogScan:
         for day, path in log_files(folder):
             if day > last:
                 continue
-            full = day >= first_full
+            if day < first_full:
+                self.merge(summary_of(path, self.cache))
+                continue
             for line in log_lines(path):
                 self.f.log_lines_read += 1
-                if full:
-                    self._full(line)
-                elif _EXECUTED.search(line):
-                    self._history(line)
+                self._full(line)
         self._finish()
 
     # Lines within the window: parsed, every event counts.
@@ -115,33 +102,14 @@ class LogScan:
         if self.w.in_week(when):
             self._week_event(str(event), entry, when)
 
-    # Lines before the window: only executed invoices, payments and posts, read cheaply.
-    # Invoices are kept as their raw line until the end: most are paid and never parsed.
-    def _history(self, line: str) -> None:
-        if '"executed"' not in line or not _EXECUTED.search(line):
-            return
-        action = _ACTION.search(line)
-        if action is None:
-            return
-        kind = action.group(1)
-        if kind not in ("social_post", "odoo_invoice", "odoo_payment") or line_is_dry_run(line):
-            return
-        if kind == "social_post":
-            stamp, listed = _TIMESTAMP.search(line), _PLATFORM_LIST.search(line)
-            if stamp is None or listed is None:
-                return
-            found = _FILE.search(line)
-            file = json.loads(f'"{found.group(1)}"') if found else None
-            for platform in _WORD.findall(listed.group(1)):
-                self.last_post[platform] = (stamp.group(1), file)
-        elif kind == "odoo_invoice":
-            if not _DUE_DATE.search(line) or _SETTLED.search(line):
-                return
-            task = _TASK_ID.search(line)
-            refs = [scalar(m) for m in _REF.findall(line)] + ([task.group(1)] if task else [])
-            self._open_invoice(tuple(dict.fromkeys(refs)), line)
-        elif kind == "odoo_payment":
-            self._pay([scalar(m) for m in _REF.findall(line)])
+    # Days before the window: their summaries (history.py), replayed oldest first.
+    def merge(self, day: DaySummary) -> None:
+        self.f.log_lines_read += day.lines
+        self._pay(day.paid)  # what the day paid of the invoices opened before it
+        for refs, line in day.opened:
+            self._open_invoice(tuple(refs), line)
+        for platform, (stamp, file) in day.last_post.items():
+            self.last_post[platform] = (str(stamp), file)
 
     def _open_invoice(self, refs: tuple[str, ...], source: str | Invoice) -> None:
         if not any(ref in self.paid_refs for ref in refs):

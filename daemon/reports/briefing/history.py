@@ -1,0 +1,147 @@
+"""What the briefing needs from the audit log's days before its window, one summary per day
+file, kept in the state directory so a day is read once, not every week.
+
+A year of logs is a million lines; the week's briefing reads only its own window in full.
+From every older day it needs three things: the last post per platform, the invoices opened
+that day and not paid within it, and the references paid that day. A day's summary holds
+exactly these, in the order the lines had, so replaying the summaries oldest first
+(`LogScan.merge`) gives what reading every line would (log_scan.py).
+
+A summary is cached in `<state>/briefing_history/<file name>.json` with the file's size and
+mtime; a file that changed since (the day was still being written, retention archived it) is
+read again. A cache that cannot be read or written is only slower: the lines are read.
+The lines are tested cheaply as raw text, and only executed invoices, payments and posts are
+read; invoices are kept as their raw line, parsed at the end only if still unpaid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.core.audit import log_lines
+from daemon.reports.briefing.dry_run import line_is_dry_run
+from daemon.reports.briefing.entries import scalar
+
+FOLDER = "briefing_history"
+VERSION = 1  # of what a summary holds; a summary of another version is made again
+
+_EXECUTED = re.compile(r'"event":\s*"executed"')
+_ACTION = re.compile(r'"action":\s*"([a-z_]+)"')
+_TIMESTAMP = re.compile(r'"timestamp":\s*"([^"]+)"')
+_FILE = re.compile(r'"file":\s*"((?:[^"\\]|\\.)*)"')
+_PLATFORM_LIST = re.compile(r'"platforms":\s*\[([^\]]*)\]')
+_WORD = re.compile(r'"([a-z]+)"')
+_DUE_DATE = re.compile(r'"due_date":\s*"')
+_SETTLED = re.compile(r'"payment_state":\s*"(?:paid|in_payment)"')
+_TASK_ID = re.compile(r'"task_id":\s*"([^"\\]+)"')
+# References a payment may name its invoice by: its number, its Odoo id.
+_REF = re.compile(r'"(?:invoice|number|invoice_id)":\s*("(?:[^"\\]|\\.)*"|\d+)')
+
+
+@dataclass
+class DaySummary:
+    """One day file's part of the history, in its lines' order."""
+
+    lines: int = 0
+    # platform -> [timestamp as logged, the note's file or None]: the day's last post on it
+    last_post: dict[str, list[str | None]] = field(default_factory=dict)
+    # [[refs...], raw line] of the invoices opened that day and not paid within it
+    opened: list[list[Any]] = field(default_factory=list)
+    paid: list[str] = field(default_factory=list)  # every reference paid that day
+
+
+def summarize(path: Path) -> DaySummary:
+    """Read one day file's lines into its summary."""
+    summary = DaySummary()
+    invoices: dict[str, tuple[tuple[str, ...], str]] = {}
+    paid: dict[str, None] = {}
+    for line in log_lines(path):
+        summary.lines += 1
+        if '"executed"' not in line or not _EXECUTED.search(line):
+            continue
+        action = _ACTION.search(line)
+        kind = action.group(1) if action else None
+        if kind not in ("social_post", "odoo_invoice", "odoo_payment") or line_is_dry_run(line):
+            continue
+        if kind == "social_post":
+            stamp, listed = _TIMESTAMP.search(line), _PLATFORM_LIST.search(line)
+            if stamp is None or listed is None:
+                continue
+            found = _FILE.search(line)
+            file = json.loads(f'"{found.group(1)}"') if found else None
+            for platform in _WORD.findall(listed.group(1)):
+                summary.last_post[platform] = [stamp.group(1), file]
+        elif kind == "odoo_invoice":
+            if not _DUE_DATE.search(line) or _SETTLED.search(line):
+                continue
+            task = _TASK_ID.search(line)
+            refs = [scalar(m) for m in _REF.findall(line)] + ([task.group(1)] if task else [])
+            unique = tuple(dict.fromkeys(refs))
+            if not any(ref in paid for ref in unique):
+                for ref in unique:
+                    invoices[ref] = (unique, line)
+        else:
+            for ref in (scalar(m) for m in _REF.findall(line)):
+                paid[ref] = None
+                gone = invoices.pop(ref, None)
+                for other in gone[0] if gone else ():
+                    invoices.pop(other, None)
+    sources = {id(source): source for source in invoices.values()}
+    summary.opened = [[list(refs), line] for refs, line in sources.values()]
+    summary.paid = list(paid)
+    return summary
+
+
+def summary_of(path: Path, cache: Path | None) -> DaySummary:
+    """The summary of a day file: from `cache` (a folder) if it holds one for the file as it
+    is now, else read and, if `cache` is given, stored there."""
+    try:
+        info = path.stat()
+    except OSError:
+        return summarize(path)  # gone since it was listed: what can be read still counts
+    key = [VERSION, info.st_size, info.st_mtime_ns]
+    where = cache / f"{path.name}.json" if cache is not None else None
+    if where is not None:
+        cached = _load(where, key)
+        if cached is not None:
+            return cached
+    summary = summarize(path)
+    if where is not None:
+        _store(where, key, summary)
+    return summary
+
+
+def _load(where: Path, key: list[int]) -> DaySummary | None:
+    try:
+        data = json.loads(where.read_text(encoding="utf-8"))
+        if data.get("key") != key:
+            return None
+        return DaySummary(
+            lines=int(data["lines"]),
+            last_post={str(k): list(v) for k, v in data["last_post"].items()},
+            opened=[[list(refs), str(line)] for refs, line in data["opened"]],
+            paid=[str(ref) for ref in data["paid"]],
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # none yet, or damaged: read the day again
+
+
+def _store(where: Path, key: list[int], summary: DaySummary) -> None:
+    """Write the summary atomically (temp file, rename); a failure only costs speed."""
+    with contextlib.suppress(OSError):
+        where.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=where.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"key": key, **asdict(summary)}, handle)
+            Path(temp).replace(where)
+        except OSError:
+            with contextlib.suppress(OSError):
+                Path(temp).unlink()
