@@ -14,12 +14,21 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from daemon.cli.main import _retain_logs
 from daemon.core.ledger import Ledger
+from daemon.core.vault import Vault
 from daemon.core.weeks import IsoWeek
 from daemon.reports.briefing.figures import Figures
-from daemon.reports.briefing.history import FOLDER, summarize, summary_of
+from daemon.reports.briefing.history import (
+    FOLDER,
+    READ_IN_FULL_DAYS,
+    keep_summaries,
+    summarize,
+    summary_of,
+)
 from daemon.reports.briefing.log_scan import LogScan
 from daemon.reports.briefing.week import window
+from daemon.service.app import open_app
 
 WEEK = IsoWeek.parse("2026-W47")
 NIGHTLY = os.environ.get("VAULTD_NIGHTLY") == "1"
@@ -158,3 +167,24 @@ def test_a_cache_that_cannot_be_written_only_costs_speed(tmp_path: Path):
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("", encoding="utf-8")
     assert summary_of(path, blocked / FOLDER).lines == 1
+
+
+def test_the_daily_log_job_summarizes_the_days_a_briefing_reads_only_in_summary(tmp_path: Path):
+    vault = tmp_path / "vault"
+    Vault(vault).ensure_folders()
+    days = [[post(n, n, ["facebook"], False)] for n in range(50)]
+    paths = write_logs(vault / "Logs", days)
+    app = open_app(vault, state_dir=tmp_path / "state")
+    try:
+        today = datetime(2026, 1, 1).date() + timedelta(days=50)
+        _retain_logs(app, today)
+        cache = tmp_path / "state" / FOLDER
+        summarized = sorted(p.name.removesuffix(".json") for p in cache.glob("*.json"))
+        assert summarized == [p.name for p in paths[: 50 - READ_IN_FULL_DAYS]]
+        before = today - timedelta(days=READ_IN_FULL_DAYS)
+        assert keep_summaries(vault / "Logs", cache, before=before) == 0  # all there already
+        with paths[0].open("a", encoding="utf-8") as more:
+            more.write(json.dumps(post(99, 0, ["twitter"], False)) + "\n")
+        assert keep_summaries(vault / "Logs", cache, before=before) == 1  # that day again
+    finally:
+        app.close()

@@ -9,7 +9,7 @@ import shutil
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from daemon.core.vault import ALL_FOLDERS, LOGS, Vault
 from daemon.core.weeks import IsoWeek
 from daemon.lifecycle.approval import resource_dir
 from daemon.reports import briefing as reports_briefing
+from daemon.reports.briefing import history
 from daemon.reports.dashboard import Dashboard
 from daemon.service.app import App, open_app
 from daemon.service.graph_keeper import GraphKeeper
@@ -315,8 +316,14 @@ def _write_briefing(app: App, week: IsoWeek, **options: Any) -> Path:
 
 
 def _retain_logs(app: App, today: date) -> None:
-    """The log_retention job: archive old daily logs, and say what was done."""
+    """The log_retention job: archive old daily logs, and say what was done; then summarize
+    the days a briefing will read only in summary (reports/briefing/history.py)."""
     done = apply_retention(app.vault.folder(LOGS), app.config.logs, today=today)
+    history.keep_summaries(
+        app.vault.folder(LOGS),
+        app.state_dir / history.FOLDER,
+        before=today - timedelta(days=history.READ_IN_FULL_DAYS),
+    )
     if done.changed:
         app.audit.write(
             "logs_archived",

@@ -22,15 +22,18 @@ import os
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from daemon.core.audit import log_lines
+from daemon.core.audit import log_files, log_lines
 from daemon.reports.briefing.dry_run import line_is_dry_run
 from daemon.reports.briefing.entries import scalar
 
 FOLDER = "briefing_history"
 VERSION = 1  # of what a summary holds; a summary of another version is made again
+# A briefing reads its month and the week before in full: days older than this, never.
+READ_IN_FULL_DAYS = 40
 
 _EXECUTED = re.compile(r'"event":\s*"executed"')
 _ACTION = re.compile(r'"action":\s*"([a-z_]+)"')
@@ -116,6 +119,20 @@ def summary_of(path: Path, cache: Path | None) -> DaySummary:
     if where is not None:
         _store(where, key, summary)
     return summary
+
+
+def keep_summaries(logs: Path, cache: Path, *, before: date) -> int:
+    """Summarize every day file of `logs` older than `before` that `cache` has no summary of
+    yet (the daily log job does, so that the Sunday briefing finds them); return how many."""
+    made = 0
+    for _, path in (entry for entry in log_files(logs) if entry[0] < before):
+        with contextlib.suppress(OSError):
+            info = path.stat()
+            if _load(cache / f"{path.name}.json", [VERSION, info.st_size, info.st_mtime_ns]):
+                continue
+            summary_of(path, cache)
+            made += 1
+    return made
 
 
 def _load(where: Path, key: list[int]) -> DaySummary | None:
