@@ -2,7 +2,8 @@
 
 The child gets its inputs as JSON, a clean environment (no credentials: it reaches services
 only through vaultd), its own session (so a timeout kills everything it started), and one
-channel to vaultd on which each tool call is a request line answered by `handle`.
+channel to vaultd on which each tool call is a request line answered by `handle`. It is
+forked from the skill host's zygote where it can be (spawn.py), a fresh interpreter else.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import json
 import os
 import queue
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -22,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-HOST = Path(__file__).with_name("host.py")
+from daemon.agents.skills.spawn import Child, Forked, Zygote
+
 STDERR_TAIL = 2000
 
 # Given a tool name and its arguments, return ("ok", result) or ("error", message).
@@ -39,17 +39,7 @@ class Finished:
 def run_script(script: Path, inputs: Any, handle: Handler, *, timeout_s: float) -> Finished:
     """Run a skill script to its end (or its timeout); return what it produced."""
     with tempfile.TemporaryFile("w+", encoding="utf-8") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-I", str(HOST), str(script)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            cwd=script.parent,
-            env=_clean_environment(),
-            start_new_session=True,
-            text=True,
-            encoding="utf-8",
-        )
+        child = ZYGOTE.spawn(script, stderr.fileno())
         if child.stdin is None or child.stdout is None:  # pragma: no cover - PIPE was asked
             raise RuntimeError("the skill's pipes were not opened")
         lines: queue.Queue[str] = queue.Queue()
@@ -69,7 +59,7 @@ def run_script(script: Path, inputs: Any, handle: Handler, *, timeout_s: float) 
 
 
 def _converse(
-    child: subprocess.Popen[str],
+    child: Child,
     lines: queue.Queue[str],
     handle: Handler,
     deadline: float,
@@ -117,7 +107,11 @@ def _send(stream: IO[str], value: Any) -> None:
     stream.flush()
 
 
-def _stop(child: subprocess.Popen[str]) -> None:
+def _stop(child: Child) -> None:
+    """Kill whatever the run left running (its whole session) and reap it."""
+    if isinstance(child, Forked):
+        child.release()  # killed by the zygote, which reaps it
+        return
     if child.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
@@ -130,3 +124,8 @@ def _clean_environment() -> dict[str, str]:
     env = {name: os.environ[name] for name in keep if name in os.environ}
     env["PYTHONIOENCODING"] = "utf-8"
     return env
+
+
+# This process's skill host zygote (spawn.py), started with the clean environment.
+ZYGOTE = Zygote(_clean_environment)
+os.register_at_fork(after_in_child=ZYGOTE.forget)

@@ -1,0 +1,195 @@
+"""Starting a skill's child process: forked from the host's zygote (host_zygote.py) when it
+runs, as a fresh `python -I host.py execute.py` when it cannot.
+
+A fresh interpreter costs a skill run some 60 ms before its first line (the interpreter,
+then `json` and `re`); a fork of the zygote, a few. Both give the same child: the clean
+environment, its own session, the skill's folder as its directory, the same three streams.
+The zygote is started on the first run, with that clean environment, and again if it died
+(a skill may kill it: it runs as the same user); every failure to use it falls back to
+`subprocess.Popen`, so a run never fails for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Protocol
+
+HOST = Path(__file__).with_name("host.py")
+ZYGOTE = Path(__file__).with_name("host_zygote.py")
+
+log = logging.getLogger(__name__)
+
+
+class Child(Protocol):
+    """What the sandbox needs of a skill's process (a subprocess.Popen is one)."""
+
+    pid: int
+    stdin: IO[str] | None
+    stdout: IO[str] | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+
+class Forked:
+    """A skill's process forked by the zygote: its pid, its pipes, its exit code."""
+
+    def __init__(self, pid: int, conn: socket.socket, stdin: IO[str], stdout: IO[str]) -> None:
+        self.pid = pid
+        self.stdin: IO[str] | None = stdin
+        self.stdout: IO[str] | None = stdout
+        self.returncode: int | None = None
+        self._conn = conn
+        self._buffer = b""
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._conn], [], [], 0)[0]:
+            self._read()
+        return self.returncode
+
+    def wait(self) -> int:
+        while self.returncode is None:
+            self._read()
+        return self.returncode
+
+    def kill(self) -> None:
+        """Kill the child's process group, through the zygote: it knows whether the pid is
+        still the child's (not reaped yet), which this process cannot."""
+        if self.returncode is None:
+            with contextlib.suppress(OSError):
+                self._conn.sendall(b"kill\n")
+
+    def release(self) -> None:
+        """Kill what is left of the run and stop waiting for its exit code: the zygote reaps
+        it (the normal end of a run that has given its result)."""
+        if self.returncode is None:
+            with contextlib.suppress(OSError):
+                self._conn.sendall(b"kill\nbye\n")
+            self._conn.close()
+            self.returncode = -1
+
+    def _read(self) -> None:
+        chunk = self._conn.recv(64)
+        if not chunk:  # the zygote died: the code is lost; the process was killed or ended
+            self.returncode = -1
+        self._buffer += chunk
+        if b"\n" in self._buffer:
+            self.returncode = int(self._buffer.split(b"\n", 1)[0])
+        if self.returncode is not None:
+            self._conn.close()
+
+
+class Zygote:
+    """The host's zygote of this process, started on first use."""
+
+    def __init__(self, environment: Callable[[], dict[str, str]]) -> None:
+        self.environment = environment
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._path = ""
+
+    def spawn(self, script: Path, stderr: int) -> Child:
+        """Start `host.py script`: forked by the zygote, or else as a fresh interpreter."""
+        try:
+            return self._fork(script, stderr)
+        except (OSError, ValueError, RuntimeError) as error:
+            log.info("skill host zygote unavailable (%s); starting %s afresh", error, script)
+            return popen(script, stderr, self.environment())
+
+    def forget(self) -> None:
+        """In a forked copy of this process: the zygote is the parent's; start another."""
+        self._lock = threading.Lock()
+        self._process, self._path = None, ""
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()
+                self._process.wait()
+            if self._path:
+                shutil.rmtree(Path(self._path).parent, ignore_errors=True)
+            self._process, self._path = None, ""
+
+    def _socket(self) -> str:
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                return self._path
+            if self._path:
+                shutil.rmtree(Path(self._path).parent, ignore_errors=True)
+            folder = tempfile.mkdtemp(prefix="vaultd-skills-")  # 0700: vaultd's user only
+            self._path = str(Path(folder) / "zygote")
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", str(ZYGOTE), self._path],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                cwd=folder,
+                env=self.environment(),
+            )
+            ready = self._process.stdout.readline() if self._process.stdout else b""
+            if ready != b"ready\n":
+                self._process.kill()
+                self._process.wait()
+                raise RuntimeError("the zygote did not start")
+            return self._path
+
+    def _fork(self, script: Path, stderr: int) -> Forked:
+        path = self._socket()
+        child_in, to_child = os.pipe()
+        from_child, child_out = os.pipe()
+        try:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                conn.settimeout(5)
+                conn.connect(path)
+                request = json.dumps({"script": str(script)}).encode("utf-8")
+                socket.send_fds(conn, [request], [child_in, child_out, stderr])
+                answer = b""
+                while not answer.endswith(b"\n"):
+                    chunk = conn.recv(64)
+                    if not chunk:
+                        raise RuntimeError("the zygote closed the connection")
+                    answer += chunk
+                pid = int(answer)
+                conn.settimeout(None)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            os.close(to_child)
+            os.close(from_child)
+            raise
+        finally:
+            os.close(child_in)
+            os.close(child_out)
+        stdin = open(to_child, "w", encoding="utf-8")  # noqa: SIM115, PTH123 - kept by Forked
+        stdout = open(from_child, encoding="utf-8")  # noqa: SIM115, PTH123
+        return Forked(pid, conn, stdin, stdout)
+
+
+def popen(script: Path, stderr: int, environment: dict[str, str]) -> subprocess.Popen[str]:
+    """Start `python -I host.py script` afresh."""
+    return subprocess.Popen(
+        [sys.executable, "-I", str(HOST), str(script)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        cwd=script.parent,
+        env=environment,
+        start_new_session=True,
+        text=True,
+        encoding="utf-8",
+    )
