@@ -181,6 +181,7 @@ def _main() -> None:
     _preload()
     try:
         serve(sys.argv[1])
+        shutil.rmtree(Path(sys.argv[1]).parent, ignore_errors=True)  # the worker is gone
     except _Start as start:
         sys.argv = [str(ROOT / "daemon" / "__main__.py"), *start.argv]
         sys.path[:2] = [str(Path.cwd())]  # as `python -m` sets it (not ROOT, not tests/)
