@@ -86,9 +86,13 @@ def test_a_zygote_that_cannot_start_leaves_each_run_to_a_fresh_interpreter(
     monkeypatch.setattr("daemon.agents.skills.spawn.ZYGOTE", broken)
     fresh = Zygote(sandbox._clean_environment)
     monkeypatch.setattr(sandbox, "ZYGOTE", fresh)
-    run = probe.create("probe", {}, requested_by="t", execute=True).run
-    assert run.state == "succeeded", run.error
-    assert run.output["ppid"] == os.getpid()  # started by this process itself
+    started = []
+    monkeypatch.setattr(fresh, "_socket", lambda real=fresh._socket: started.append(1) or real())
+    for _ in range(5):
+        run = probe.create("probe", {}, requested_by="t", execute=True).run
+        assert run.state == "succeeded", run.error
+        assert run.output["ppid"] == os.getpid()  # started by this process itself
+    assert len(started) == 3  # tried three times, then no more: no start-up cost per run
     fresh.stop()
 
 

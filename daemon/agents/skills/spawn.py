@@ -30,6 +30,7 @@ HOST = Path(__file__).with_name("host.py")
 ZYGOTE = Path(__file__).with_name("host_zygote.py")
 
 log = logging.getLogger(__name__)
+MAX_FAILURES = 3
 
 
 class Child(Protocol):
@@ -100,19 +101,32 @@ class Zygote:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._path = ""
+        self._failures = 0  # in a row; at MAX_FAILURES the zygote is not tried again
 
     def spawn(self, script: Path, stderr: int) -> Child:
         """Start `host.py script`: forked by the zygote, or else as a fresh interpreter."""
-        try:
-            return self._fork(script, stderr)
-        except (OSError, ValueError, RuntimeError) as error:
-            log.info("skill host zygote unavailable (%s); starting %s afresh", error, script)
-            return popen(script, stderr, self.environment())
+        if self._failures < MAX_FAILURES:
+            try:
+                child = self._fork(script, stderr)
+                self._failures = 0
+                return child
+            except (OSError, ValueError, RuntimeError) as error:
+                self._failures += 1
+                given_up = self._failures >= MAX_FAILURES
+                log.log(
+                    logging.WARNING if given_up else logging.INFO,
+                    "skill host zygote unavailable (%s); %s",
+                    error,
+                    "every skill run starts a fresh interpreter from now on"
+                    if given_up
+                    else f"starting {script} afresh",
+                )
+        return popen(script, stderr, self.environment())
 
     def forget(self) -> None:
         """In a forked copy of this process: the zygote is the parent's; start another."""
         self._lock = threading.Lock()
-        self._process, self._path = None, ""
+        self._process, self._path, self._failures = None, "", 0
 
     def stop(self) -> None:
         with self._lock:
