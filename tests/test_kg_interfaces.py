@@ -199,3 +199,21 @@ async def test_a_hostile_agent_can_neither_write_the_graph_nor_read_outside_the_
         assert found.status_code == 200 and found.json()["results"] == [], query
     assert hashlib.sha256(graph.index.read_bytes()).hexdigest() == before
     assert graph.get("search", q="acme").json()["results"]  # the graph still answers
+
+
+def test_a_bare_name_means_the_partner_even_beside_a_note_named_like_it(tmp_path: Path):
+    # "Clients/Acme Corp.md" is how people keep a client; its [[link]] or path still names it.
+    made = Graph(tmp_path)
+    try:
+        make_files(made.app.vault.root, {"Clients/Acme Corp.md": "# Acme Corp\nOur client.\n"})
+        db = connect(made.index, create=True)
+        rebuild(db, made.app.vault.root)
+        db.close()
+        assert made.get("context", ref="Acme Corp").json()["start"] == "partner:acme corp"
+        assert made.get("context", ref="[[Acme Corp]]").json()["start"] == (
+            "note:Clients/Acme Corp.md"
+        )
+        note = made.get("context", ref="Clients/Acme Corp.md").json()["start"]
+        assert note == "note:Clients/Acme Corp.md"
+    finally:
+        made.close()

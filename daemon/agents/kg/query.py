@@ -49,6 +49,11 @@ def find_node(db: sqlite3.Connection, ref: str) -> str:
     if len(candidates) > 1:
         # An unresolved link named like the notes it could mean adds nothing to choose from.
         candidates = {c for c in candidates if not c.startswith("unresolved:")} or candidates
+    entities = {c for c in candidates if c.split(":", 1)[0] in ENTITY_KINDS}
+    if len(candidates) > 1 and len(entities) == 1:
+        # A bare name means the partner (person, company …) of that name, not the note named
+        # like it ("Clients/Acme Corp.md"): that note is named by its path or [[link]].
+        candidates = entities
     if len(candidates) > 1:
         listed = ", ".join(sorted(candidates))
         raise KgError(f"{ref!r} names {len(candidates)} nodes: {listed}; give one of these keys")
