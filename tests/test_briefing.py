@@ -577,6 +577,8 @@ def test_the_briefing_note_carries_every_figure_in_frontmatter_and_text(week_app
         "invoiced_total": 300.0,
         "payments_registered": 1,
         "paid_total": 150.5,
+        "code_changes_landed": 0,
+        "commits_landed": 0,
         "approvals_granted": 3,
         "approvals_rejected": 1,
         "approvals_expired": 2,

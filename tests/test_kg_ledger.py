@@ -146,3 +146,34 @@ def test_the_export_with_the_ledger_is_the_same_bytes_from_two_builds(tmp_path: 
         exports.append("".join(query.export_lines(db)))
     assert exports[0] == exports[1]
     assert "remote:odoo:INV/2026/0010" in exports[0]
+
+
+def test_a_landed_code_task_is_joined_to_its_commits_and_nothing_else_claims_a_landing(
+    tmp_path: Path,
+):
+    vault, state = tmp_path / "vault", tmp_path / "state"
+    make_files(vault, {"Done/c1.md": "---\nid: c1\ntype: code_task\n---\nFix the footer\n"})
+    books = book(state)
+    sha = "a" * 40
+    for task_id, result in [
+        ("c1", {"target": "main", "head": sha, "commits": [sha, "b" * 40]}),
+        ("c2", {"target": "main", "dry_run": True, "commits": ["c" * 40]}),  # landed nothing
+        ("c3", {"target": "main", "commits": ["../../etc", "not-a-sha", 7]}),  # no commit ids
+    ]:
+        books.put_task(task_id, type="code_task", file=f"Done/{task_id}.md", state=ledger.DONE,
+                       payload_hash="sha256:" + task_id)  # fmt: skip
+        run = books.start_run(task_id, "sha256:" + task_id, dry_run=bool(result.get("dry_run")))
+        step = books.record_intent(run, task_id, "git", f"vaultd:{task_id}:git", {"m": 1})
+        books.finish_step(step, ledger.SUCCEEDED, result=result, duration_ms=5)
+    books.close()
+    db = connect(kg_path(vault, state), create=True)
+    rebuild(db, vault, ledger=state / "ledger.sqlite3")
+    landed = {e for e in edges(db) if e[1] == "landed_as"}
+    assert landed == {("id:c1", "landed_as", "main", f"commit:{sha}"),
+                      ("id:c1", "landed_as", "main", f"commit:{'b' * 40}")}  # fmt: skip
+    (label,) = db.execute("SELECT label FROM nodes WHERE key = ?", (f"commit:{sha}",)).fetchone()
+    assert label == sha[:12]
+    near = fetch_context(db, vault, "id:c1", ledger=state / "ledger.sqlite3")
+    rows = [r for e in near["edges"] if e["type"] == "landed_as" for r in e["evidence"]]
+    assert rows and all((not r["stale"] and f"commit {sha}" in r["quote"]) or "b" * 40 in r["quote"]
+                        for r in rows)  # fmt: skip

@@ -3,6 +3,7 @@ at its service, and which skill run asked for it (issue 15, item 2).
 
     id:<task>  ─approved_by (rule)──► actor:policy | actor:person
     id:<task>  ─executed_as (target)─► remote:<target>:<invoice number, tweet id, …>
+    id:<task>  ─landed_as (target)─► commit:<sha>     a code task's commits on its target
     run:<run>  ─requested────────────► id:<task>
 
 A task's node is `id:<task id>`, the key its note has in the vault graph, so these edges
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ LEDGER = "ledger"
 # Result keys that name what a call made, in the order they are preferred.
 _REMOTE_KEYS = ("number", "tweet_id", "post_id", "media_id", "comment_id", "message_id", "id")
 _MAX_QUOTE = 200
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a commit id, SHA-1 or SHA-256
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ def _executions(db: sqlite3.Connection) -> list[LedgerFact]:
             continue
         if not isinstance(result, dict) or result.get("dry_run"):
             continue  # nothing was sent
+        facts += _landed(row, result)
         for made in _made(result):
             url = result.get("url")
             quote = f"{row['target']} call succeeded at {row['finished_at'] or '?'}: {made}"
@@ -138,6 +142,30 @@ def _executions(db: sqlite3.Connection) -> list[LedgerFact]:
                 )
             )
     return facts
+
+
+def _landed(row: sqlite3.Row, result: dict[str, Any]) -> list[LedgerFact]:
+    """A code task's commits on its target branch (daemon/connectors/code.py's result)."""
+    commits, target = result.get("commits"), result.get("target")
+    if not isinstance(commits, list) or not isinstance(target, str):
+        return []
+    return [
+        LedgerFact(
+            f"id:{row['task_id']}",
+            "task",
+            _task_label(row["file"], row["task_id"]),
+            "landed_as",
+            target,
+            f"commit:{sha}",
+            "commit",
+            sha[:12],
+            f"ledger:steps/{row['id']}",
+            _row_hash(row),
+            f"landed on {target} at {row['finished_at'] or '?'} as commit {sha}"[:_MAX_QUOTE],
+        )
+        for sha in commits
+        if isinstance(sha, str) and _SHA.fullmatch(sha)
+    ]
 
 
 def _made(result: dict[str, Any]) -> list[str]:

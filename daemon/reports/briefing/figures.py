@@ -1,9 +1,9 @@
 """The figures of one week's briefing, as the template reads them.
 
-`ActionFigures` is what a week's executed actions add up to: tasks completed, posts, invoices
-and payments, with the notes behind each number. `Figures` holds them for the live actions,
-beside everything else the briefing reports; its `dry_run` holds the same figures for the
-dry-run actions, kept apart (dry_run.py says which those are).
+`ActionFigures` is what a week's executed actions add up to: tasks completed, posts, invoices,
+payments and code changes landed, with the notes behind each number. `Figures` holds them
+for the live actions, beside everything else the briefing reports; its `dry_run` holds the
+same figures for the dry-run actions, kept apart (dry_run.py says which those are).
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ class ActionFigures:
     payments_registered: int = 0
     paid_week: dict[str, Decimal] = field(default_factory=dict)
     payments: list[Item] = field(default_factory=list)
+    code_changes: int = 0  # code tasks landed on their target branch
+    commits_landed: int = 0
+    code_links: list[Item] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)

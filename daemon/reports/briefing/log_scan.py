@@ -177,6 +177,13 @@ class LogScan:
                 into.invoices.append(
                     Item(item.link, f"{invoice.partner}, {money(invoice.total, invoice.currency)}")
                 )
+            elif action == "code_task":
+                commits = result.get("commits")
+                landed = len(commits) if isinstance(commits, list) else 0
+                into.code_changes += 1
+                into.commits_landed += landed
+                target = result.get("target") or params.get("target") or "its target"
+                into.code_links.append(Item(item.link, f"{target}, {landed} commit(s)"))
             elif action == "odoo_payment":
                 amount, currency = payment_amount(params, result, f.currency)
                 into.payments_registered += 1

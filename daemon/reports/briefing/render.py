@@ -85,6 +85,8 @@ def dataview_figures(figures: Figures) -> dict[str, Any]:
         "invoiced_total": float(figures.invoiced_week.get(currency, 0)),
         "payments_registered": figures.payments_registered,
         "paid_total": float(figures.paid_week.get(currency, 0)),
+        "code_changes_landed": figures.code_changes,
+        "commits_landed": figures.commits_landed,
         "approvals_granted": figures.approvals_granted,
         "approvals_rejected": figures.approvals_rejected,
         "approvals_expired": figures.approvals_expired,
