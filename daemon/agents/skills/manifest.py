@@ -31,6 +31,7 @@ TOOLS: dict[str, bool] = {
     "social.post": True,
     "odoo.create_invoice": True,
     "odoo.register_payment": True,
+    "code.request_change": True,
     "briefing.generate": False,
     "vault.status": False,
 }
@@ -38,6 +39,7 @@ ToolName = Literal[
     "social.post",
     "odoo.create_invoice",
     "odoo.register_payment",
+    "code.request_change",
     "briefing.generate",
     "vault.status",
 ]

@@ -1,10 +1,11 @@
 """What each tool call of a skill does, after vaultd has checked it.
 
-World-changing tools (`social.post`, `odoo.create_invoice`, `odoo.register_payment`) never
-call a service. They write a task file into Needs_Action/, exactly as an agent would, and
-the pipeline validates it, applies the policy, asks a person where needed and executes it
-at most once. The file carries its origin (run and step), and `approval_required: true` when
-the skill's manifest demands a person's approval whatever the policy says.
+World-changing tools (`social.post`, `odoo.create_invoice`, `odoo.register_payment`,
+`code.request_change`) never call a service. They write a task file into Needs_Action/,
+exactly as an agent would, and the pipeline validates it, applies the policy, asks a person
+where needed and executes it at most once. The file carries its origin (run and step), and
+`approval_required: true` when the skill's manifest demands a person's approval whatever
+the policy says. A skill can never set vaultd's own keys (what was approved or prepared).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from daemon.agents.skills.manifest import TOOLS, SkillManifest
 from daemon.agents.skills.store import STEP_DONE, STEP_REFUSED, STEP_REQUESTED, RunStore
 from daemon.core.errors import ValidationFailed
 from daemon.core.models import Action, OdooInvoice, OdooPayment, SocialPost
+from daemon.core.notes import RESERVED_KEYS
 from daemon.core.taskfile import task_note
 from daemon.core.vault import NEEDS_ACTION, Vault
 
@@ -26,6 +28,7 @@ ACTION_TYPES = {
     "social.post": "social_post",
     "odoo.create_invoice": "odoo_invoice",
     "odoo.register_payment": "odoo_payment",
+    "code.request_change": "code_task",  # always a person's approval (design §7)
 }
 
 # Tools that only read or write vaultd's own notes, by name: (arguments) -> result.
@@ -84,6 +87,9 @@ class ToolBox:
         intro = (
             f"Requested by skill `{self.manifest.name}` in run `{self.run_id}` (step {self.seq}).\n"
         )
+        reserved = sorted(set(args) & {*RESERVED_KEYS, "type", "prepared"})
+        if reserved:  # vaultd's own keys: what it approved, prepared or decided
+            raise Refused(f"{name}: {', '.join(reserved)} is vaultd's to write, not a skill's")
         try:
             text, action = task_note(
                 {"type": ACTION_TYPES[name], **args}, intro=intro, stamps={"origin": origin}
