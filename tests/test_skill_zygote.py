@@ -111,3 +111,17 @@ def test_the_zygote_forks_with_the_streams_it_was_given(tmp_path: Path):
         assert child.wait() == 0
     finally:
         zygote.stop()
+
+
+def test_a_skill_that_closes_its_channel_and_lingers_is_ended_at_its_timeout(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Closing every copy of vaultd's channel is an end of file, not an end of the process.
+    code = "import os, time\n\ndef run(inputs, tools):\n    os.closerange(1, 256)\n    time.sleep(60)\n"  # noqa: E501
+    make_skill(tmp_path / "skills", "lingers", code, timeout_s=1)
+    for zygote in (True, False):
+        if not zygote:  # and as a fresh interpreter, the fallback
+            monkeypatch.setattr(sandbox.ZYGOTE, "_failures", 99)
+        run = runs_with(app, tmp_path / "skills").create("lingers", {}, requested_by="t")
+        ended = runs_with(app, tmp_path / "skills").execute(run.run.id).run
+        assert ended.error == "timed out after 1 s (timeout_s)", (zygote, ended.error)

@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -76,7 +77,12 @@ def _converse(
         except queue.Empty:
             continue
         if line == "":
-            code = child.wait()
+            try:  # it closed its end: it is ending, or it must end within its timeout
+                code = child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return Finished(
+                    error=f"timed out after {timeout_s:g} s (timeout_s)", timed_out=True
+                )
             return Finished(error=f"execute.py ended without a result (exit code {code})")
         try:
             message = json.loads(line)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Protocol
@@ -42,7 +43,7 @@ class Child(Protocol):
 
     def poll(self) -> int | None: ...
 
-    def wait(self) -> int: ...
+    def wait(self, timeout: float | None = None) -> int: ...
 
 
 class Forked:
@@ -61,8 +62,13 @@ class Forked:
             self._read()
         return self.returncode
 
-    def wait(self) -> int:
+    def wait(self, timeout: float | None = None) -> int:
+        """Its exit code; raise subprocess.TimeoutExpired if it has not ended in `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self.returncode is None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self._conn], [], [], left)[0]:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
             self._read()
         return self.returncode
 
