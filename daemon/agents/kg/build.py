@@ -103,14 +103,32 @@ def _entry(path: Path, relative: str, name: str) -> Entry:
 
 
 def read_note(root: Path, relative: str) -> bytes | str:
-    """Return the bytes of a note, or why they cannot be read. Never follows a link."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    """Return the bytes of a note, or why they cannot be read. Never follows a link: not
+    the note's own name, nor any folder on its way (each is opened with O_NOFOLLOW from
+    the one before it), so a folder swapped for a link after the walk is not read through."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0)
+    *folders, name = relative.split("/")
+    if any(part in ("", ".", "..") for part in [*folders, name]):
+        return "not a path inside the vault"
     try:
-        descriptor = os.open(root / relative, flags)
+        where = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    try:
+        for folder in folders:
+            inner = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=where)
+            os.close(where)
+            where = inner
+        descriptor = os.open(name, flags, dir_fd=where)
     except OSError as error:
         if error.errno == errno.ELOOP:
             return "a symbolic link: never followed"
+        if error.errno == errno.ENOTDIR:  # what O_DIRECTORY | O_NOFOLLOW says of a link
+            return "a folder on its path is a symbolic link (never followed) or not a folder"
         return f"cannot be read ({error.strerror})"
+    finally:
+        os.close(where)
     with os.fdopen(descriptor, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             return "not a regular file"

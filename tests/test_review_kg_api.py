@@ -1,0 +1,182 @@
+"""Adversarial review of the knowledge graph's agent interfaces (REST /api/v1/kg/..., the MCP
+kg_* tools), the graph keeper of `vaultd run`, and the ledger's retried open."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import make_files
+from test_kg_interfaces import Graph, call
+from test_mcp import answer
+
+from daemon.agents.kg import build as kg_build
+from daemon.agents.kg.build import rebuild
+from daemon.agents.kg.store import connect
+from daemon.lifecycle.app import LEDGER_FILE
+
+RUN = "run-20261201-0000f1n4"
+NOW = "2026-12-01T10:00:00.000Z"
+
+
+@pytest.fixture
+def graph(tmp_path: Path) -> Iterator[Graph]:
+    made = Graph(tmp_path)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def rebuild_with_ledger(graph: Graph) -> None:
+    db = connect(graph.index, create=True)
+    try:
+        rebuild(db, graph.app.vault.root, ledger=graph.app.state_dir / LEDGER_FILE)
+    finally:
+        db.close()
+
+
+def finance_run_with_a_task(graph: Graph) -> None:
+    """A run asked for by a caller of group `finance` (not the test key's `marketing`),
+    which wrote the task file Needs_Action/payroll.md."""
+    make_files(graph.app.vault.root, {"Needs_Action/payroll.md": "---\nid: t-pay\n---\nx\n"})
+    ledger = graph.app.ledger
+    with ledger.transaction() as db:
+        db.execute(
+            "INSERT INTO skill_runs (id, skill, inputs, state, attempt, created_at, updated_at)"
+            " VALUES (?, 'pay-salaries', '{}', 'succeeded', 1, ?, ?)",
+            (RUN, NOW, NOW),
+        )
+        db.execute(
+            "INSERT INTO run_callers (run_id, requested_by, groups) VALUES (?, ?, ?)",
+            (RUN, "apikey:finance-bot", '["finance"]'),
+        )
+    ledger.put_task(
+        "t-pay",
+        type="odoo_payment",
+        file="Needs_Action/payroll.md",
+        state="done",
+        approval="human_approved",
+        decided_at=NOW,
+        origin=f"run:{RUN}:tok1",
+        created_at=NOW,
+    )
+    rebuild_with_ledger(graph)
+
+
+# Finding 1: the graph tells any caller about the runs of other groups.
+
+
+@pytest.mark.anyio
+async def test_a_caller_of_another_group_learns_nothing_of_a_run_through_the_graph(graph: Graph):
+    finance_run_with_a_task(graph)
+    # The run API hides the run from a `marketing` caller, as if it did not exist ...
+    hidden = graph.http.get(f"/api/v1/runs/{RUN}")
+    assert hidden.status_code == 404
+    # ... and the graph must not tell it either: not by the run's key, not as a neighbour.
+    direct = graph.get("neighborhood", ref=f"run:{RUN}")
+    assert direct.status_code == 404, direct.text
+    around = graph.get("neighborhood", ref="t-pay", depth=2)
+    assert RUN not in around.text and "pay-salaries" not in around.text
+    context = graph.get("context", ref="Needs_Action/payroll.md", depth=2)
+    assert RUN not in context.text
+    over_mcp = await call(graph.app, "kg_neighborhood", {"ref": "t-pay", "depth": 2})
+    assert RUN not in str(over_mcp.content)
+
+
+# Finding 2: a folder swapped for a symbolic link is followed when a note is read.
+
+
+def outside_folder(tmp_path: Path) -> Path:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "notes.md").write_text("# Notes\nthe payroll password is hunter2\n", "utf-8")
+    return outside
+
+
+def test_a_rebuild_never_reads_through_a_folder_swapped_for_a_link_after_the_walk(
+    graph: Graph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """build.py: 'a link swapped in after the walk is not read either'. O_NOFOLLOW covers the
+    file's own name only; a folder on its path swapped for a link is followed."""
+    outside = outside_folder(tmp_path)
+    vault = graph.app.vault.root
+    make_files(vault, {"Plans/leak/notes.md": "# Notes\nharmless\n"})
+    real_walk = kg_build.walk
+
+    def walk_then_swap(root: Path) -> Iterator[kg_build.Entry]:
+        for entry in real_walk(root):
+            if entry.path == "Plans/leak/notes.md":  # the agent swaps the folder now
+                shutil.rmtree(vault / "Plans/leak")
+                os.symlink(outside, vault / "Plans/leak")
+            yield entry
+
+    monkeypatch.setattr(kg_build, "walk", walk_then_swap)
+    db = connect(graph.index, create=True)
+    rebuild(db, vault)
+    db.close()
+    found = graph.get("search", q="payroll password")
+    assert found.status_code == 200
+    assert found.json()["results"] == [], found.text
+
+
+def test_context_never_reads_through_a_folder_swapped_for_a_link(graph: Graph, tmp_path: Path):
+    """fetch_context reads each cited note again, by its stored path; a folder of that path
+    replaced by a link since the build makes it read (and hash, and search) a file outside
+    the vault."""
+    outside = outside_folder(tmp_path)
+    vault = graph.app.vault.root
+    make_files(vault, {"Plans/leak/notes.md": "# Notes\nthe payroll password is hunter2\n"})
+    db = connect(graph.index, create=True)
+    rebuild(db, vault)
+    db.close()
+    shutil.rmtree(vault / "Plans/leak")
+    (outside / "notes.md").write_text("# Notes\nthe payroll password is hunter2\nmore\n", "utf-8")
+    os.symlink(outside, vault / "Plans/leak")
+    asked = graph.get("context", ref="Plans/leak/notes.md")
+    assert asked.status_code == 200, asked.text
+    rows = [row for node in asked.json()["nodes"] for row in node["evidence"]]
+    rows += [row for edge in asked.json()["edges"] for row in edge["evidence"]]
+    assert rows
+    for row in rows:  # the note is gone from the vault: it was not read from outside
+        assert row["stale"] and row["now"]["path"] is None, row
+
+
+# Finding 3: one context call re-walks the whole vault once per stale note with an id.
+
+
+def test_one_context_call_walks_the_vault_once_however_many_notes_moved(
+    graph: Graph, monkeypatch: pytest.MonkeyPatch
+):
+    vault = graph.app.vault.root
+    many = 60
+    hub = "# Hub\n" + "".join(f"[[n{i}]]\n" for i in range(many))
+    make_files(vault, {"Plans/hub.md": hub})
+    make_files(vault, {f"Plans/n{i}.md": f"---\nid: nid-{i}\n---\n# N{i}\n" for i in range(many)})
+    db = connect(graph.index, create=True)
+    rebuild(db, vault)
+    db.close()
+    for i in range(many):  # every note loses its id (or is moved elsewhere): all stale
+        (vault / f"Plans/n{i}.md").write_text(f"# N{i}\nchanged\n", "utf-8")
+    from daemon.agents.kg import context as kg_context
+
+    walks = []
+    real_walk = kg_context.walk
+
+    def counted(root: Path) -> Iterator[kg_build.Entry]:
+        walks.append(root)
+        yield from real_walk(root)
+
+    monkeypatch.setattr(kg_context, "walk", counted)
+    started = time.monotonic()
+    asked = graph.get("context", ref="Plans/hub.md")
+    assert asked.status_code == 200, asked.text
+    assert len(walks) <= 1, f"{len(walks)} walks of the vault, {time.monotonic() - started:.1f}s"
