@@ -34,7 +34,7 @@ class _Vault:
     def __init__(self, db: sqlite3.Connection, root: Path) -> None:
         self.db, self.root = db, root
         self._read: dict[str, _Current | None] = {}
-        self._moved: dict[str, _Current | None] = {}
+        self._ids: dict[str, str] | None = None  # vaultd id -> path, of new or changed notes
 
     def current(self, path: str) -> _Current | None:
         if path not in self._read:
@@ -52,11 +52,12 @@ class _Vault:
 
     def moved(self, note_key: str) -> _Current | None:
         """Return where the note with this `id:` key is now, among the notes the last build
-        did not see as they are (new or changed files), or None."""
+        did not see as they are (new or changed files), or None. The vault is walked once
+        per call, however many notes moved (once per note made one call read it N times)."""
         if not note_key.startswith("id:"):
             return None
-        if note_key not in self._moved:
-            wanted, found = note_key[3:], None
+        if self._ids is None:
+            self._ids = {}
             known = {
                 row[0]: row[1:] for row in self.db.execute("SELECT path, mtime_ns, size FROM files")
             }
@@ -64,11 +65,12 @@ class _Vault:
                 if entry.status != "note" or known.get(entry.path) == (entry.mtime_ns, entry.size):
                     continue
                 data = read_note(self.root, entry.path)
-                if not isinstance(data, str) and extract(entry.path, data).vaultd_id == wanted:
-                    found = self.current(entry.path)
-                    break
-            self._moved[note_key] = found
-        return self._moved[note_key]
+                if not isinstance(data, str):
+                    found = extract(entry.path, data).vaultd_id
+                    if found:
+                        self._ids.setdefault(found, entry.path)  # the first in path order
+        path = self._ids.get(note_key[3:])
+        return self.current(path) if path is not None else None
 
 
 def fetch_context(
