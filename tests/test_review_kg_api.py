@@ -3,21 +3,23 @@ kg_* tools), the graph keeper of `vaultd run`, and the ledger's retried open."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import make_files
+from mcp import Client
 from test_kg_interfaces import Graph, call
 from test_mcp import answer
 
+from daemon.agents.api.keys import ApiKeyStore
 from daemon.agents.kg import build as kg_build
 from daemon.agents.kg.build import rebuild
 from daemon.agents.kg.store import connect
+from daemon.agents.mcp.vault_server import build_vault_server
+from daemon.agents.skills.service import open_runs
 from daemon.lifecycle.app import LEDGER_FILE
 
 RUN = "run-20261201-0000f1n4"
@@ -90,6 +92,25 @@ async def test_a_caller_of_another_group_learns_nothing_of_a_run_through_the_gra
     assert RUN not in context.text
     over_mcp = await call(graph.app, "kg_neighborhood", {"ref": "t-pay", "depth": 2})
     assert RUN not in str(over_mcp.content)
+    # Worded exactly as a run the graph does not hold, so its id cannot be probed.
+    other = "run-20261201-0000dead"
+    unknown = graph.get("neighborhood", ref=f"run:{other}")
+    assert unknown.status_code == 404
+    assert direct.json()["error"].replace(RUN, other) == unknown.json()["error"]
+    # A caller of the run's group still sees it.
+    finance = ApiKeyStore(graph.app.ledger).create("finance-bot", ["finance"])
+    seen = graph.http.get(
+        "/api/v1/kg/neighborhood", params={"ref": "t-pay"}, headers={"X-API-Key": finance}
+    )
+    assert seen.status_code == 200 and f"run:{RUN}" in seen.text
+    assert graph.http.get(f"/api/v1/runs/{RUN}", headers={"X-API-Key": finance}).is_success
+    async with Client(
+        build_vault_server(graph.app, open_runs(graph.app), groups={"finance"}),
+        mode="legacy",
+        raise_exceptions=False,
+    ) as client:
+        tool = await client.call_tool("kg_neighborhood", {"ref": "t-pay"})
+    assert f"run:{RUN}" in str(answer(tool))
 
 
 # Finding 2: a folder swapped for a symbolic link is followed when a note is read.
@@ -116,7 +137,7 @@ def test_a_rebuild_never_reads_through_a_folder_swapped_for_a_link_after_the_wal
         for entry in real_walk(root):
             if entry.path == "Plans/leak/notes.md":  # the agent swaps the folder now
                 shutil.rmtree(vault / "Plans/leak")
-                os.symlink(outside, vault / "Plans/leak")
+                (vault / "Plans/leak").symlink_to(outside)
             yield entry
 
     monkeypatch.setattr(kg_build, "walk", walk_then_swap)
@@ -140,7 +161,7 @@ def test_context_never_reads_through_a_folder_swapped_for_a_link(graph: Graph, t
     db.close()
     shutil.rmtree(vault / "Plans/leak")
     (outside / "notes.md").write_text("# Notes\nthe payroll password is hunter2\nmore\n", "utf-8")
-    os.symlink(outside, vault / "Plans/leak")
+    (vault / "Plans/leak").symlink_to(outside)
     asked = graph.get("context", ref="Plans/leak/notes.md")
     assert asked.status_code == 200, asked.text
     rows = [row for node in asked.json()["nodes"] for row in node["evidence"]]

@@ -3,14 +3,18 @@ same answers for the REST API (`/api/v1/kg/…`), the MCP tools (`kg_neighborhoo
 `kg_semantic_search`, `kg_fetch_context`) and `vaultd kg`.
 
 Read-only by construction: each question opens the index with SQLite's `mode=ro`, so no
-agent interface can write to it (only `vaultd kg rebuild` does). Search is full-text (FTS5,
+agent interface can write to it (only `vaultd kg rebuild` does). A question asked for a
+caller of the API or MCP names `hide`: given the ids of the graph's skill runs, it returns
+those this caller may not see (run_access.py). Those runs are left out of the graph asked,
+their edges and the evidence they state too, so a run of another group is answered exactly
+as a run the graph does not hold. Search is full-text (FTS5,
 BM25); vectors are not built yet, and every search answer says which ranking it used.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,7 @@ from daemon.lifecycle.app import LEDGER_FILE, App
 
 MAX_RESULTS = 100  # a search answers at most this many notes
 RANKING = "full_text_bm25"  # what search ranks by; "vectors" once they exist
+Hide = Callable[[list[str]], set[str]]  # run ids -> those the caller may not see
 
 
 @dataclass(frozen=True)
@@ -43,26 +48,28 @@ class GraphReads:
     def of_app(cls, app: App) -> GraphReads:
         return cls.of(app.vault.root, app.state_dir, app.config)
 
-    def neighborhood(self, ref: str, *, depth: int = 1, edge: str | None = None) -> dict[str, Any]:
+    def neighborhood(
+        self, ref: str, *, depth: int = 1, edge: str | None = None, hide: Hide | None = None
+    ) -> dict[str, Any]:
         """The nodes within `depth` edges of REF, the edges among them, with evidence."""
-        with self._open() as db:
+        with self._open(hide) as db:
             return query.neighborhood(db, ref, depth=depth, edge_type=edge or None)
 
-    def context(self, ref: str, *, depth: int = 1) -> dict[str, Any]:
+    def context(self, ref: str, *, depth: int = 1, hide: Hide | None = None) -> dict[str, Any]:
         """The neighborhood of REF with every evidence row checked against the vault now."""
-        with self._open() as db:
+        with self._open(hide) as db:
             return fetch_context(db, self.vault, ref, depth=depth, ledger=self.ledger)
 
-    def search(self, text: str, *, limit: int = 20) -> dict[str, Any]:
+    def search(self, text: str, *, limit: int = 20, hide: Hide | None = None) -> dict[str, Any]:
         """The notes matching every word of `text`, best first, and how they were ranked."""
         if not 1 <= limit <= MAX_RESULTS:
             raise KgError(f"limit {limit}: expected 1 to {MAX_RESULTS}")
-        with self._open() as db:
+        with self._open(hide) as db:
             results = query.search(db, text, limit=limit)
         return {"query": text, "ranking": RANKING, "results": results}
 
     @contextmanager
-    def _open(self) -> Iterator[sqlite3.Connection]:
+    def _open(self, hide: Hide | None = None) -> Iterator[sqlite3.Connection]:
         if not self.index.exists():
             raise KgError(
                 f"{self.index}: no knowledge graph yet; run `vaultd kg rebuild` first", status=503
@@ -72,8 +79,29 @@ class GraphReads:
         except sqlite3.Error as error:
             raise KgError(f"{self.index}: cannot open the knowledge graph ({error})") from None
         try:
+            if hide is not None:
+                _hide_runs(db, hide)
             yield db
         except sqlite3.Error as error:
             raise KgError(f"{self.index}: {error}", status=503) from None
         finally:
             db.close()
+
+
+def _hide_runs(db: sqlite3.Connection, hide: Hide) -> None:
+    """Shadow the graph's tables, for this connection only, with views that leave out the
+    runs `hide` names: their nodes, their edges, and the evidence rows they state. Temporary
+    views live in the connection's own temp schema, which SQLite searches first; the index
+    (opened mode=ro) is not written."""
+    runs = [row[0][4:] for row in db.execute("SELECT key FROM nodes WHERE type = 'run'")]
+    hidden = sorted(f"run:{run_id}" for run_id in hide(runs)) if runs else []
+    if not hidden:
+        return
+    db.execute("CREATE TEMP TABLE hidden (key TEXT PRIMARY KEY)")
+    db.executemany("INSERT OR IGNORE INTO temp.hidden VALUES (?)", [(key,) for key in hidden])
+    out = "NOT IN (SELECT key FROM temp.hidden)"
+    db.execute(f"CREATE TEMP VIEW nodes AS SELECT * FROM main.nodes WHERE key {out}")  # noqa: S608
+    db.execute(
+        f"CREATE TEMP VIEW edges AS SELECT * FROM main.edges WHERE src {out} AND dst {out}"  # noqa: S608
+    )
+    db.execute(f"CREATE TEMP VIEW evidence AS SELECT * FROM main.evidence WHERE note_key {out}")  # noqa: S608
