@@ -4,6 +4,8 @@ kg_* tools), the graph keeper of `vaultd run`, and the ledger's retried open."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,8 @@ from daemon.agents.kg.build import rebuild
 from daemon.agents.kg.store import connect
 from daemon.agents.mcp.vault_server import build_vault_server
 from daemon.agents.skills.service import open_runs
+from daemon.core.ledger import Ledger
+from daemon.core.ledger_schema import SCHEMA
 from daemon.lifecycle.app import LEDGER_FILE
 
 RUN = "run-20261201-0000f1n4"
@@ -201,3 +205,34 @@ def test_one_context_call_walks_the_vault_once_however_many_notes_moved(
     asked = graph.get("context", ref="Plans/hub.md")
     assert asked.status_code == 200, asked.text
     assert len(walks) <= 1, f"{len(walks)} walks of the vault, {time.monotonic() - started:.1f}s"
+
+
+# Finding 5: two processes opening a ledger of an older vaultd at once: one fails to start.
+
+
+def test_two_processes_bringing_an_older_ledger_up_to_date_at_once_both_open(tmp_path: Path):
+    """A daemon and a CLI command started beside it (the case of commit 36ca5dd) on a ledger
+    an older vaultd wrote: both read that `tasks` has no `origin` column before either adds
+    it; the second ALTER then fails with "duplicate column name", which is no lock error."""
+    path = tmp_path / "ledger.sqlite3"
+    older = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    older.execute("PRAGMA journal_mode=WAL")
+    older.executescript(SCHEMA)  # tasks without `origin`, as an older vaultd left it
+    older.execute("BEGIN IMMEDIATE")  # the other process, upgrading the same ledger now
+    opened: list[object] = []
+
+    def open_beside() -> None:
+        try:
+            opened.append(Ledger(path))
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            opened.append(error)
+
+    beside = threading.Thread(target=open_beside)
+    beside.start()
+    time.sleep(0.5)  # it has read `tasks` and waits for the write lock to add `origin`
+    older.execute("ALTER TABLE tasks ADD COLUMN origin TEXT")
+    older.execute("COMMIT")
+    beside.join(timeout=30)
+    older.close()
+    assert opened and isinstance(opened[0], Ledger), opened
+    opened[0].close()
