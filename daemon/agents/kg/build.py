@@ -22,7 +22,7 @@ from pathlib import Path
 
 from daemon.agents.kg.extract import NoteFacts, extract, title_of
 from daemon.agents.kg.graph import derive
-from daemon.agents.kg.ledger_source import LEDGER, digest, read_ledger
+from daemon.agents.kg.ledger_source import LEDGER, LedgerFact, digest, read_ledger
 from daemon.core.vault import is_ignored, is_sync_conflict
 
 # Larger notes are skipped, not read: a note of 4 MiB is a pasted log or a data dump.
@@ -139,13 +139,19 @@ def read_note(root: Path, relative: str) -> bytes | str:
 
 
 def rebuild(
-    db: sqlite3.Connection, root: Path, *, full: bool = False, ledger: Path | None = None
+    db: sqlite3.Connection,
+    root: Path,
+    *,
+    full: bool = False,
+    ledger: Path | None = None,
+    facts: list[LedgerFact] | None = None,
 ) -> BuildReport:
     """Bring the index up to date with the vault at `root` (and the ledger at `ledger`, if
-    given); with `full`, read every note again. Return what was done. One note's failure
-    is recorded, never raised."""
+    given, or the `facts` already read from it); with `full`, read every note again.
+    Return what was done. One note's failure is recorded, never raised."""
     report = BuildReport()
-    facts = read_ledger(ledger) if ledger is not None else []
+    if facts is None:
+        facts = read_ledger(ledger) if ledger is not None else []
     seen: set[str] = set()
     db.execute("BEGIN IMMEDIATE")  # a second rebuild waits for this one, then sees its rows
     try:
