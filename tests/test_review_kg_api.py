@@ -280,3 +280,22 @@ def test_the_keeper_reads_the_ledger_again_only_when_it_changed(
     finally:
         keeper.stop()
         getattr(keeper, "_close_watch", lambda: None)()
+
+
+# Finding 7: a task both approved and asked for by a run: one of its ledger rows is always stale.
+
+
+def test_ledger_evidence_of_a_task_a_run_asked_for_is_not_stale_right_after_the_build(
+    graph: Graph,
+):
+    """Its approval and its request cite the same `ledger:tasks/<id>`, hashed two ways (the
+    task's row; the task's row with the run's skill): context kept one hash per place."""
+    finance_run_with_a_task(graph)
+    finance = ApiKeyStore(graph.app.ledger).create("finance-reader", ["finance"])
+    asked = graph.http.get(
+        "/api/v1/kg/context", params={"ref": "t-pay"}, headers={"X-API-Key": finance}
+    )
+    assert asked.status_code == 200, asked.text
+    rows = [r for e in asked.json()["edges"] for r in e["evidence"] if r.get("source") == "ledger"]
+    assert {(e["type"]) for e in asked.json()["edges"]} >= {"approved_by", "requested"}
+    assert rows and [r for r in rows if r["stale"]] == [], rows

@@ -67,8 +67,10 @@ def digest(facts: list[LedgerFact]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _row_hash(row: sqlite3.Row) -> str:
-    text = json.dumps(dict(row), sort_keys=True, ensure_ascii=False, default=str)
+def _row_hash(row: sqlite3.Row, *, leave_out: str = "") -> str:
+    data = dict(row)
+    data.pop(leave_out, None)
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -170,7 +172,9 @@ def _requests(db: sqlite3.Connection) -> list[LedgerFact]:
                 "task",
                 _task_label(row["file"], row["id"]),
                 f"ledger:tasks/{row['id']}",
-                _row_hash(row),
+                # The task's row alone, as its approval hashes the same place: one place,
+                # one hash (context checks a cited row by its place).
+                _row_hash(row, leave_out="skill"),
                 f"run {run_id} of skill {row['skill']} asked for task {row['id']}"[:_MAX_QUOTE],
             )
         )
