@@ -17,7 +17,7 @@ from typing import Any
 
 from daemon.agents.kg.build import read_note, walk
 from daemon.agents.kg.extract import extract
-from daemon.agents.kg.ledger_source import read_ledger
+from daemon.agents.kg.ledger_source import row_hashes
 from daemon.agents.kg.query import neighborhood
 
 
@@ -81,16 +81,13 @@ def fetch_context(
     ledger is checked against the ledger at `ledger` (stale if its row changed or is gone)."""
     found = neighborhood(db, ref, depth=depth)
     vault = _Vault(db, root)
-    rows: dict[str, str] | None = None
-    for item in [*found["nodes"], *found["edges"]]:
-        for row in item["evidence"]:
-            if row["path"].startswith("ledger:"):
-                if rows is None:
-                    facts = read_ledger(ledger) if ledger is not None else []
-                    rows = {fact.where: fact.row_sha256 for fact in facts}
-                _check_ledger(rows, row)
-            else:
-                _check(vault, row)
+    cited = [row for item in [*found["nodes"], *found["edges"]] for row in item["evidence"]]
+    rows = row_hashes(ledger, {r["path"] for r in cited if r["path"].startswith("ledger:")})
+    for row in cited:
+        if row["path"].startswith("ledger:"):
+            _check_ledger(rows, row)
+        else:
+            _check(vault, row)
     found["source"] = "vault"
     return found
 
