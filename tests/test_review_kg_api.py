@@ -22,7 +22,7 @@ from daemon.agents.kg import ledger_source
 from daemon.agents.kg.build import rebuild
 from daemon.agents.kg.query import MAX_NODES
 from daemon.agents.kg.reads import GraphReads
-from daemon.agents.kg.store import connect
+from daemon.agents.kg.store import KgError, connect
 from daemon.agents.mcp.vault_server import build_vault_server
 from daemon.agents.skills.service import open_runs
 from daemon.core.ledger import Ledger
@@ -362,3 +362,24 @@ def test_a_deep_walk_on_a_dense_graph_answers_a_bounded_part_and_says_so(graph: 
     assert all(e["src"] in keys and e["dst"] in keys for e in found["edges"])
     small = graph.get("neighborhood", ref="inv-acme-1").json()
     assert small["truncated"] is False
+
+
+# Finding 10: a vault that is briefly not there (moved, an unmounted drive) empties the graph.
+
+
+def test_the_keeper_keeps_the_graph_of_a_vault_it_cannot_read_now(graph: Graph, tmp_path: Path):
+    """The keeper's build walks the vault: a vault folder that is gone (renamed, moved by
+    the user, a sync drive not mounted) is one unreadable folder, so every note is 'gone'
+    and the graph is emptied, then read again in full when the vault is back."""
+    keeper = GraphKeeper(GraphReads.of_app(graph.app), 10)
+    vault = graph.app.vault.root
+    assert graph.get("search", q="winter sale").json()["results"]
+    vault.rename(tmp_path / "moved-away")
+    try:
+        with pytest.raises(KgError, match="cannot be read"):  # refused, not emptied
+            keeper.refresh()
+        found = graph.get("search", q="winter sale")
+        assert found.status_code == 200 and found.json()["results"], found.text
+    finally:
+        (tmp_path / "moved-away").rename(vault)
+        getattr(keeper, "_close_watch", lambda: None)()

@@ -23,6 +23,7 @@ from pathlib import Path
 from daemon.agents.kg.extract import NoteFacts, extract, title_of
 from daemon.agents.kg.graph import derive
 from daemon.agents.kg.ledger_source import LEDGER, LedgerFact, digest, read_ledger
+from daemon.agents.kg.store import KgError
 from daemon.core.vault import is_ignored, is_sync_conflict
 
 # Larger notes are skipped, not read: a note of 4 MiB is a pasted log or a data dump.
@@ -149,6 +150,13 @@ def rebuild(
     """Bring the index up to date with the vault at `root` (and the ledger at `ledger`, if
     given, or the `facts` already read from it); with `full`, read every note again.
     Return what was done. One note's failure is recorded, never raised."""
+    try:  # a vault that is not there now (moved, a drive not mounted) is not an empty one
+        with os.scandir(root):
+            pass
+    except OSError as error:
+        raise KgError(
+            f"{root}: the vault cannot be read ({error.strerror}); the graph is kept as it was"
+        ) from None
     report = BuildReport()
     if facts is None:
         facts = read_ledger(ledger) if ledger is not None else []
