@@ -383,3 +383,38 @@ def test_the_keeper_keeps_the_graph_of_a_vault_it_cannot_read_now(graph: Graph, 
     finally:
         (tmp_path / "moved-away").rename(vault)
         getattr(keeper, "_close_watch", lambda: None)()
+
+
+# Finding 11: the REST API answers a secret a note quotes, which MCP redacts.
+
+ODOO_KEY = "odoo-key-" + "s3cr3t" * 6
+
+
+@pytest.fixture
+def graph_with_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Graph]:
+    monkeypatch.setenv("ODOO_API_KEY", ODOO_KEY)  # read by the redactor when the app opens
+    made = Graph(tmp_path, build=False)
+    make_files(
+        made.app.vault.root,
+        {"Plans/setup.md": f"# Odoo setup\nwinter key pasted by mistake: {ODOO_KEY}\n"},
+    )
+    db = connect(made.index, create=True)
+    rebuild(db, made.app.vault.root)
+    db.close()
+    yield made
+    made.close()
+
+
+@pytest.mark.anyio
+async def test_the_api_redacts_secrets_from_graph_answers_as_mcp_does(graph_with_a_secret: Graph):
+    graph = graph_with_a_secret
+    over_mcp = await call(graph.app, "kg_semantic_search", {"query": "winter key pasted"})
+    assert ODOO_KEY not in str(over_mcp.content) and "[redacted]" in str(over_mcp.content)
+    for path, params in [
+        ("context", {"ref": "Plans/setup.md"}),
+        ("neighborhood", {"ref": "Plans/setup.md"}),
+        ("search", {"q": "winter key pasted"}),
+    ]:
+        asked = graph.get(path, **params)
+        assert asked.status_code == 200, asked.text
+        assert ODOO_KEY not in asked.text, path

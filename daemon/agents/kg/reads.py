@@ -7,16 +7,20 @@ agent interface can write to it (only `vaultd kg rebuild` does). A question aske
 caller of the API or MCP names `hide`: given the ids of the graph's skill runs, it returns
 those this caller may not see (run_access.py). Those runs are left out of the graph asked,
 their edges and the evidence they state too, so a run of another group is answered exactly
-as a run the graph does not hold. Search is full-text (FTS5,
+as a run the graph does not hold. Every answer passes through the app's redactor, as MCP
+answers do (a secret a note quotes is `[redacted]`); a search result whose note holds a
+secret gets its snippet cut from the redacted text, as FTS5's highlighting would break the
+secret up ("odoo-[key]-…") past the redactor. Search is full-text (FTS5,
 BM25); vectors are not built yet, and every search answer says which ranking it used.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,27 +42,36 @@ class GraphReads:
     vault: Path
     index: Path
     ledger: Path | None  # the ledger, if `[kg] sources` lists it (for stale ledger rows)
+    redact: Callable[[Any], Any] = field(default=lambda value: value)
 
     @classmethod
-    def of(cls, vault: Path, state_dir: Path, config: Config) -> GraphReads:
+    def of(
+        cls,
+        vault: Path,
+        state_dir: Path,
+        config: Config,
+        redact: Callable[[Any], Any] | None = None,
+    ) -> GraphReads:
         ledger = state_dir / LEDGER_FILE if "ledger" in config.kg.sources else None
-        return cls(vault, kg_path(vault, state_dir), ledger)
+        return cls(vault, kg_path(vault, state_dir), ledger, redact or (lambda value: value))
 
     @classmethod
     def of_app(cls, app: App) -> GraphReads:
-        return cls.of(app.vault.root, app.state_dir, app.config)
+        return cls.of(app.vault.root, app.state_dir, app.config, app.audit.redact)
 
     def neighborhood(
         self, ref: str, *, depth: int = 1, edge: str | None = None, hide: Hide | None = None
     ) -> dict[str, Any]:
         """The nodes within `depth` edges of REF, the edges among them, with evidence."""
         with self._open(hide) as db:
-            return query.neighborhood(db, ref, depth=depth, edge_type=edge or None)
+            found = query.neighborhood(db, ref, depth=depth, edge_type=edge or None)
+        return dict(self.redact(found))
 
     def context(self, ref: str, *, depth: int = 1, hide: Hide | None = None) -> dict[str, Any]:
         """The neighborhood of REF with every evidence row checked against the vault now."""
         with self._open(hide) as db:
-            return fetch_context(db, self.vault, ref, depth=depth, ledger=self.ledger)
+            found = fetch_context(db, self.vault, ref, depth=depth, ledger=self.ledger)
+        return dict(self.redact(found))
 
     def search(self, text: str, *, limit: int = 20, hide: Hide | None = None) -> dict[str, Any]:
         """The notes matching every word of `text`, best first, and how they were ranked."""
@@ -66,7 +79,14 @@ class GraphReads:
             raise KgError(f"limit {limit}: expected 1 to {MAX_RESULTS}")
         with self._open(hide) as db:
             results = query.search(db, text, limit=limit)
-        return {"query": text, "ranking": RANKING, "results": results}
+            for result in results:
+                row = db.execute(
+                    "SELECT title || ' ' || body FROM search WHERE path = ?", (result["path"],)
+                ).fetchone()
+                indexed = str(row[0]) if row else ""
+                if self.redact(indexed) != indexed:
+                    result["snippet"] = _snippet(self.redact(indexed), re.findall(r"\w+", text))
+        return dict(self.redact({"query": text, "ranking": RANKING, "results": results}))
 
     @contextmanager
     def _open(self, hide: Hide | None = None) -> Iterator[sqlite3.Connection]:
@@ -105,3 +125,14 @@ def _hide_runs(db: sqlite3.Connection, hide: Hide) -> None:
         f"CREATE TEMP VIEW edges AS SELECT * FROM main.edges WHERE src {out} AND dst {out}"  # noqa: S608
     )
     db.execute(f"CREATE TEMP VIEW evidence AS SELECT * FROM main.evidence WHERE note_key {out}")  # noqa: S608
+
+
+def _snippet(text: str, words: list[str], size: int = 12) -> str:
+    """`size` words of `text` (already redacted) around the first that holds a searched
+    word, without highlighting, as FTS5's snippet() would have shown them."""
+    tokens = text.split()
+    wanted = [word.casefold() for word in words]
+    at = next((i for i, t in enumerate(tokens) if any(w in t.casefold() for w in wanted)), 0)
+    start = max(0, min(at - size // 3, len(tokens) - size))
+    cut = tokens[start : start + size]
+    return ("…" if start else "") + " ".join(cut) + ("…" if start + size < len(tokens) else "")
