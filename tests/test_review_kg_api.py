@@ -20,6 +20,7 @@ from daemon.agents.api.keys import ApiKeyStore
 from daemon.agents.kg import build as kg_build
 from daemon.agents.kg import ledger_source
 from daemon.agents.kg.build import rebuild
+from daemon.agents.kg.markdown import scan
 from daemon.agents.kg.query import MAX_NODES
 from daemon.agents.kg.reads import GraphReads
 from daemon.agents.kg.store import KgError, connect
@@ -418,3 +419,30 @@ async def test_the_api_redacts_secrets_from_graph_answers_as_mcp_does(graph_with
         asked = graph.get(path, **params)
         assert asked.status_code == 200, asked.text
         assert ODOO_KEY not in asked.text, path
+
+
+# Finding 12: one small note freezes the daemon (the code-span regex backtracks cubically).
+
+
+def test_a_note_of_backticks_is_read_in_linear_time():
+    """`x ` + 1,000 backticks + `a`: extract took 7.7 s (2,000: 52 s), holding the GIL, so
+    the keeper's refresh froze every thread of `vaultd run`: watcher, executor, API, lease."""
+    started = time.monotonic()
+    links, _ = scan("x " + "`" * 4000 + "a [[Real]]\n", 1)
+    assert time.monotonic() - started < 1.0
+    assert [link.target for link in links] == ["Real"]
+    # Code spans are still no links: a run of backticks closes at the next run as long.
+    links, _ = scan("``a ` [[No]] b`` [[Yes]] `[[No]]` ``c` [[Too]]\n", 1)
+    assert [link.target for link in links] == ["Yes", "Too"]
+
+
+def test_a_long_frontmatter_line_without_a_colon_is_read_in_linear_time():
+    """_KEY_LINE backtracked quadratically on a frontmatter line with no colon (valid YAML
+    in a flow sequence): 40 KB took 4.1 s, a note at the 4 MiB limit hours, GIL held."""
+    from daemon.agents.kg.extract import extract
+
+    data = ("---\nk: [a,\nb" + " " * 200_000 + "x]\nother: v\n---\n# t\n").encode()
+    started = time.monotonic()
+    facts = extract("Plans/long.md", data)
+    assert time.monotonic() - started < 1.0
+    assert facts.status == "indexed"
