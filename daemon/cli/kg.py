@@ -212,6 +212,7 @@ def _show(found: dict[str, Any], *, as_json: bool) -> int:
     _say(
         f"{found['start']} (depth {found['depth']}): {len(found['nodes'])} node(s), "
         f"{len(found['edges'])} edge(s)"
+        + (f", stopped at {query.MAX_NODES} nodes (nearest first)" if found["truncated"] else "")
     )
     for edge in found["edges"]:
         field = f" [{edge['field']}]" if edge["field"] else ""

@@ -129,7 +129,11 @@ def _open(path: Path, *, readonly: bool) -> sqlite3.Connection:
                     db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(SCHEMA)
+                # Under the write lock: a process opening the same older ledger at the same
+                # time has added the column by then, or waits until this one has.
+                db.execute("BEGIN IMMEDIATE")
                 add_missing_columns(db)
+                db.execute("COMMIT")
             return db
         except sqlite3.OperationalError as error:
             db.close()

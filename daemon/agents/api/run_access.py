@@ -148,6 +148,21 @@ class RunAccess:
         )
         return bool(rows) and may_see(caller, *_who(rows[0]))
 
+    def unseen(self, caller: Caller, run_ids: list[str]) -> set[str]:
+        """Given a caller and run ids (the knowledge graph's), return those the caller may
+        not see: a run of another group, or no longer in the ledger."""
+        seen: set[str] = set()
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start : start + 500]
+            rows = self.ledger.rows(
+                "SELECT r.id, r.requested_by, c.groups FROM skill_runs r"  # noqa: S608
+                " LEFT JOIN run_callers c ON c.run_id = r.id"
+                f" WHERE r.id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            seen.update(row["id"] for row in rows if may_see(caller, *_who(row)))
+        return set(run_ids) - seen
+
     def _must_see(self, caller: Caller, run_id: str) -> None:
         if not self.sees(caller, run_id):
             raise RunNotFound(f"no run {run_id!r}")  # the words of a run that does not exist

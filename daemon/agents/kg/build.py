@@ -22,7 +22,8 @@ from pathlib import Path
 
 from daemon.agents.kg.extract import NoteFacts, extract, title_of
 from daemon.agents.kg.graph import derive
-from daemon.agents.kg.ledger_source import LEDGER, digest, read_ledger
+from daemon.agents.kg.ledger_source import LEDGER, LedgerFact, digest, read_ledger
+from daemon.agents.kg.store import KgError
 from daemon.core.vault import is_ignored, is_sync_conflict
 
 # Larger notes are skipped, not read: a note of 4 MiB is a pasted log or a data dump.
@@ -103,14 +104,32 @@ def _entry(path: Path, relative: str, name: str) -> Entry:
 
 
 def read_note(root: Path, relative: str) -> bytes | str:
-    """Return the bytes of a note, or why they cannot be read. Never follows a link."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    """Return the bytes of a note, or why they cannot be read. Never follows a link: not
+    the note's own name, nor any folder on its way (each is opened with O_NOFOLLOW from
+    the one before it), so a folder swapped for a link after the walk is not read through."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0)
+    *folders, name = relative.split("/")
+    if any(part in ("", ".", "..") for part in [*folders, name]):
+        return "not a path inside the vault"
     try:
-        descriptor = os.open(root / relative, flags)
+        where = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    try:
+        for folder in folders:
+            inner = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=where)
+            os.close(where)
+            where = inner
+        descriptor = os.open(name, flags, dir_fd=where)
     except OSError as error:
         if error.errno == errno.ELOOP:
             return "a symbolic link: never followed"
+        if error.errno == errno.ENOTDIR:  # what O_DIRECTORY | O_NOFOLLOW says of a link
+            return "a folder on its path is a symbolic link (never followed) or not a folder"
         return f"cannot be read ({error.strerror})"
+    finally:
+        os.close(where)
     with os.fdopen(descriptor, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             return "not a regular file"
@@ -121,13 +140,26 @@ def read_note(root: Path, relative: str) -> bytes | str:
 
 
 def rebuild(
-    db: sqlite3.Connection, root: Path, *, full: bool = False, ledger: Path | None = None
+    db: sqlite3.Connection,
+    root: Path,
+    *,
+    full: bool = False,
+    ledger: Path | None = None,
+    facts: list[LedgerFact] | None = None,
 ) -> BuildReport:
     """Bring the index up to date with the vault at `root` (and the ledger at `ledger`, if
-    given); with `full`, read every note again. Return what was done. One note's failure
-    is recorded, never raised."""
+    given, or the `facts` already read from it); with `full`, read every note again.
+    Return what was done. One note's failure is recorded, never raised."""
+    try:  # a vault that is not there now (moved, a drive not mounted) is not an empty one
+        with os.scandir(root):
+            pass
+    except OSError as error:
+        raise KgError(
+            f"{root}: the vault cannot be read ({error.strerror}); the graph is kept as it was"
+        ) from None
     report = BuildReport()
-    facts = read_ledger(ledger) if ledger is not None else []
+    if facts is None:
+        facts = read_ledger(ledger) if ledger is not None else []
     seen: set[str] = set()
     db.execute("BEGIN IMMEDIATE")  # a second rebuild waits for this one, then sees its rows
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from daemon.agents.kg.build import read_note, walk
 from daemon.agents.kg.extract import extract
-from daemon.agents.kg.ledger_source import read_ledger
+from daemon.agents.kg.ledger_source import row_hashes
 from daemon.agents.kg.query import neighborhood
 
 
@@ -34,7 +34,7 @@ class _Vault:
     def __init__(self, db: sqlite3.Connection, root: Path) -> None:
         self.db, self.root = db, root
         self._read: dict[str, _Current | None] = {}
-        self._moved: dict[str, _Current | None] = {}
+        self._ids: dict[str, str] | None = None  # vaultd id -> path, of new or changed notes
 
     def current(self, path: str) -> _Current | None:
         if path not in self._read:
@@ -52,11 +52,12 @@ class _Vault:
 
     def moved(self, note_key: str) -> _Current | None:
         """Return where the note with this `id:` key is now, among the notes the last build
-        did not see as they are (new or changed files), or None."""
+        did not see as they are (new or changed files), or None. The vault is walked once
+        per call, however many notes moved (once per note made one call read it N times)."""
         if not note_key.startswith("id:"):
             return None
-        if note_key not in self._moved:
-            wanted, found = note_key[3:], None
+        if self._ids is None:
+            self._ids = {}
             known = {
                 row[0]: row[1:] for row in self.db.execute("SELECT path, mtime_ns, size FROM files")
             }
@@ -64,11 +65,12 @@ class _Vault:
                 if entry.status != "note" or known.get(entry.path) == (entry.mtime_ns, entry.size):
                     continue
                 data = read_note(self.root, entry.path)
-                if not isinstance(data, str) and extract(entry.path, data).vaultd_id == wanted:
-                    found = self.current(entry.path)
-                    break
-            self._moved[note_key] = found
-        return self._moved[note_key]
+                if not isinstance(data, str):
+                    found = extract(entry.path, data).vaultd_id
+                    if found:
+                        self._ids.setdefault(found, entry.path)  # the first in path order
+        path = self._ids.get(note_key[3:])
+        return self.current(path) if path is not None else None
 
 
 def fetch_context(
@@ -79,16 +81,13 @@ def fetch_context(
     ledger is checked against the ledger at `ledger` (stale if its row changed or is gone)."""
     found = neighborhood(db, ref, depth=depth)
     vault = _Vault(db, root)
-    rows: dict[str, str] | None = None
-    for item in [*found["nodes"], *found["edges"]]:
-        for row in item["evidence"]:
-            if row["path"].startswith("ledger:"):
-                if rows is None:
-                    facts = read_ledger(ledger) if ledger is not None else []
-                    rows = {fact.where: fact.row_sha256 for fact in facts}
-                _check_ledger(rows, row)
-            else:
-                _check(vault, row)
+    cited = [row for item in [*found["nodes"], *found["edges"]] for row in item["evidence"]]
+    rows = row_hashes(ledger, {r["path"] for r in cited if r["path"].startswith("ledger:")})
+    for row in cited:
+        if row["path"].startswith("ledger:"):
+            _check_ledger(rows, row)
+        else:
+            _check(vault, row)
     found["source"] = "vault"
     return found
 

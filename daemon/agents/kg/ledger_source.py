@@ -64,14 +64,59 @@ def read_ledger(path: Path) -> list[LedgerFact]:
     return sorted(facts, key=lambda f: (f.src, f.type, f.field, f.dst, f.where))
 
 
+def row_hashes(path: Path | None, places: set[str]) -> dict[str, str]:
+    """Given the ledger's file and places evidence cites (`ledger:tasks/<id>`,
+    `ledger:steps/<id>`), return the SHA-256 each of those rows has now, hashed as
+    read_ledger hashes it; a row gone is left out. Only those rows are read: a context
+    question costs what it cites, not the whole ledger."""
+    tasks = sorted(
+        {p.removeprefix("ledger:tasks/") for p in places if p.startswith("ledger:tasks/")}
+    )
+    steps = sorted(
+        {int(p[13:]) for p in places if p.startswith("ledger:steps/") and p[13:].isdigit()}
+    )
+    if path is None or not path.is_file() or not (tasks or steps):
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    hashes: dict[str, str] = {}
+    try:
+        for chunk in _chunks(tasks):
+            for row in db.execute(
+                f"SELECT * FROM tasks WHERE id IN ({_marks(chunk)})",  # noqa: S608
+                chunk,
+            ):
+                hashes[f"ledger:tasks/{row['id']}"] = _row_hash(row)
+        for chunk in _chunks(steps):
+            for row in db.execute(
+                "SELECT s.*, t.file FROM steps s JOIN tasks t ON t.id = s.task_id"  # noqa: S608
+                f" WHERE s.id IN ({_marks(chunk)})",
+                chunk,
+            ):
+                hashes[f"ledger:steps/{row['id']}"] = _row_hash(row)
+    finally:
+        db.close()
+    return hashes
+
+
+def _chunks(items: list[Any]) -> list[list[Any]]:
+    return [items[start : start + 500] for start in range(0, len(items), 500)]
+
+
+def _marks(chunk: list[Any]) -> str:
+    return ", ".join("?" * len(chunk))
+
+
 def digest(facts: list[LedgerFact]) -> str:
     """Return the SHA-256 of the facts: a build derives the graph again when it changes."""
     text = json.dumps([f.__dict__ for f in facts], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _row_hash(row: sqlite3.Row) -> str:
-    text = json.dumps(dict(row), sort_keys=True, ensure_ascii=False, default=str)
+def _row_hash(row: sqlite3.Row, *, leave_out: str = "") -> str:
+    data = dict(row)
+    data.pop(leave_out, None)
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -198,7 +243,9 @@ def _requests(db: sqlite3.Connection) -> list[LedgerFact]:
                 "task",
                 _task_label(row["file"], row["id"]),
                 f"ledger:tasks/{row['id']}",
-                _row_hash(row),
+                # The task's row alone, as its approval hashes the same place: one place,
+                # one hash (context checks a cited row by its place).
+                _row_hash(row, leave_out="skill"),
                 f"run {run_id} of skill {row['skill']} asked for task {row['id']}"[:_MAX_QUOTE],
             )
         )

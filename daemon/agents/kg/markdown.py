@@ -8,12 +8,14 @@ nested list than code.
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)")
+_TICKS = re.compile(r"`+")
 WIKILINK = re.compile(r"(!?)\[\[([^\[\]\n]+?)\]\]")
 # Obsidian's tag: after a line start or a blank, letters, digits, _ - /, not only digits.
 _TAG = re.compile(r"(?:(?<=\s)|^)#([\w/-]+)")
@@ -62,7 +64,32 @@ def masked_lines(body: str) -> Iterator[tuple[str, str]]:
             fence = opening.group(1)
             yield line, ""
             continue
-        yield line, _CODE_SPAN.sub(lambda m: " " * len(m.group(0)), line)
+        yield line, blank_code_spans(line)
+
+
+def blank_code_spans(line: str) -> str:
+    """Return a line with its code spans blanked: a run of backticks opens one that the
+    next run of exactly as many closes (CommonMark). Found run by run, in O(n log n): the
+    regular expression this replaces backtracked cubically, and one line of 2,000 backticks
+    held the interpreter for 52 s."""
+    runs = [(m.start(), m.end()) for m in _TICKS.finditer(line)]
+    if len(runs) < 2:
+        return line
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for index, (start, end) in enumerate(runs):
+        by_length[end - start].append(index)
+    pieces, done, index = [], 0, 0
+    while index < len(runs):
+        start, end = runs[index]
+        same = by_length[end - start]
+        later = bisect.bisect_right(same, index)
+        if later == len(same):  # no closing run: these backticks are text
+            index += 1
+            continue
+        close = same[later]
+        pieces += [line[done:start], " " * (runs[close][1] - start)]
+        done, index = runs[close][1], close + 1
+    return "".join([*pieces, line[done:]])
 
 
 def split_link(inner: str) -> tuple[str, str, str]:

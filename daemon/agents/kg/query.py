@@ -19,6 +19,9 @@ from daemon.agents.kg.resolve import RESOLVED, Resolver
 from daemon.agents.kg.store import KgError
 
 MAX_DEPTH = 5
+# A walk stops adding nodes at this many (`truncated`: true): depth 5 on a dense graph
+# reached the whole graph, megabytes of evidence per question, for any caller.
+MAX_NODES = 500
 
 
 def find_node(db: sqlite3.Connection, ref: str) -> str:
@@ -111,26 +114,34 @@ def neighborhood(
     db: sqlite3.Connection, ref: str, *, depth: int = 1, edge_type: str | None = None
 ) -> dict[str, Any]:
     """Return the nodes within `depth` edges of REF (either direction), the edges among
-    them, and the evidence of each, in a stable order."""
+    them, and the evidence of each, in a stable order: at most MAX_NODES nodes, the
+    nearest first (`truncated` says whether some were left out)."""
     if not 1 <= depth <= MAX_DEPTH:
         raise KgError(f"depth {depth}: expected 1 to {MAX_DEPTH}")
     start = find_node(db, ref)
     distance = {start: 0}
     frontier = [start]
     edges: set[tuple[str, str, str, str, str, str]] = set()
+    truncated = False
     for level in range(1, depth + 1):
         reached: list[str] = []
         for key in frontier:
             for edge in _edges_of(db, key, edge_type):
-                edges.add(edge)
                 for other in (edge[0], edge[3]):
-                    if other not in distance:
+                    if other not in distance and len(distance) < MAX_NODES:
                         distance[other] = level
                         reached.append(other)
+                if edge[0] in distance and edge[3] in distance:
+                    edges.add(edge)
+                else:  # an edge to a node left out is left out too
+                    truncated = True
         frontier = sorted(reached)
+        if truncated:
+            break
     return {
         "start": start,
         "depth": depth,
+        "truncated": truncated,
         "nodes": [
             {**node(db, key), "distance": distance[key], "evidence": _node_evidence(db, key)}
             for key in sorted(distance, key=lambda k: (distance[k], k))

@@ -15,7 +15,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from daemon.agents.kg.query import MAX_DEPTH
-from daemon.agents.kg.reads import MAX_RESULTS, GraphReads
+from daemon.agents.kg.reads import MAX_RESULTS, GraphReads, Hide
 
 READS = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 REF = (
@@ -24,8 +24,11 @@ REF = (
 )
 
 
-def add_kg_tools(server: MCPServer, graph: GraphReads, guard: Callable[[Any], Any]) -> None:
-    """Add the graph's three tools to `server`, each answering through `guard` (answers.py)."""
+def add_kg_tools(
+    server: MCPServer, graph: GraphReads, guard: Callable[[Any], Any], hide: Hide
+) -> None:
+    """Add the graph's three tools to `server`, each answering through `guard` (answers.py),
+    from a graph without the skill runs `hide` names (those this server's caller may not see)."""
 
     @server.tool(annotations=READS)
     @guard
@@ -39,7 +42,7 @@ def add_kg_tools(server: MCPServer, graph: GraphReads, guard: Callable[[Any], An
         """What a note, tag or entity is linked to within `depth` edges (either direction):
         nodes and edges, each with its evidence (the note's path, its SHA-256 when it was
         read, the line range and the quoted line; or the ledger row it came from)."""
-        return graph.neighborhood(ref, depth=depth, edge=edge)
+        return graph.neighborhood(ref, depth=depth, edge=edge, hide=hide)
 
     @server.tool(annotations=READS)
     @guard
@@ -51,7 +54,7 @@ def add_kg_tools(server: MCPServer, graph: GraphReads, guard: Callable[[Any], An
         kg_fetch_context), path, score and snippet. `ranking` says how they were ranked:
         today full text (FTS5, BM25) over every word of the query, as no embedding model
         is installed; vectors will be fused in when one is."""
-        return graph.search(query, limit=limit)
+        return graph.search(query, limit=limit, hide=hide)
 
     @server.tool(annotations=READS)
     @guard
@@ -62,4 +65,4 @@ def add_kg_tools(server: MCPServer, graph: GraphReads, guard: Callable[[Any], An
         """An entity's neighbours with evidence, every row checked against the vault now:
         `stale: true` when its note (or ledger row) changed since the graph was built, with
         where the quoted line is now. Cite evidence that is not stale."""
-        return graph.context(ref, depth=depth)
+        return graph.context(ref, depth=depth, hide=hide)

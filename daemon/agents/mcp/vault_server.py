@@ -198,5 +198,7 @@ def build_vault_server(app: App, runs: Runs, *, groups: set[str] | None = None) 
         status["runs"] = [run for run in status["runs"] if access.sees(caller, run["id"])]
         return status
 
-    add_kg_tools(server, GraphReads.of_app(app), guard)
+    add_kg_tools(
+        server, GraphReads.of_app(app), guard, lambda run_ids: access.unseen(caller, run_ids)
+    )
     return server
