@@ -1,8 +1,10 @@
 """Cleanup of a code task's worktree and branch that cannot lose work (issue 16).
 
 A finished task's worktree is removed, and its branch deleted, only when:
-- the worktree is clean (`git worktree remove` without `--force`: git itself refuses a
-  dirty one, and vaultd checks first so it can say why), and
+- the worktree is a folder, not a symbolic link (never followed), and clean (`git worktree
+  remove` without `--force`: git itself refuses a dirty one, and vaultd checks first so it
+  can say why), and its HEAD is on a ref (a commit made on a detached HEAD there would go
+  with the worktree), and
 - every commit of the branch stays reachable: from the target, or from
   `refs/vaultd/archive/<task-id>`, which vaultd sets to the branch's head first. The branch
   is then deleted with a compare-and-swap `update-ref -d <branch> <head>`, so a commit
@@ -44,11 +46,20 @@ def tidy(repo: Path, state_dir: Path, task_id: str) -> Tidied:
     places = Places.of(state_dir, task_id)
     branch = branch_of(task_id)
     head = branch_commit(repo, branch)
+    if places.worktree.is_symlink():
+        done.kept.append(f"{places.worktree} is a symbolic link: not followed, not removed")
+        return done
     if places.worktree.exists():
         status = out(places.worktree, "status", "--porcelain", "--untracked-files=all")
         if status:
             done.kept.append(f"{places.worktree} has changes not committed: {status[:200]}")
             return done  # its branch stays checked out there: keep both
+        if (loose := head_off_refs(repo, places.worktree)) is not None:
+            done.kept.append(
+                f"{places.worktree}: its HEAD {loose[:12]} is on no branch or ref of {repo}; "
+                "removing the worktree would lose its commits"
+            )
+            return done
         size = _size(places.worktree)
         if git(repo, "worktree", "remove", str(places.worktree), check=False).returncode:
             done.kept.append(f"git would not remove {places.worktree}")
@@ -66,6 +77,14 @@ def tidy(repo: Path, state_dir: Path, task_id: str) -> Tidied:
     else:
         done.deleted_branch = True
     return done
+
+
+def head_off_refs(repo: Path, worktree: Path) -> str | None:
+    """Return the commit a worktree's HEAD is at if no ref of `repo` contains it (a commit
+    made on a detached HEAD: only the worktree knows it), else None."""
+    head = out(worktree, "rev-parse", "--verify", "HEAD")
+    refs = git(repo, "for-each-ref", "--count=1", "--contains", head, check=False)
+    return head if refs.returncode or not str(refs.stdout).strip() else None
 
 
 def _size(path: Path) -> int:
