@@ -6,7 +6,8 @@ A finished task's worktree is removed, and its branch deleted, only when:
   can say why), and its HEAD is on a ref (a commit made on a detached HEAD there would go
   with the worktree), and
 - every commit of the branch stays reachable: from the target, or from
-  `refs/vaultd/archive/<task-id>`, which vaultd sets to the branch's head first. The branch
+  `refs/vaultd/archive/<task-id>`, which vaultd sets to the branch's head first (only
+  forward, compare-and-swap: a branch rewritten since it was archived is kept). The branch
   is then deleted with a compare-and-swap `update-ref -d <branch> <head>`, so a commit
   pushed to it meanwhile keeps it. Never `--force`, never `branch -D`.
 
@@ -67,7 +68,25 @@ def tidy(repo: Path, state_dir: Path, task_id: str) -> Tidied:
         done.removed_worktree, done.freed_bytes = True, size
     if head is None:
         return done
-    git(repo, "update-ref", "-m", f"vaultd: archive task {task_id}", archive_ref(task_id), head)
+    # The archive only moves forward: a branch rewritten since it was archived (a retry
+    # after a crash) must not make the archive let go of the commits it keeps.
+    archived = commit_of(repo, archive_ref(task_id))
+    if archived not in (None, head) and not _contains(repo, head, str(archived)):
+        done.kept.append(
+            f"{branch} ({head[:12]}) no longer contains {archive_ref(task_id)} "
+            f"({str(archived)[:12]}): both kept for a person"
+        )
+        return done
+    git(
+        repo,
+        "update-ref",
+        "-m",
+        f"vaultd: archive task {task_id}",
+        archive_ref(task_id),
+        head,
+        archived or "",  # compare-and-swap: "" means it must not exist yet
+        check=False,
+    )
     if commit_of(repo, archive_ref(task_id)) != head:
         done.kept.append(f"{branch}: its archive ref could not be set")
         return done
@@ -85,6 +104,11 @@ def head_off_refs(repo: Path, worktree: Path) -> str | None:
     head = out(worktree, "rev-parse", "--verify", "HEAD")
     refs = git(repo, "for-each-ref", "--count=1", "--contains", head, check=False)
     return head if refs.returncode or not str(refs.stdout).strip() else None
+
+
+def _contains(repo: Path, descendant: str, commit: str) -> bool:
+    done = git(repo, "merge-base", "--is-ancestor", commit, descendant, check=False)
+    return done.returncode == 0
 
 
 def _size(path: Path) -> int:
