@@ -222,3 +222,51 @@ def test_gc_without_a_ledger_fails_naming_the_path(
 ):
     assert main(gc()) == 1
     assert str(state / "ledger.sqlite3") in capsys.readouterr().err
+
+
+def test_a_link_the_agent_committed_inside_a_worktree_is_removed_not_followed(
+    gc: Callable[..., list[str]], state: Path, repo: Path, tmp_path: Path, capsys
+):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "data.txt").write_text("outside the state directory\n")
+    worktree = task_worktree(repo, state, DONE_ID)
+    (worktree / "escape").symlink_to(precious, target_is_directory=True)
+    git(worktree, "add", "escape")
+    git(worktree, "commit", "-q", "-m", "A link out")
+    put_tasks(state, **{DONE_ID: "done"})
+    found = entries(run_json(capsys, gc()))
+    assert found[DONE_ID]["reclaimed"] and not worktree.exists()
+    assert (precious / "data.txt").read_text() == "outside the state directory\n"
+
+
+def test_an_interrupted_landing_worktree_is_named_and_kept(
+    gc: Callable[..., list[str]], state: Path, repo: Path, capsys
+):
+    landing = state / "worktrees" / f"{DONE_ID}.landing"
+    landing.parent.mkdir(parents=True)
+    git(repo, "worktree", "add", "-q", "--detach", "--", str(landing), "main")
+    put_tasks(state, **{DONE_ID: "done"})
+    found = entries(run_json(capsys, gc()))
+    assert "interrupted landing" in str(found[f"{DONE_ID}.landing"]["reasons"])
+    assert landing.is_dir()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [('{"repo": "gone"}', "not in [code.repos]"), (None, "its repo is not known")],
+)
+def test_a_finished_task_of_a_repo_not_allowed_now_is_kept(
+    gc: Callable[..., list[str]], state: Path, repo: Path, case: tuple[str | None, str], capsys
+):
+    inputs, why = case
+    worktree = task_worktree(repo, state, DONE_ID)
+    record = state / "code" / DONE_ID / "inputs.json"
+    if inputs is None:
+        record.unlink()
+    else:
+        record.write_text(inputs)
+    put_tasks(state, **{DONE_ID: "done"})
+    found = entries(run_json(capsys, gc()))
+    assert why in str(found[DONE_ID]["reasons"]) and not found[DONE_ID]["safe"]
+    assert worktree.is_dir()
