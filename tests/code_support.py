@@ -124,3 +124,21 @@ def trailers(repo: Path, branch: str = "main") -> list[str]:
     """Return the Vaultd-Task trailer values of every commit of a branch."""
     out = git(repo, "log", "--format=%(trailers:key=Vaultd-Task,valueonly)", branch)
     return [line for line in out.splitlines() if line.strip()]
+
+
+def task_worktree(repo: Path, state: Path, task_id: str, *, commits: int = 1) -> Path:
+    """Set up what preparing a code task leaves (its worktree on `vaultd/<id>` with
+    `commits` commits of the agent, and its artifacts with `inputs.json`), without running
+    an agent; return the worktree."""
+    worktree = state / "worktrees" / task_id
+    worktree.parent.mkdir(parents=True, exist_ok=True)
+    git(repo, "worktree", "add", "-q", "-b", f"vaultd/{task_id}", "--", str(worktree), "main")
+    artifacts = state / "code" / task_id
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "inputs.json").write_text('{"repo": "demo"}')
+    (artifacts / "agent.log").write_text("what the agent said\n")
+    for number in range(commits):
+        (worktree / f"work-{number}.txt").write_text(f"work {number}\n" * 2000)
+        git(worktree, "add", "--all")
+        git(worktree, "commit", "-q", "-m", f"Work {number} of {task_id}")
+    return worktree

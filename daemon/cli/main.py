@@ -17,7 +17,7 @@ from daemon import __version__
 from daemon.agents.kg.reads import GraphReads
 from daemon.agents.queue.workers import Workers
 from daemon.agents.skills.runs import Runs
-from daemon.cli import agents, briefing, check, decide, kg, logs, status
+from daemon.cli import agents, briefing, check, code, decide, kg, logs, status
 from daemon.cli import api as api_cli
 from daemon.cli import mcp as mcp_cli
 from daemon.cli import skills as skills_cli
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    for module in (status, decide, check, logs, briefing, agents, kg):
+    for module in (status, decide, check, logs, briefing, agents, kg, code):
         module.register(commands, add_vault)
     skills_cli.register(commands, add_vault)
     api_cli.register(commands, add_vault)

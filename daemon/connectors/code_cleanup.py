@@ -1,10 +1,13 @@
 """Cleanup of a code task's worktree and branch that cannot lose work (issue 16).
 
 A finished task's worktree is removed, and its branch deleted, only when:
-- the worktree is clean (`git worktree remove` without `--force`: git itself refuses a
-  dirty one, and vaultd checks first so it can say why), and
+- the worktree is a folder, not a symbolic link (never followed), and clean (`git worktree
+  remove` without `--force`: git itself refuses a dirty one, and vaultd checks first so it
+  can say why), and its HEAD is on a ref (a commit made on a detached HEAD there would go
+  with the worktree), and
 - every commit of the branch stays reachable: from the target, or from
-  `refs/vaultd/archive/<task-id>`, which vaultd sets to the branch's head first. The branch
+  `refs/vaultd/archive/<task-id>`, which vaultd sets to the branch's head first (only
+  forward, compare-and-swap: a branch rewritten since it was archived is kept). The branch
   is then deleted with a compare-and-swap `update-ref -d <branch> <head>`, so a commit
   pushed to it meanwhile keeps it. Never `--force`, never `branch -D`.
 
@@ -44,11 +47,20 @@ def tidy(repo: Path, state_dir: Path, task_id: str) -> Tidied:
     places = Places.of(state_dir, task_id)
     branch = branch_of(task_id)
     head = branch_commit(repo, branch)
+    if places.worktree.is_symlink():
+        done.kept.append(f"{places.worktree} is a symbolic link: not followed, not removed")
+        return done
     if places.worktree.exists():
         status = out(places.worktree, "status", "--porcelain", "--untracked-files=all")
         if status:
             done.kept.append(f"{places.worktree} has changes not committed: {status[:200]}")
             return done  # its branch stays checked out there: keep both
+        if (loose := head_off_refs(repo, places.worktree)) is not None:
+            done.kept.append(
+                f"{places.worktree}: its HEAD {loose[:12]} is on no branch or ref of {repo}; "
+                "removing the worktree would lose its commits"
+            )
+            return done
         size = _size(places.worktree)
         if git(repo, "worktree", "remove", str(places.worktree), check=False).returncode:
             done.kept.append(f"git would not remove {places.worktree}")
@@ -56,7 +68,25 @@ def tidy(repo: Path, state_dir: Path, task_id: str) -> Tidied:
         done.removed_worktree, done.freed_bytes = True, size
     if head is None:
         return done
-    git(repo, "update-ref", "-m", f"vaultd: archive task {task_id}", archive_ref(task_id), head)
+    # The archive only moves forward: a branch rewritten since it was archived (a retry
+    # after a crash) must not make the archive let go of the commits it keeps.
+    archived = commit_of(repo, archive_ref(task_id))
+    if archived not in (None, head) and not _contains(repo, head, str(archived)):
+        done.kept.append(
+            f"{branch} ({head[:12]}) no longer contains {archive_ref(task_id)} "
+            f"({str(archived)[:12]}): both kept for a person"
+        )
+        return done
+    git(
+        repo,
+        "update-ref",
+        "-m",
+        f"vaultd: archive task {task_id}",
+        archive_ref(task_id),
+        head,
+        archived or "",  # compare-and-swap: "" means it must not exist yet
+        check=False,
+    )
     if commit_of(repo, archive_ref(task_id)) != head:
         done.kept.append(f"{branch}: its archive ref could not be set")
         return done
@@ -66,6 +96,19 @@ def tidy(repo: Path, state_dir: Path, task_id: str) -> Tidied:
     else:
         done.deleted_branch = True
     return done
+
+
+def head_off_refs(repo: Path, worktree: Path) -> str | None:
+    """Return the commit a worktree's HEAD is at if no ref of `repo` contains it (a commit
+    made on a detached HEAD: only the worktree knows it), else None."""
+    head = out(worktree, "rev-parse", "--verify", "HEAD")
+    refs = git(repo, "for-each-ref", "--count=1", "--contains", head, check=False)
+    return head if refs.returncode or not str(refs.stdout).strip() else None
+
+
+def _contains(repo: Path, descendant: str, commit: str) -> bool:
+    done = git(repo, "merge-base", "--is-ancestor", commit, descendant, check=False)
+    return done.returncode == 0
 
 
 def _size(path: Path) -> int:

@@ -1,0 +1,306 @@
+"""Cleanup that cannot lose work (issue 16, item 4): `code_cleanup.tidy` and the gc over it
+keep every commit that was ever on a task branch reachable from a ref, and never remove a
+dirty worktree's files, whatever interleaving of agent commits, crashes mid-cleanup, gc runs
+and retries happens. Real git repos under tmp_path, no network."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+from code_support import git, make_repo, task_worktree
+from conftest import ram_dir
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from daemon.connectors import code_cleanup
+from daemon.connectors import git as git_module
+from daemon.connectors.code_cleanup import tidy
+from daemon.connectors.code_gc import collect
+from daemon.connectors.git import branch_commit
+from daemon.core.ledger import Task
+
+TASK = "20261201-abcdef"
+
+
+def test_tidy_keeps_a_worktree_whose_head_is_on_no_ref(tmp_path: Path):
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK)
+    git(worktree, "checkout", "-q", "--detach")
+    (worktree / "only-here.txt").write_text("a commit on no branch\n")
+    git(worktree, "add", "only-here.txt")
+    git(worktree, "commit", "-q", "-m", "On a detached HEAD")
+    loose = git(worktree, "rev-parse", "HEAD")
+    done = tidy(repo, state, TASK)
+    assert not done.removed_worktree and "on no branch or ref" in done.kept[0]
+    assert git(worktree, "rev-parse", "HEAD") == loose
+
+
+def test_tidy_does_not_follow_a_symlink_in_place_of_the_worktree(tmp_path: Path):
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    outside = tmp_path / "outside"
+    git(repo, "worktree", "add", "-q", "-b", f"vaultd/{TASK}", "--", str(outside), "main")
+    (state / "worktrees").mkdir(parents=True)
+    (state / "worktrees" / TASK).symlink_to(outside, target_is_directory=True)
+    done = tidy(repo, state, TASK)
+    assert not done.removed_worktree and not done.deleted_branch
+    assert "symbolic link" in done.kept[0]
+    assert (outside / "README.md").exists()
+
+
+# --- interleavings: agent commits, crashes mid-cleanup, gc runs and retries ---------------
+
+NIGHTLY = os.environ.get("VAULTD_NIGHTLY") == "1"
+
+
+class Crash(BaseException):
+    """The process dies here: nothing of vaultd catches it (no `except Exception` does)."""
+
+
+@contextmanager
+def before_call(call: int | None, then: Callable[[], None]) -> Iterator[None]:
+    """Let vaultd's git calls run until the `call`-th (from 0); before it runs, `then`
+    runs: a crash (cleanup stopped between two of its steps, each one git command), or
+    the agent's process acting meanwhile. None: nothing happens."""
+    real = git_module.git
+    made = 0
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal made
+        made += 1
+        if made - 1 == call:
+            then()  # its own git calls (the test's) count on, and never trigger again
+        return real(*args, **kwargs)
+
+    with patch.object(git_module, "git", counted), patch.object(code_cleanup, "git", counted):
+        yield
+
+
+def crash() -> None:
+    raise Crash("the process died here")
+
+
+# What happens before the N-th git call of a cleanup: it dies, or the agent acts meanwhile
+# (a lingering process of it commits, edits, or pushes to the branch). N past the last
+# call: the cleanup runs to its end.
+MEANWHILE = st.sampled_from(["crash", "crash", "push", "rewrite", "commit", "edit"])
+
+
+def a_task(task_id: str, state: str) -> Task:
+    return Task(task_id, "code_task", f"Done/{task_id}.md", state, *[None] * 9, "", "")
+
+
+class CleanupModel(RuleBasedStateMachine):
+    """One code task's repo, worktree and branch, and the ledger's state of it; the rules
+    are what the agent, a person and vaultd (crashing or not) do to them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="vaultd-gc-", dir=ram_dir()))
+        self.repo = make_repo(self.tmp / "demo")
+        self.state_dir = self.tmp / "state"
+        self.worktree = task_worktree(self.repo, self.state_dir, TASK, commits=0)
+        self.ledger_state = "pending_approval"
+        self.on_branch: set[str] = set()  # every commit ever on vaultd/<id>
+        self.loose: set[str] = set()  # commits made on a detached HEAD in the worktree
+        self.dirty: dict[str, str] = {}  # the worktree's uncommitted files: name -> text
+        self.count = 0
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _here(self) -> bool:
+        return self.worktree.is_dir() and (self.worktree / ".git").exists()
+
+    def _branch(self) -> str | None:
+        return branch_commit(self.repo, f"vaultd/{TASK}")
+
+    def _head_attached(self) -> bool:
+        return bool(git(self.worktree, "branch", "--show-current"))
+
+    @rule()
+    def agent_commits(self) -> None:
+        if not self._here():
+            return
+        self.count += 1
+        (self.worktree / f"commit-{self.count}.txt").write_text(f"work {self.count}\n")
+        git(self.worktree, "add", "--all")
+        git(self.worktree, "commit", "-q", "-m", f"Work {self.count}")
+        head = git(self.worktree, "rev-parse", "HEAD")
+        (self.on_branch if self._head_attached() else self.loose).add(head)
+        self.dirty.clear()  # committed with the rest (add --all)
+
+    @rule()
+    def a_commit_is_pushed_to_the_branch(self) -> None:
+        """A process the agent left behind (or a person) moves the branch, worktree or not."""
+        head = self._branch()
+        if head is None:
+            return
+        self.count += 1
+        tree = git(self.repo, "rev-parse", f"{head}^{{tree}}")
+        new = git(self.repo, "commit-tree", tree, "-p", head, "-m", f"Pushed {self.count}")
+        git(self.repo, "update-ref", f"refs/heads/vaultd/{TASK}", new, head)
+        self.on_branch.add(new)
+
+    @rule()
+    def the_branch_is_rewritten(self) -> None:
+        """A process the agent left behind resets the branch elsewhere (`reset --hard`,
+        a force-push): its old commits are on no branch now, only vaultd can keep them."""
+        head, main = self._branch(), branch_commit(self.repo, "main")
+        if head is None or main is None:
+            return
+        self.count += 1
+        tree = git(self.repo, "rev-parse", f"{main}^{{tree}}")
+        new = git(self.repo, "commit-tree", tree, "-p", main, "-m", f"Rewritten {self.count}")
+        git(self.repo, "update-ref", f"refs/heads/vaultd/{TASK}", new, head)
+        # What no ref keeps now, the agent dropped itself; what vaultd archived it keeps.
+        self.on_branch = (self.on_branch & self._reachable()) | {new}
+
+    def _reachable(self) -> set[str]:
+        tips = git(self.repo, "for-each-ref", "--format=%(objectname)").split()
+        return set(git(self.repo, "rev-list", *tips).split())
+
+    @rule(tracked=st.booleans())
+    def agent_leaves_a_file_uncommitted(self, tracked: bool) -> None:
+        if not self._here():
+            return
+        self.count += 1
+        name = "README.md" if tracked else f"unsaved-{self.count}.txt"
+        text = f"not committed {self.count}\n"
+        (self.worktree / name).write_text(text)
+        self.dirty[name] = text
+
+    @rule()
+    def agent_detaches_its_head(self) -> None:
+        if self._here():
+            git(self.worktree, "checkout", "-q", "--detach")
+
+    @rule()
+    def the_change_is_landed_as_a_copy(self) -> None:
+        """Landing cherry-picks: the target gets copies, never the branch's own commits."""
+        head, main = self._branch(), branch_commit(self.repo, "main")
+        if head is None or main is None:
+            return
+        tree = git(self.repo, "rev-parse", f"{head}^{{tree}}")
+        copy = git(self.repo, "commit-tree", tree, "-p", main, "-m", f"Vaultd-Task: {TASK}")
+        git(self.repo, "update-ref", "refs/heads/main", copy, main)
+
+    @rule(state=st.sampled_from(["done", "rejected", "failed", "approved"]))
+    def the_ledger_records(self, state: str) -> None:
+        self.ledger_state = state
+
+    def _meanwhile(self, what: str) -> Callable[[], None]:
+        return {
+            "crash": crash,
+            "push": self.a_commit_is_pushed_to_the_branch,
+            "rewrite": self.the_branch_is_rewritten,
+            "commit": self.agent_commits,
+            "edit": lambda: self.agent_leaves_a_file_uncommitted(tracked=False),
+        }[what]
+
+    @rule(call=st.integers(0, 8), what=MEANWHILE)
+    def vaultd_tidies_after_landing(self, call: int, what: str) -> None:
+        """The connector's own cleanup, after a landing or a rejection (no gc checks)."""
+        with contextlib.suppress(Crash), before_call(call, self._meanwhile(what)):
+            tidy(self.repo, self.state_dir, TASK)
+
+    @rule(call=st.integers(0, 12), what=MEANWHILE, dry_run=st.booleans())
+    def a_person_runs_gc(self, call: int, what: str, dry_run: bool) -> None:
+        with contextlib.suppress(Crash), before_call(call, self._meanwhile(what)):
+            collect(
+                self.state_dir,
+                {"demo": self.repo},
+                lambda task_id: a_task(task_id, self.ledger_state),
+                dry_run=dry_run,
+            )
+
+    @invariant()
+    def no_commit_of_the_branch_is_lost(self) -> None:
+        reachable = self._reachable()
+        assert self.on_branch <= reachable, self.on_branch - reachable
+        tips = git(self.repo, "for-each-ref", "--format=%(objectname)").split()
+        listing = git(self.repo, "worktree", "list", "--porcelain").splitlines()
+        heads = [line.removeprefix("HEAD ") for line in listing if line.startswith("HEAD ")]
+        held = set(git(self.repo, "rev-list", *tips, *heads).split())
+        assert self.loose <= held, self.loose - held
+
+    @invariant()
+    def no_uncommitted_file_is_removed(self) -> None:
+        for name, text in self.dirty.items():
+            assert (self.worktree / name).read_text() == text, name
+
+    @invariant()
+    def the_artifacts_stay(self) -> None:
+        assert (self.state_dir / "code" / TASK / "agent.log").is_file()
+
+
+CLEANUP_SETTINGS = settings(
+    max_examples=400 if NIGHTLY else 10,
+    stateful_step_count=40 if NIGHTLY else 10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def test_no_interleaving_of_commits_crashes_and_cleanups_loses_work() -> None:
+    run_state_machine_as_test(CleanupModel, settings=CLEANUP_SETTINGS)
+
+
+# --- every step of a cleanup, interrupted, then retried ----------------------------------
+
+LAST_CALL = 10**6  # past a cleanup's last git call: it runs to its end
+
+
+def interrupted_then_retried(what: str, call: int, *, via_gc: bool) -> CleanupModel:
+    """A finished task with two commits, landed as copies; its cleanup is interrupted
+    before git call `call` by `what`, checked, then retried by gc and checked again."""
+    model = CleanupModel()
+    model.agent_commits()
+    model.agent_commits()
+    model.the_change_is_landed_as_a_copy()
+    model.the_ledger_records(state="done")
+    if via_gc:
+        model.a_person_runs_gc(call=call, what=what, dry_run=False)
+    else:
+        model.vaultd_tidies_after_landing(call=call, what=what)
+    check(model)
+    model.a_person_runs_gc(call=LAST_CALL, what="crash", dry_run=False)
+    check(model)
+    return model
+
+
+def check(model: CleanupModel) -> None:
+    model.no_commit_of_the_branch_is_lost()
+    model.no_uncommitted_file_is_removed()
+    model.the_artifacts_stay()
+
+
+@pytest.mark.parametrize("what", ["crash", "push", "rewrite", "commit", "edit"])
+def test_tidy_interrupted_at_any_step_and_retried_loses_nothing(what: str):
+    for call in range(9):
+        model = interrupted_then_retried(what, call, via_gc=False)
+        try:
+            if what in ("crash", "push", "commit"):  # nothing left that must stay
+                assert not model.worktree.exists(), (call, what)
+                assert model._branch() is None, (call, what)
+        finally:
+            model.teardown()
+
+
+def test_gc_crashed_at_any_step_and_retried_loses_nothing_and_finishes():
+    """gc's own steps come first (its checks), then tidy's, swept above."""
+    for call in range(13):
+        model = interrupted_then_retried("crash", call, via_gc=True)
+        try:
+            assert not model.worktree.exists() and model._branch() is None, call
+        finally:
+            model.teardown()
