@@ -169,6 +169,7 @@ def test_a_vault_whose_graph_was_never_built_is_503_saying_how_to_build_it(tmp_p
         answer_ = unbuilt.get("search", q="acme")
         assert answer_.status_code == 503
         assert "vaultd kg rebuild" in answer_.json()["error"]
+        assert str(tmp_path) not in answer_.text  # the state directory is not the caller's
         assert not unbuilt.index.exists()  # asking did not create an index
     finally:
         unbuilt.close()

@@ -16,6 +16,7 @@ BM25); vectors are not built yet, and every search answer says which ranking it 
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -29,6 +30,8 @@ from daemon.agents.kg.context import fetch_context
 from daemon.agents.kg.store import KgError, kg_path
 from daemon.core.config import Config
 from daemon.lifecycle.app import LEDGER_FILE, App
+
+log = logging.getLogger(__name__)
 
 MAX_RESULTS = 100  # a search answers at most this many notes
 RANKING = "full_text_bm25"  # what search ranks by; "vectors" once they exist
@@ -91,19 +94,20 @@ class GraphReads:
     @contextmanager
     def _open(self, hide: Hide | None = None) -> Iterator[sqlite3.Connection]:
         if not self.index.exists():
-            raise KgError(
-                f"{self.index}: no knowledge graph yet; run `vaultd kg rebuild` first", status=503
-            )
+            # Said without the index's path: an API caller need not learn the state directory.
+            raise KgError("no knowledge graph yet; run `vaultd kg rebuild` first", status=503)
         try:
             db = sqlite3.connect(f"file:{self.index}?mode=ro", uri=True, timeout=10)
         except sqlite3.Error as error:
-            raise KgError(f"{self.index}: cannot open the knowledge graph ({error})") from None
+            log.warning("knowledge graph %s: cannot open it (%s)", self.index, error)
+            raise KgError("the knowledge graph cannot be opened now", status=503) from None
         try:
             if hide is not None:
                 _hide_runs(db, hide)
             yield db
         except sqlite3.Error as error:
-            raise KgError(f"{self.index}: {error}", status=503) from None
+            log.warning("knowledge graph %s: %s", self.index, error)
+            raise KgError(f"the knowledge graph cannot answer now ({error})", status=503) from None
         finally:
             db.close()
 
