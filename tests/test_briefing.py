@@ -160,9 +160,9 @@ MONTH = [
         "20261110-pay001",
         "Pending_Approval/payment-northwind.md",
     ),
-    # Sunday 23:30 in Berlin, the week before: not this week.
+    # Sunday 21:30 in Berlin, the week before, before its briefing (22:00): not this week.
     entry(
-        "2026-11-15T22:30:00.000Z",
+        "2026-11-15T20:30:00.000Z",
         "executed",
         "social_post",
         "20261115-early1",
@@ -760,3 +760,25 @@ def test_a_cut_short_archive_does_not_stop_the_briefing(tmp_path: Path):
     archive.write_bytes(gzip.compress(b'{"event": "a"}\n{"event": "b"}\n' * 200)[:-30])
     lines = list(log_lines(archive))  # must not raise
     assert all(line.startswith('{"event"') for line in lines)
+
+
+def test_what_ran_after_a_sunday_briefing_is_in_the_next_weeks_and_in_no_other(
+    tmp_path: Path, vault_root: Path, state_dir: Path
+) -> None:
+    """The Sunday 22:00 briefing cannot count the two hours after it: the next one does."""
+    config = tmp_path / "vaultd.toml"
+    config.write_text('[schedule]\ntimezone = "Europe/Berlin"\n', encoding="utf-8")
+    late = entry("2026-11-15T22:30:00.000Z", "executed", "social_post", "20261115-late01",
+                 "Done/post-sunday-night.md", parameters=post(["facebook"]),
+                 result=posted(["facebook"]))  # fmt: skip
+    write_log(vault_root, [late])
+    app = open_app(vault_root, config_path=config, state_dir=state_dir)
+    try:
+        before = briefing_of(write_briefing(app, WEEK.previous(), now=NOW))
+        this = briefing_of(write_briefing(app, WEEK, now=NOW))
+    finally:
+        app.close()
+    assert before[0]["posts_facebook"] == 0  # written (again) after the fact: the same
+    assert this[0]["posts_facebook"] == 1
+    assert "counted from Sun 2026-11-15 22:00 to Sun 2026-11-22 22:00" in this[1]
+    assert "bar [1, 0, 0, 0, 0, 0, 0]" in this[1]  # on Monday's bar

@@ -6,7 +6,7 @@ The scheduled job and `vaultd briefing` both call `write_briefing`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ from daemon.reports.briefing.log_scan import LogScan
 from daemon.reports.briefing.odoo_figures import revenue_from_odoo, unconfigured
 from daemon.reports.briefing.render import render_briefing
 from daemon.reports.briefing.vault_figures import current_state, goals, plans
-from daemon.reports.briefing.week import week_ends_at, window
+from daemon.reports.briefing.week import briefing_span, week_ends_at, window
 
 if TYPE_CHECKING:
     from daemon.lifecycle.app import App
@@ -35,9 +35,11 @@ def briefing_figures(
     *,
     tz: tzinfo,
     now: datetime,
+    span: tuple[datetime, datetime] | None = None,
 ) -> Figures:
-    """Return every figure of a week's briefing, from the log, the ledger and the vault."""
-    counted = window(week, tz, now)
+    """Return every figure of a week's briefing, from the log, the ledger and the vault:
+    for the ISO week, or for `span` (week.briefing_span)."""
+    counted = window(week, tz, now, span=span)
     goal, target_source = goals(vault)
     currency = str(goal.get("currency") or "USD")
     figures = Figures(
@@ -46,6 +48,7 @@ def briefing_figures(
         end=week.sunday().isoformat(),
         timezone=str(tz),
         as_of=iso(counted.as_of),
+        counted=_span_label(counted.counted_from, counted.week_end, week, tz),
         currency=currency,
         target_source=target_source,
         monthly_revenue_target=decimal(goal.get("monthly_revenue_target")),
@@ -55,6 +58,14 @@ def briefing_figures(
     current_state(figures, vault, ledger, now)
     plans(figures, vault, counted)
     return figures
+
+
+def _span_label(start: datetime, end: datetime, week: IsoWeek, tz: tzinfo) -> str:
+    """Say what a briefing counted, when that is not its ISO week from Monday to Monday."""
+    monday = datetime.combine(week.monday(), datetime.min.time(), tz)
+    if (start, end) == (monday, monday + timedelta(days=7)):
+        return ""
+    return f"{start:%a %Y-%m-%d %H:%M} to {end:%a %Y-%m-%d %H:%M}"
 
 
 def write_briefing(
@@ -73,7 +84,8 @@ def write_briefing(
     tz = zone(app.config.schedule.timezone)
     if partial is None:
         partial = now < week_ends_at(app.config.schedule, week)
-    figures = briefing_figures(app.vault, app.ledger, week, tz=tz, now=now)
+    span = briefing_span(app.config.schedule, week)
+    figures = briefing_figures(app.vault, app.ledger, week, tz=tz, now=now, span=span)
     revenue_from_odoo(figures, app, week)
     figures.unconfigured = unconfigured(app)
     text = render_briefing(

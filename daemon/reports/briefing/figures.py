@@ -60,6 +60,8 @@ class Figures(ActionFigures):
     timezone: str
     as_of: str
     currency: str
+    # The span counted, local ("Sun 2026-11-15 22:00"), when it is not Monday to Monday.
+    counted: str = ""
     approvals_granted: int = 0
     auto_approved: int = 0
     approvals_rejected: int = 0

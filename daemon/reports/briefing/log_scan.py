@@ -160,7 +160,8 @@ class LogScan:
         task_id = entry.get("task_id")
         dry = event == "executed" and is_dry_run(entry)
         if event in ("executed", "failed", "outcome_unknown") and not dry:
-            self.per_day[when.date()] += 1
+            # After the week before's briefing, on its Sunday night: counted on Monday.
+            self.per_day[max(when.date(), self.w.week_start.date())] += 1
         if event == "executed":
             # A dry-run action goes into figures of its own, never into the live ones.
             into: ActionFigures = f.dry_run if dry else f

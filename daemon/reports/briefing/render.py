@@ -44,7 +44,8 @@ def render_briefing(
     }
     dry = figures.dry_run
     text_of = {
-        "week_label": f"{figures.start} to {figures.end}",
+        "week_label": f"{figures.start} to {figures.end}"
+        + (f", counted from {figures.counted}" if figures.counted else ""),
         "late": late,
         "partial": partial,
         "generated_at": iso(generated_at),

@@ -11,7 +11,9 @@ another day (say Monday 07:00) reports on the week before, which is over at Mond
 
 `window` gives the span of time a briefing's figures cover, in the configured time zone: the
 log-based figures are "as of" the end of the week (or now, if the week is not over), so a
-briefing written again later says the same about its week.
+briefing written again later says the same about its week. A scheduled briefing counts
+from the week before's briefing time (`briefing_span`): the last two hours of a Sunday are
+in the next week's briefing, never in none.
 """
 
 from __future__ import annotations
@@ -54,25 +56,38 @@ class Window:
 
     tz: tzinfo
     week_start: datetime  # Monday 00:00 local
-    week_end: datetime  # the next Monday 00:00 local
+    week_end: datetime  # when the week is over for its briefing (or the next Monday 00:00)
     month_start: datetime
     scan_start: datetime  # the earliest time parsed in full
     as_of: datetime
+    counted_from: datetime  # the week before's end for its briefing (or Monday 00:00)
 
     def in_week(self, when: datetime) -> bool:
-        return self.week_start <= when < self.week_end
+        return self.counted_from <= when < self.week_end
 
 
-def window(week: IsoWeek, tz: tzinfo, now: datetime) -> Window:
-    """Given a week, a time zone and now, return the window its briefing's figures cover."""
+def window(
+    week: IsoWeek, tz: tzinfo, now: datetime, *, span: tuple[datetime, datetime] | None = None
+) -> Window:
+    """Given a week, a time zone and now, return the window its briefing's figures cover:
+    the ISO week, or `span` (from the week before's briefing time to this week's, so that
+    what happened after one briefing was written is in the next: briefing_span)."""
 
     def local(day: date) -> datetime:
         return datetime.combine(day, time(), tzinfo=tz)
 
     week_start = local(week.monday())
-    week_end = local(week.briefing_date())
+    counted_from, week_end = span or (week_start, local(week.briefing_date()))
+    counted_from, week_end = counted_from.astimezone(tz), week_end.astimezone(tz)
     month_start = local(week.sunday().replace(day=1))
     as_of = min(now.astimezone(tz), week_end)
     # The week before is read in full too: approvals requested then and decided this week.
-    scan_start = min(month_start, week_start - timedelta(days=7))
-    return Window(tz, week_start, week_end, month_start, scan_start, as_of)
+    scan_start = min(month_start, counted_from - timedelta(days=7))
+    return Window(tz, week_start, week_end, month_start, scan_start, as_of, counted_from)
+
+
+def briefing_span(schedule: Schedule, week: IsoWeek) -> tuple[datetime, datetime]:
+    """The span a week's briefing counts: from when the week before was over for its
+    briefing (Sunday 22:00 by default) to when this one is. Nothing falls between two
+    briefings, and a briefing written again later counts the same."""
+    return week_ends_at(schedule, week.previous()), week_ends_at(schedule, week)
