@@ -60,6 +60,9 @@ AGENT = textwrap.dedent(
         with open(rest.strip(), "a") as config:
             config.write("[core]\\n\\tfsmonitor = touch /tmp/never-run-by-vaultd\\n")
         Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
+    elif word == "SLOW":
+        time.sleep(float(rest.split()[0]))
+        Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
     elif word == "BIG":
         Path("big.txt").write_text("x" * 4000 + "\\n")
     else:

@@ -31,6 +31,7 @@ from daemon.core.settings import load_settings
 from daemon.core.vault import ALL_FOLDERS, LOGS, Vault
 from daemon.core.weeks import IsoWeek
 from daemon.lifecycle.approval import resource_dir
+from daemon.lifecycle.code_background import Preparations
 from daemon.reports import briefing as reports_briefing
 from daemon.reports.briefing import history
 from daemon.reports.dashboard import Dashboard
@@ -237,6 +238,8 @@ def _run(
                 Clockwork(app, write_briefing=_write_briefing).settle()
             log.info("processed %d file(s)", count)
             return 0
+        # Code tasks' agents run off the pipeline's thread, as many as the `code` channel has.
+        app.pipeline.code_preparations = Preparations(app.config.queue.channels.get("code", 1))
         if runs is not None:
             # A run whose requests all finished finishes: checked as often as the dashboard
             # is written (not after every file of a burst), and before it shows the runs.

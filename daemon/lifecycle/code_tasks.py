@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from daemon.connectors.code import CodeConnector
@@ -21,7 +22,7 @@ from daemon.connectors.git import branch_commit
 from daemon.core import ledger
 from daemon.core.errors import ValidationFailed
 from daemon.core.ledger import Task
-from daemon.core.models import CodeTask
+from daemon.core.models import CodeTask, Prepared
 from daemon.core.outcome import Outcome
 from daemon.core.taskfile import Loaded, Unreadable, read_task_file
 from daemon.lifecycle import rejection
@@ -46,20 +47,38 @@ def connector(context: Context) -> CodeConnector | None:
     return found if isinstance(found, CodeConnector) else None
 
 
-def take_in(context: Context, loaded: Loaded, task_id: str, action: CodeTask) -> CodeTask | Outcome:
-    """Given a code task just validated, prepare it and return it with what was prepared;
-    or reject it to Rejected/, naming the field at fault, and return how."""
+def take_in(
+    context: Context, loaded: Loaded, task_id: str, action: CodeTask
+) -> tuple[str, CodeTask] | Outcome:
+    """Given a code task just validated, prepare it and return its id (the one given, or the
+    one its preparation in the background was started under) and it with what was prepared;
+    or reject it to Rejected/, naming the field at fault, and return how; or, while it is
+    being prepared in the background (code_background.py), say when to look again."""
     code = connector(context)
     if code is None:
         return reject(context, loaded, task_id, "code tasks are not available here", action.type)
-    try:
-        # Never the note's `code` stamp: vaultd's record, or a preparation now.
-        bare = action.model_copy(update={"prepared": None})
-        prepared = prepare(code.config, code.state_dir, task_id, bare)
-    except Refused as error:
-        reason = str(ValidationFailed([(error.field or "(preparation)", str(error))]))
+    # Never the note's `code` stamp: vaultd's record, or a preparation now.
+    bare = action.model_copy(update={"prepared": None})
+
+    def made(task: str) -> Prepared:
+        return prepare(code.config, code.state_dir, task, bare)
+
+    answer: Prepared | Refused
+    if context.code_preparations is None:
+        try:
+            answer = made(task_id)
+        except Refused as error:
+            answer = error
+    else:
+        key = (context.vault.relative(loaded.path), bare.payload_hash())
+        got = context.code_preparations.get(key, task_id, made)
+        if isinstance(got, datetime):
+            return Outcome("unchanged", loaded.path, retry_at=got)
+        task_id, answer = got
+    if isinstance(answer, Refused):
+        reason = str(ValidationFailed([(answer.field or "(preparation)", str(answer))]))
         return reject(context, loaded, task_id, reason, action.type)
-    return action.model_copy(update={"prepared": prepared})
+    return task_id, action.model_copy(update={"prepared": answer})
 
 
 def stamps(action: object) -> dict[str, object]:

@@ -27,6 +27,7 @@ from daemon.core.policy import Policy
 from daemon.core.request_versions import RequestVersions
 from daemon.core.taskfile import Loaded
 from daemon.core.vault import Vault
+from daemon.lifecycle.code_background import Preparations
 from daemon.lifecycle.execution import Executor
 
 Clock = Callable[[], datetime]
@@ -77,6 +78,9 @@ class Context:
         self.prices = prices or Prices()
         # The skill run service, set by open_app: `type: skill` task files start runs.
         self.skills: SkillSteps | None = None
+        # Set by `vaultd run`: code tasks are prepared off the pipeline's thread
+        # (code_background.py); None prepares them here.
+        self.code_preparations: Preparations | None = None
         limiter = Limiter(limits, ledger_) if limits and limits.per_hour else None
         self.executor = Executor(ledger_, connectors, audit, dry_run=dry_run, limiter=limiter)
         # Every version of a request shown to a person, to say what changed since the first.

@@ -52,7 +52,7 @@ def request_approval(
         ready = code_tasks.take_in(context, loaded, task_id, action)
         if isinstance(ready, Outcome):
             return ready
-        action = ready
+        task_id, action = ready
     payload_hash = action.payload_hash()
     stale = context._done_with_another_version(task_id, payload_hash, action)
     if stale:

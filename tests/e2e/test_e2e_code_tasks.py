@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 from code_support import code_task, git, make_repo, trailers, write_config
-from conftest import files_in, make_files, move, note
-from e2e_support import meta, ok, vaultd
+from conftest import files_in, make_files, move, note, wait_for
+from e2e_support import Daemon, meta, ok, vaultd
 
 from daemon.core import failpoints
 from daemon.core.vault import Vault
@@ -70,3 +71,30 @@ def test_a_person_approves_by_moving_one_note_and_a_kill_while_landing_lands_it_
     assert git(repo, "rev-parse", "main^{tree}") == git(
         repo, "rev-parse", f"{shown['code']['head_sha']}^{{tree}}"
     )
+
+
+POST = (
+    "---\ntype: social_post\nplatforms: [facebook]\nkind: post\ntext: Winter hours\n"
+    "scheduled_for: 2026-11-02T09:00:00Z\n---\nApproved by policy.\n"
+)
+
+
+def test_the_daemon_goes_on_with_other_files_while_a_code_tasks_agent_works(tmp_path: Path):
+    """An agent may work for half an hour: the pipeline never waits for it."""
+    repo = make_repo(tmp_path / "demo")
+    vault, state = tmp_path / "vault", tmp_path / "state"
+    Vault(vault).ensure_folders()
+    config = write_config(tmp_path, repo)
+    make_files(vault, {"Needs_Action/change.md": note(code_task("SLOW 5"))})
+    daemon = Daemon(vault, state, "--config", str(config))
+    try:
+        wait_for(lambda: any((state / "worktrees").glob("*")), timeout=20)  # the agent works
+        make_files(vault, {"Needs_Action/post.md": POST})
+        started = time.monotonic()
+        wait_for(lambda: files_in(vault, "Done") == ["post.md"], timeout=10)
+        assert time.monotonic() - started < 3, daemon.output()
+        assert files_in(vault, "Needs_Action") == ["change.md"]  # its agent still at work
+        wait_for(lambda: files_in(vault, "Pending_Approval") == ["change.md"], timeout=30)
+        assert "+changed by the agent" in (vault / "Pending_Approval" / "change.md").read_text()
+    finally:
+        daemon.terminate()
