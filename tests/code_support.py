@@ -61,6 +61,8 @@ AGENT = textwrap.dedent(
             config.write("[core]\\n\\tfsmonitor = touch /tmp/never-run-by-vaultd\\n")
         Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
     elif word == "SLOW":
+        Path(os.environ.get("TMPDIR", "/tmp"), "vaultd-agent-" + rest.split()[1]).write_text(
+            str(os.getpid())) if len(rest.split()) > 1 else None
         time.sleep(float(rest.split()[0]))
         Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
     elif word == "BIG":

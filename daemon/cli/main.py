@@ -239,7 +239,8 @@ def _run(
             log.info("processed %d file(s)", count)
             return 0
         # Code tasks' agents run off the pipeline's thread, as many as the `code` channel has.
-        app.pipeline.code_preparations = Preparations(app.config.queue.channels.get("code", 1))
+        preparations = Preparations(app.config.queue.channels.get("code", 1))
+        app.pipeline.code_preparations = preparations
         if runs is not None:
             # A run whose requests all finished finishes: checked as often as the dashboard
             # is written (not after every file of a burst), and before it shows the runs.
@@ -294,6 +295,7 @@ def _run(
             clockwork.stop()
             if keeper is not None:
                 keeper.stop()
+            preparations.stop()
             if api is not None:
                 api.stop()
         log.info("stopped")

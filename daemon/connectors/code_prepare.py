@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,10 @@ from daemon.connectors.git import branch_commit, clean_environment, commit_of, g
 from daemon.core.code_config import SPEC, CodeConfig
 from daemon.core.errors import ConnectorError
 from daemon.core.models import ChangedFile, CodeTask, Prepared
+
+# The process groups of the agents and checks running now (stop_running), by their pid.
+_RUNNING: set[int] = set()
+_RUNNING_LOCK = threading.Lock()
 
 
 class Refused(ConnectorError):
@@ -222,16 +227,34 @@ def _run(argv: list[str], cwd: Path, log: Path, timeout: float) -> tuple[int | N
             )
         except OSError as error:
             return 127, f"cannot run {argv[0]!r}: {error.strerror}"
+        with _RUNNING_LOCK:
+            _RUNNING.add(child.pid)
         try:
             code: int | None = child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             code = None
-        # Whatever it left running in its group goes too (a child that would commit to the
-        # branch later, after the person approved what they saw).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+        finally:
+            # Whatever it left running in its group goes too (a child that would commit to
+            # the branch later, after the person approved what they saw).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(child.pid)
     return code, log.read_text(errors="replace")[-2000:]
+
+
+def stop_running() -> int:
+    """Kill every agent and check this process is running now, each with its process group
+    (the daemon is stopping: none may go on working in a worktree unwatched); return how
+    many. Each one's preparation then fails, and its note is prepared again at the next
+    start."""
+    with _RUNNING_LOCK:
+        running = sorted(_RUNNING)
+    for pid in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    return len(running)
 
 
 def _run_agent(config: CodeConfig, places: Places, action: CodeTask) -> None:

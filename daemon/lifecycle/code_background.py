@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from daemon.connectors.code_prepare import Refused
+from daemon.connectors.code_prepare import Refused, stop_running
 from daemon.core.models import Prepared
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,13 @@ class Preparations:
             del self._jobs[key]
         answer = job.refused or job.prepared or Refused("its preparation gave nothing")
         return job.task_id, answer
+
+    def stop(self) -> None:
+        """The daemon stops: kill the agents and checks at work (their notes are prepared
+        again at the next start)."""
+        killed = stop_running()
+        if killed:
+            log.info("stopped %d code task agent(s) or check(s) at work", killed)
 
     def busy(self) -> int:
         """How many preparations are started and not yet taken back."""

@@ -98,3 +98,28 @@ def test_the_daemon_goes_on_with_other_files_while_a_code_tasks_agent_works(tmp_
         assert "+changed by the agent" in (vault / "Pending_Approval" / "change.md").read_text()
     finally:
         daemon.terminate()
+
+
+def test_a_daemon_that_stops_kills_the_agent_at_work_and_prepares_again_next_time(
+    tmp_path: Path,
+):
+    repo = make_repo(tmp_path / "demo")
+    vault, state = tmp_path / "vault", tmp_path / "state"
+    Vault(vault).ensure_folders()
+    config = write_config(tmp_path, repo)
+    mark = f"{os.getpid()}-{time.monotonic_ns()}"
+    pid_file = Path(os.environ.get("TMPDIR", "/tmp"), f"vaultd-agent-{mark}")
+    make_files(vault, {"Needs_Action/change.md": note(code_task(f"SLOW 60 {mark}"))})
+    daemon = Daemon(vault, state, "--config", str(config))
+    try:
+        pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=20))
+    finally:
+        assert daemon.terminate() == 0, daemon.output()
+        pid_file.unlink(missing_ok=True)
+
+    def gone() -> bool:
+        status = Path(f"/proc/{pid}/status")
+        return not status.exists() or "State:\tZ" in status.read_text()
+
+    wait_for(gone, timeout=5)  # not left working in a worktree nobody watches
+    assert files_in(vault, "Needs_Action") == ["change.md"]  # prepared again at the next start
