@@ -12,6 +12,9 @@ memory                      VmRSS of `vaultd run` idle on that vault, and after 
 CEO briefing                write_briefing over a year of audit logs
 run queue                   enqueue → start latency and no-op runs/s through the queue's
                             workers, beside the same runs executed one by one (bench/queue.py)
+knowledge graph             full index of a generated vault (beside reading and hashing its
+                            notes), one changed note, neighborhood and search p99, RSS
+                            (bench/kg.py)
 
 Linux only (the process figures read /proc). `--quick` runs everything small in well under
 a minute; `--only` picks benchmarks; `--markdown` prints the table for bench/RESULTS.md, and
@@ -30,10 +33,11 @@ from pathlib import Path
 
 from bench import briefing as briefing_bench
 from bench import burst, footprint, latency
+from bench import kg as kg_bench
 from bench import queue as queue_bench
 from bench.report import Figure, machine, markdown, text_line, update_results
 
-BENCHES = ("latency", "burst", "startup", "memory", "briefing", "queue")
+BENCHES = ("latency", "burst", "startup", "memory", "briefing", "queue", "kg")
 QUICK = {
     "approvals": 30,
     "burst": 1000,
@@ -45,6 +49,7 @@ QUICK = {
     "briefing_lines": 50_000,
     "queue_samples": 20,
     "queue_runs": 40,
+    "kg_notes": 2000,
 }
 
 
@@ -81,6 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     sizes.add_argument(
         "--queue-runs", type=int, default=200, help="no-op runs through the queue at once"
+    )
+    sizes.add_argument(
+        "--kg-notes", type=int, default=50_000, help="notes of the knowledge graph's vault"
     )
     sizes.add_argument(
         "--quick", action="store_true", help="small defaults for a quick run; sizes given win"
@@ -155,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
                 ),
             )
         run("briefing", lambda: briefing_figures(root / "briefing", args.briefing_lines))
+        run("kg", lambda: kg_bench.figures(root / "kg", args.kg_notes))
     total = time.perf_counter() - started
     print(f"total {total:.0f} s", flush=True)
     command = shlex.join(["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
