@@ -65,6 +65,13 @@ AGENT = textwrap.dedent(
             str(os.getpid())) if len(rest.split()) > 1 else None
         time.sleep(float(rest.split()[0]))
         Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
+    elif word == "GATE":
+        gate = Path(rest.strip())
+        for _ in range(600):
+            if gate.exists():
+                break
+            time.sleep(0.1)
+        Path("README.md").write_text("# Demo\\nchanged by the agent\\n")
     elif word == "BIG":
         Path("big.txt").write_text("x" * 4000 + "\\n")
     else:
