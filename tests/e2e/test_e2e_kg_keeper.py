@@ -46,9 +46,14 @@ def test_a_note_edited_while_the_daemon_runs_is_in_the_graph_without_a_rebuild(t
     try:
         make_files(vault, {"Clients/Globex.md": "y\n"})
         (vault / "Plans/plan.md").write_text("# Plan\nNow [[Globex]] too\n", encoding="utf-8")
-        wait_for(lambda: links_of(vault, state, "Plans/plan.md") == {"note:Clients/Globex.md"})
+        wait_for(
+            lambda: links_of(vault, state, "Plans/plan.md") == {"note:Clients/Globex.md"},
+            timeout=60,
+        )
         (vault / "Clients/Globex.md").unlink()
-        wait_for(lambda: links_of(vault, state, "Plans/plan.md") == {"unresolved:globex"})
+        wait_for(
+            lambda: links_of(vault, state, "Plans/plan.md") == {"unresolved:globex"}, timeout=60
+        )
         assert daemon.alive(), daemon.output()
     finally:
         daemon.terminate()
