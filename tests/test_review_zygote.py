@@ -1,0 +1,115 @@
+"""Adversarial review of skill runs forked from the host's zygote (spawn.py, host_zygote.py).
+
+A skill runs as vaultd's OS user, so it can do what any process of that user can; these
+tests check only what the zygote adds to that."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from daemon.agents.skills import sandbox
+from daemon.agents.skills.spawn import Zygote
+
+
+def _skill(folder: Path, code: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "execute.py"
+    script.write_text(code, encoding="utf-8")
+    return script
+
+
+def _no_tools(name: str, args: dict) -> tuple[str, object]:
+    return ("error", "no tools here")
+
+
+@pytest.fixture
+def zygote(monkeypatch: pytest.MonkeyPatch):
+    own = Zygote(sandbox._clean_environment)
+    monkeypatch.setattr(sandbox, "ZYGOTE", own)
+    yield own
+    own.stop()
+
+
+FDS = """\
+import os
+
+def run(inputs, tools):
+    return {"ppid": os.getppid(), "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
+            "zygote": open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")[-2].decode()}
+"""
+
+
+def test_a_process_of_the_user_that_takes_the_zygote_socket_path_gets_no_other_run(
+    zygote: Zygote, tmp_path: Path
+):
+    """A skill finds the zygote's socket through its parent's command line, and the folder is
+    its user's: it can unlink the socket and listen in its place while the zygote lives on.
+    vaultd then sent the NEXT run's (another skill's) stdin, stdout and stderr to that
+    listener: it read that run's inputs and could make tool calls as that skill. With a fresh
+    interpreter no process of the user gets another run's pipes."""
+    first = sandbox.run_script(_skill(tmp_path / "a", FDS), {}, _no_tools, timeout_s=20)
+    assert first.error is None, first.error
+    path = first.result["zygote"]
+    assert path == zygote._path  # a skill can name the socket
+    os.unlink(path)
+    fake = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fake.bind(path)
+    fake.listen(1)
+    fake.settimeout(10)
+    got: list[int] = []
+
+    def impostor() -> None:
+        try:
+            conn, _ = fake.accept()
+        except OSError:
+            return
+        _data, fds, _f, _a = socket.recv_fds(conn, 1 << 16, 3)
+        got.extend(fds)
+        if fds:
+            os.write(fds[1], b'{"result": "the impostor answered"}\n')
+        conn.sendall(b"1\n0\n")
+        conn.close()
+
+    thread = threading.Thread(target=impostor, daemon=True)
+    thread.start()
+    second = sandbox.run_script(
+        _skill(tmp_path / "b", "def run(i, t):\n    return i['secret']\n"),
+        {"secret": "inputs-of-b"},
+        _no_tools,
+        timeout_s=20,
+    )
+    fake.close()
+    thread.join(5)
+    for fd in got:
+        os.close(fd)
+    assert got == [], "vaultd gave another process of the user a run's streams"
+    assert second.result == "inputs-of-b", second
+
+
+def test_fds_sent_in_a_refused_request_are_not_kept_by_the_zygote_for_later_runs(
+    zygote: Zygote, tmp_path: Path
+):
+    """A request the zygote refuses (two streams, or bad JSON) left the descriptors it carried
+    open in the zygote, and every later child of every skill inherited them."""
+    script = _skill(tmp_path / "a", FDS)
+    before = sandbox.run_script(script, {}, _no_tools, timeout_s=20)
+    assert before.error is None, before.error
+    read_end, write_end = os.pipe()
+    for payload in (b'{"script": 1}', b"not json"):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(zygote._path)
+        socket.send_fds(conn, [payload], [write_end, read_end])
+        conn.recv(16)
+        conn.close()
+    os.close(read_end)
+    os.close(write_end)
+    after = sandbox.run_script(script, {}, _no_tools, timeout_s=20)
+    assert after.error is None, after.error
+    assert after.result["ppid"] == before.result["ppid"]  # the same zygote
+    assert after.result["fds"] == before.result["fds"]
