@@ -5,7 +5,7 @@ tests check only what the zygote adds to that."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import socket
 import threading
@@ -57,7 +57,7 @@ def test_a_process_of_the_user_that_takes_the_zygote_socket_path_gets_no_other_r
     assert first.error is None, first.error
     path = first.result["zygote"]
     assert path == zygote._path  # a skill can name the socket
-    os.unlink(path)
+    Path(path).unlink()
     fake = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     fake.bind(path)
     fake.listen(1)
@@ -73,7 +73,8 @@ def test_a_process_of_the_user_that_takes_the_zygote_socket_path_gets_no_other_r
         got.extend(fds)
         if fds:
             os.write(fds[1], b'{"result": "the impostor answered"}\n')
-        conn.sendall(b"1\n0\n")
+        with contextlib.suppress(OSError):  # vaultd hung up on it
+            conn.sendall(b"1\n0\n")
         conn.close()
 
     thread = threading.Thread(target=impostor, daemon=True)

@@ -18,6 +18,7 @@ import os
 import select
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -166,6 +167,23 @@ class Zygote:
                 raise RuntimeError("the zygote did not start")
             return self._path
 
+    def _check_peer(self, conn: socket.socket) -> None:
+        """The socket's folder is only vaultd's user's, but any process of that user (a skill)
+        can put its own listener at the path: only the zygote vaultd started gets a run's
+        streams. Else that zygote is ended (the next run starts another, in a new folder)."""
+        if not hasattr(socket, "SO_PEERCRED"):  # not Linux: the peer cannot be told
+            raise RuntimeError("the zygote's socket peer cannot be checked here")
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, _uid, _gid = struct.unpack("3i", creds)
+        with self._lock:
+            process = self._process
+            if process is not None and process.poll() is None and pid == process.pid:
+                return
+            if process is not None:
+                process.kill()
+                process.communicate()  # reaped, and its pipes closed
+        raise RuntimeError(f"the zygote's socket is held by another process (pid {pid})")
+
     def _fork(self, script: Path, stderr: int) -> Forked:
         path = self._socket()
         child_in, to_child = os.pipe()
@@ -175,6 +193,7 @@ class Zygote:
             try:
                 conn.settimeout(5)
                 conn.connect(path)
+                self._check_peer(conn)
                 request = json.dumps({"script": str(script)}).encode("utf-8")
                 socket.send_fds(conn, [request], [child_in, child_out, stderr])
                 answer = b""
