@@ -113,8 +113,10 @@ def _accept(
         conn.settimeout(5)
         data, fds, _flags, _address = socket.recv_fds(conn, 1 << 16, 3)
         request = json.loads(data.decode("utf-8"))
-        if len(fds) != 3 or not isinstance(request, dict) or not isinstance(
-            request.get("script"), str
+        if (
+            len(fds) != 3
+            or not isinstance(request, dict)
+            or not isinstance(request.get("script"), str)
         ):
             raise ValueError("a request needs a script and three streams")
     except (OSError, ValueError):
