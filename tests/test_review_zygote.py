@@ -9,6 +9,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,79 @@ def test_fds_sent_in_a_refused_request_are_not_kept_by_the_zygote_for_later_runs
     assert after.error is None, after.error
     assert after.result["ppid"] == before.result["ppid"]  # the same zygote
     assert after.result["fds"] == before.result["fds"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with Path(f"/proc/{pid}/stat").open(encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+LINGERS = """\
+import os, time
+
+def run(inputs, tools):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    open(inputs["at"], "w").write(str(pid))
+    return "done"
+"""
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_what_a_run_started_is_killed_when_the_run_ends_even_after_its_process_exited(
+    zygote: Zygote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh: bool
+):
+    """The run's session is killed only if its first process was not reaped yet; a skill that
+    forked a child and returned left the child running (fresh interpreter or fork alike)."""
+    if fresh:
+        monkeypatch.setattr(zygote, "_failures", 99)  # a fresh interpreter
+    at = tmp_path / "child.pid"
+    done = sandbox.run_script(_skill(tmp_path / "a", LINGERS), {"at": str(at)}, _no_tools,
+                              timeout_s=20)  # fmt: skip
+    assert done.result == "done", done
+    child = int(at.read_text())
+    time.sleep(0.5)
+    try:
+        assert not _alive(child), "the run's child outlived its run"
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(child, 9)
+
+
+SLOW = """\
+import os, time
+
+def run(inputs, tools):
+    open(os.path.join(inputs["at"], str(os.getpid())), "w").close()
+    time.sleep(30)
+"""
+
+
+def test_a_run_that_times_out_before_its_child_has_its_own_session_is_still_killed(
+    zygote: Zygote, tmp_path: Path
+):
+    """The zygote answers the child's pid before the child has called setsid; a kill in that
+    window (killpg of a group that does not exist yet: ESRCH) missed it, and after `bye` no one
+    killed it again: the skill ran past its timeout. timeout_s may be any positive number."""
+    at = tmp_path / "started"
+    at.mkdir()
+    script = _skill(tmp_path / "a", SLOW)
+    sandbox.run_script(script, {"at": str(at)}, _no_tools, timeout_s=20)  # the zygote is up
+    for pid in (int(p.name) for p in at.iterdir()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)
+    for entry in at.iterdir():
+        entry.unlink()
+    for _ in range(60):
+        sandbox.run_script(script, {"at": str(at)}, _no_tools, timeout_s=1e-9)
+    time.sleep(1)
+    survivors = [pid for pid in (int(p.name) for p in at.iterdir()) if _alive(pid)]
+    for pid in survivors:
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)
+    assert survivors == []

@@ -92,6 +92,10 @@ def _asked(
     except OSError:
         said = b""
     if said.startswith(b"kill") and pid in children:
+        # The child itself first: until it has called setsid there is no group `pid` (ESRCH)
+        # and the kill missed it. Not reaped yet, so the pid is still the child's.
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
     if not said or said.endswith(b"bye\n"):
@@ -155,11 +159,17 @@ def _become_child(script: str, fds: list[int], handles: list[Any]) -> None:
 def _reap(children: dict[int, socket.socket | None], selector: selectors.BaseSelector) -> None:
     while children:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return
-        if pid == 0:
+        if ended is None or ended.si_pid == 0:
             return
+        pid = ended.si_pid
+        # The run is over: what it started dies with it. Its group is killed while the child
+        # is not reaped yet, so `pid` is still its group's id (never a recycled one).
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
         conn = children.pop(pid, None)
         if conn is not None:
             _send(conn, f"{os.waitstatus_to_exitcode(status)}\n")

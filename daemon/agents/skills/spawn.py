@@ -39,6 +39,7 @@ class Child(Protocol):
     """What the sandbox needs of a skill's process (a subprocess.Popen is one)."""
 
     pid: int
+    returncode: int | None  # None until it is reaped
     stdin: IO[str] | None
     stdout: IO[str] | None
 
