@@ -47,3 +47,26 @@ def test_a_post_counts_for_the_platforms_its_result_answered(tmp_path: Path):
     full, summed = _both(tmp_path, [json.dumps(entry)])
     assert list(full[0]) == ["facebook"]
     assert summed == full
+
+
+def test_a_day_file_replaced_with_the_same_size_and_mtime_is_read_again(tmp_path: Path):
+    """The summary was keyed on size and mtime only: a file replaced by one of the same size
+    with its mtime set back (a sync tool, a restore, `cp -p`, or anyone with os.utime) kept
+    the old day's figures for good. Its inode or ctime changed; those are in the key now."""
+    import os
+
+    from daemon.reports.briefing.history import summary_of
+
+    logs, cache = tmp_path / "logs", tmp_path / "cache"
+    logs.mkdir()
+    path = logs / "2026-01-01.json"
+    unpaid = json.dumps(invoice(1, 0, due=True, settled=False, dry=False))
+    path.write_text(unpaid + "\n", encoding="utf-8")
+    assert summary_of(path, cache).opened
+    info = path.stat()
+    other = logs / "new.tmp"
+    other.write_text(unpaid.replace('"INV/1"', '"INV/9"') + "\n", encoding="utf-8")
+    os.utime(other, ns=(info.st_atime_ns, info.st_mtime_ns))
+    other.replace(path)
+    assert path.stat().st_size == info.st_size and path.stat().st_mtime_ns == info.st_mtime_ns
+    assert summary_of(path, cache).opened[0][0][0] == "INV/9"

@@ -7,8 +7,8 @@ that day and not paid within it, and the references paid that day. A day's summa
 exactly these, in the order the lines had, so replaying the summaries oldest first
 (`LogScan.merge`) gives what reading every line would (log_scan.py).
 
-A summary is cached in `<state>/briefing_history/<file name>.json` with the file's size and
-mtime; a file that changed since (the day was still being written, retention archived it) is
+A summary is cached in `<state>/briefing_history/<file name>.json` with the file's size,
+mtime, inode and ctime; a file that changed since (the day was still being written, retention archived it) is
 read again. A cache that cannot be read or written is only slower: the lines are read.
 The lines are tested cheaply as raw text, and only executed invoices, payments and posts are
 read; invoices are kept as their raw line, parsed at the end only if still unpaid.
@@ -114,7 +114,7 @@ def summary_of(path: Path, cache: Path | None) -> DaySummary:
         info = path.stat()
     except OSError:
         return summarize(path)  # gone since it was listed: what can be read still counts
-    key = [VERSION, info.st_size, info.st_mtime_ns]
+    key = _key(info)
     where = cache / f"{path.name}.json" if cache is not None else None
     if where is not None:
         cached = _load(where, key)
@@ -133,11 +133,18 @@ def keep_summaries(logs: Path, cache: Path, *, before: date) -> int:
     for _, path in (entry for entry in log_files(logs) if entry[0] < before):
         with contextlib.suppress(OSError):
             info = path.stat()
-            if _load(cache / f"{path.name}.json", [VERSION, info.st_size, info.st_mtime_ns]):
+            if _load(cache / f"{path.name}.json", _key(info)):
                 continue
             summary_of(path, cache)
             made += 1
     return made
+
+
+def _key(info: os.stat_result) -> list[int]:
+    """What a summary is checked against: the file as it is now. Size and mtime can both be
+    kept by a file that replaced it (`cp -p`, a sync tool, os.utime); its inode and ctime
+    cannot."""
+    return [VERSION, info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]
 
 
 def _load(where: Path, key: list[int]) -> DaySummary | None:
