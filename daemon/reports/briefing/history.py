@@ -8,10 +8,11 @@ exactly these, in the order the lines had, so replaying the summaries oldest fir
 (`LogScan.merge`) gives what reading every line would (log_scan.py).
 
 A summary is cached in `<state>/briefing_history/<file name>.json` with the file's size,
-mtime, inode and ctime; a file that changed since (the day was still being written, retention archived it) is
-read again. A cache that cannot be read or written is only slower: the lines are read.
-The lines are tested cheaply as raw text, and only executed invoices, payments and posts are
-read; invoices are kept as their raw line, parsed at the end only if still unpaid.
+mtime, inode and ctime; a file that changed since (the day was still being written,
+retention archived it, a copy replaced it) is read again. A cache that cannot be read or
+written is only slower: the lines are read. The lines are tested cheaply as raw text, and
+only executed invoices, payments and posts are parsed; an invoice is kept as its raw line,
+parsed again at the end only if still unpaid.
 """
 
 from __future__ import annotations
