@@ -191,3 +191,60 @@ def test_a_run_that_times_out_before_its_child_has_its_own_session_is_still_kill
         with contextlib.suppress(OSError):
             os.kill(pid, 9)
     assert survivors == []
+
+
+def _children_named(word: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and word.encode() in cmdline and stat[0] != "T":
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_zygote_stopped_while_it_starts_does_not_hang_every_run_for_good(
+    zygote: Zygote, tmp_path: Path
+):
+    """vaultd read the new zygote's `ready` line with no timeout, holding the zygote lock. A
+    skill's lingering process (same user) that kills the zygote and SIGSTOPs the next one as
+    it appears held the first queue worker forever, and every other behind the lock. With a
+    fresh interpreter a stopped child is only a run that times out."""
+    import signal
+
+    script = _skill(tmp_path / "a", "def run(i, t):\n    return 'ran'\n")
+    assert sandbox.run_script(script, {}, _no_tools, timeout_s=20).result == "ran"
+    assert zygote._process is not None
+    stop = threading.Event()
+
+    def stopper() -> None:
+        while not stop.is_set():
+            for pid in _children_named("host_zygote"):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGSTOP)
+
+    watcher = threading.Thread(target=stopper, daemon=True)
+    watcher.start()
+    zygote._process.kill()
+    zygote._process.wait()
+    done: list[object] = []
+    run = threading.Thread(
+        target=lambda: done.append(sandbox.run_script(script, {}, _no_tools, timeout_s=2)),
+        daemon=True,
+    )
+    run.start()
+    run.join(15)
+    in_time = bool(done)
+    stop.set()
+    watcher.join(5)
+    if zygote._process is not None:
+        with contextlib.suppress(OSError):
+            zygote._process.kill()
+    run.join(5)
+    assert in_time, "the run did not end within 15 s (it waited for the stopped zygote)"
+    assert getattr(done[0], "result", None) == "ran"

@@ -33,6 +33,7 @@ ZYGOTE = Path(__file__).with_name("host_zygote.py")
 
 log = logging.getLogger(__name__)
 MAX_FAILURES = 3
+START_TIMEOUT_S = 5.0  # for the zygote's `ready`
 
 
 class Child(Protocol):
@@ -161,10 +162,14 @@ class Zygote:
                 cwd=folder,
                 env=self.environment(),
             )
-            ready = self._process.stdout.readline() if self._process.stdout else b""
-            if ready != b"ready\n":
+            # Within a bound: the lock is held, and any process of the user (a skill) can
+            # stop the zygote as it starts; every queue worker waited here for good.
+            out = self._process.stdout
+            started = out is not None and select.select([out], [], [], START_TIMEOUT_S)[0]
+            if not started or out is None or out.readline() != b"ready\n":
                 self._process.kill()
-                self._process.wait()
+                self._process.communicate()
+                self._process = None
                 raise RuntimeError("the zygote did not start")
             return self._path
 
