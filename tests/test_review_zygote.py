@@ -285,3 +285,25 @@ def test_a_run_whose_zygote_was_killed_meanwhile_still_has_what_it_started_kille
     finally:
         with contextlib.suppress(OSError):
             os.kill(child, 9)
+
+
+SURROGATE = """\
+import sys
+
+def run(inputs, tools):
+    print("name: " + b"caf\\xe9".decode("utf-8", "surrogateescape"))
+    return {"errors": sys.stderr.errors, "line_buffering": sys.stderr.line_buffering}
+"""
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_skills_prints_go_to_stderr_as_in_a_fresh_interpreter(
+    zygote: Zygote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh: bool
+):
+    """A fresh `python -I` has stderr with errors='backslashreplace', line-buffered; the fork
+    opened it strict and block-buffered: printing a name read with surrogateescape failed the
+    run (UnicodeEncodeError) in the fork only."""
+    if fresh:
+        monkeypatch.setattr(zygote, "_failures", 99)
+    done = sandbox.run_script(_skill(tmp_path / "a", SURROGATE), {}, _no_tools, timeout_s=20)
+    assert done.result == {"errors": "backslashreplace", "line_buffering": True}, done

@@ -199,7 +199,9 @@ def main(argv: list[str]) -> int:
         # The streams as a fresh `python -I host.py` has them (PYTHONIOENCODING=utf-8).
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stderr = open(  # noqa: SIM115 - as a fresh one's: never fails on a character
+            2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1
+        )
         sys.argv = [str(HOST), fork.script]
         code = 1
         try:
