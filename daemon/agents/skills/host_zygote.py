@@ -92,6 +92,10 @@ def _asked(
     except OSError:
         said = b""
     if said.startswith(b"kill") and pid in children:
+        # The child itself first: until it has called setsid there is no group `pid` (ESRCH)
+        # and the kill missed it. Not reaped yet, so the pid is still the child's.
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
     if not said or said.endswith(b"bye\n"):
@@ -108,13 +112,21 @@ def _accept(
     own: list[Any],
 ) -> None:
     conn, _ = listener.accept()
+    fds: list[int] = []
     try:
         conn.settimeout(5)
         data, fds, _flags, _address = socket.recv_fds(conn, 1 << 16, 3)
         request = json.loads(data.decode("utf-8"))
-        if len(fds) != 3 or not isinstance(request.get("script"), str):
+        if (
+            len(fds) != 3
+            or not isinstance(request, dict)
+            or not isinstance(request.get("script"), str)
+        ):
             raise ValueError("a request needs a script and three streams")
     except (OSError, ValueError):
+        for fd in fds:  # kept open, every later child would inherit them
+            with contextlib.suppress(OSError):
+                os.close(fd)
         conn.close()
         return
     pid = os.fork()
@@ -147,11 +159,17 @@ def _become_child(script: str, fds: list[int], handles: list[Any]) -> None:
 def _reap(children: dict[int, socket.socket | None], selector: selectors.BaseSelector) -> None:
     while children:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return
-        if pid == 0:
+        if ended is None or ended.si_pid == 0:
             return
+        pid = ended.si_pid
+        # The run is over: what it started dies with it. Its group is killed while the child
+        # is not reaped yet, so `pid` is still its group's id (never a recycled one).
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
         conn = children.pop(pid, None)
         if conn is not None:
             _send(conn, f"{os.waitstatus_to_exitcode(status)}\n")
@@ -181,7 +199,9 @@ def main(argv: list[str]) -> int:
         # The streams as a fresh `python -I host.py` has them (PYTHONIOENCODING=utf-8).
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stderr = open(  # noqa: SIM115 - as a fresh one's: never fails on a character
+            2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1
+        )
         sys.argv = [str(HOST), fork.script]
         code = 1
         try:

@@ -118,8 +118,8 @@ def _stop(child: Child) -> None:
     if isinstance(child, Forked):
         child.release()  # killed by the zygote, which reaps it
         return
-    if child.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
+    if child.returncode is None:  # not reaped (poll() would reap it): still its group's id
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)
     child.wait()
 

@@ -18,6 +18,7 @@ import os
 import select
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -32,12 +33,14 @@ ZYGOTE = Path(__file__).with_name("host_zygote.py")
 
 log = logging.getLogger(__name__)
 MAX_FAILURES = 3
+START_TIMEOUT_S = 5.0  # for the zygote's `ready`
 
 
 class Child(Protocol):
     """What the sandbox needs of a skill's process (a subprocess.Popen is one)."""
 
     pid: int
+    returncode: int | None  # None until it is reaped
     stdin: IO[str] | None
     stdout: IO[str] | None
 
@@ -159,12 +162,33 @@ class Zygote:
                 cwd=folder,
                 env=self.environment(),
             )
-            ready = self._process.stdout.readline() if self._process.stdout else b""
-            if ready != b"ready\n":
+            # Within a bound: the lock is held, and any process of the user (a skill) can
+            # stop the zygote as it starts; every queue worker waited here for good.
+            out = self._process.stdout
+            started = out is not None and select.select([out], [], [], START_TIMEOUT_S)[0]
+            if not started or out is None or out.readline() != b"ready\n":
                 self._process.kill()
-                self._process.wait()
+                self._process.communicate()
+                self._process = None
                 raise RuntimeError("the zygote did not start")
             return self._path
+
+    def _check_peer(self, conn: socket.socket) -> None:
+        """The socket's folder is only vaultd's user's, but any process of that user (a skill)
+        can put its own listener at the path: only the zygote vaultd started gets a run's
+        streams. Else that zygote is ended (the next run starts another, in a new folder)."""
+        if not hasattr(socket, "SO_PEERCRED"):  # not Linux: the peer cannot be told
+            raise RuntimeError("the zygote's socket peer cannot be checked here")
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, _uid, _gid = struct.unpack("3i", creds)
+        with self._lock:
+            process = self._process
+            if process is not None and process.poll() is None and pid == process.pid:
+                return
+            if process is not None:
+                process.kill()
+                process.communicate()  # reaped, and its pipes closed
+        raise RuntimeError(f"the zygote's socket is held by another process (pid {pid})")
 
     def _fork(self, script: Path, stderr: int) -> Forked:
         path = self._socket()
@@ -175,6 +199,7 @@ class Zygote:
             try:
                 conn.settimeout(5)
                 conn.connect(path)
+                self._check_peer(conn)
                 request = json.dumps({"script": str(script)}).encode("utf-8")
                 socket.send_fds(conn, [request], [child_in, child_out, stderr])
                 answer = b""

@@ -7,11 +7,12 @@ that day and not paid within it, and the references paid that day. A day's summa
 exactly these, in the order the lines had, so replaying the summaries oldest first
 (`LogScan.merge`) gives what reading every line would (log_scan.py).
 
-A summary is cached in `<state>/briefing_history/<file name>.json` with the file's size and
-mtime; a file that changed since (the day was still being written, retention archived it) is
-read again. A cache that cannot be read or written is only slower: the lines are read.
-The lines are tested cheaply as raw text, and only executed invoices, payments and posts are
-read; invoices are kept as their raw line, parsed at the end only if still unpaid.
+A summary is cached in `<state>/briefing_history/<file name>.json` with the file's size,
+mtime, inode and ctime; a file that changed since (the day was still being written,
+retention archived it, a copy replaced it) is read again. A cache that cannot be read or
+written is only slower: the lines are read. The lines are tested cheaply as raw text, and
+only executed invoices, payments and posts are parsed; an invoice is kept as its raw line,
+parsed again at the end only if still unpaid.
 """
 
 from __future__ import annotations
@@ -27,25 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from daemon.core.audit import log_files, log_lines
-from daemon.reports.briefing.dry_run import line_is_dry_run
-from daemon.reports.briefing.entries import scalar
+from daemon.core.timestamps import parse_time
+from daemon.reports.briefing.dry_run import is_dry_run
+from daemon.reports.briefing.entries import as_dict, payment_refs, posted, read_invoice
 
 FOLDER = "briefing_history"
-VERSION = 1  # of what a summary holds; a summary of another version is made again
+VERSION = 2  # of what a summary holds; a summary of another version is made again
 # A briefing reads its month and the week before in full: days older than this, never.
 READ_IN_FULL_DAYS = 40
 
 _EXECUTED = re.compile(r'"event":\s*"executed"')
 _ACTION = re.compile(r'"action":\s*"([a-z_]+)"')
-_TIMESTAMP = re.compile(r'"timestamp":\s*"([^"]+)"')
-_FILE = re.compile(r'"file":\s*"((?:[^"\\]|\\.)*)"')
-_PLATFORM_LIST = re.compile(r'"platforms":\s*\[([^\]]*)\]')
-_WORD = re.compile(r'"([a-z]+)"')
-_DUE_DATE = re.compile(r'"due_date":\s*"')
-_SETTLED = re.compile(r'"payment_state":\s*"(?:paid|in_payment)"')
-_TASK_ID = re.compile(r'"task_id":\s*"([^"\\]+)"')
-# References a payment may name its invoice by: its number, its Odoo id.
-_REF = re.compile(r'"(?:invoice|number|invoice_id)":\s*("(?:[^"\\]|\\.)*"|\d+)')
+_KINDS = ("social_post", "odoo_invoice", "odoo_payment")
 
 
 @dataclass
@@ -61,7 +55,11 @@ class DaySummary:
 
 
 def summarize(path: Path) -> DaySummary:
-    """Read one day file's lines into its summary."""
+    """Read one day file's lines into its summary.
+
+    A line is tested as raw text first; one that may be an executed post, invoice or payment
+    is parsed and read as LogScan._full reads it (a line that is not JSON or has no readable
+    timestamp counts in neither; a post counts for the platforms its result answered)."""
     summary = DaySummary()
     invoices: dict[str, tuple[tuple[str, ...], str]] = {}
     paid: dict[str, None] = {}
@@ -70,28 +68,26 @@ def summarize(path: Path) -> DaySummary:
         if '"executed"' not in line or not _EXECUTED.search(line):
             continue
         action = _ACTION.search(line)
-        kind = action.group(1) if action else None
-        if kind not in ("social_post", "odoo_invoice", "odoo_payment") or line_is_dry_run(line):
+        if (action.group(1) if action else None) not in _KINDS:
             continue
+        entry = _entry(line)
+        if entry is None or entry.get("event") != "executed" or is_dry_run(entry):
+            continue
+        kind = entry.get("action")
+        params, result = as_dict(entry.get("parameters")), as_dict(entry.get("result"))
+        file = entry.get("file") if isinstance(entry.get("file"), str) else None
         if kind == "social_post":
-            stamp, listed = _TIMESTAMP.search(line), _PLATFORM_LIST.search(line)
-            if stamp is None or listed is None:
-                continue
-            found = _FILE.search(line)
-            file = json.loads(f'"{found.group(1)}"') if found else None
-            for platform in _WORD.findall(listed.group(1)):
-                summary.last_post[platform] = [stamp.group(1), file]
+            for platform in posted(params, result):
+                summary.last_post[platform] = [str(entry["timestamp"]), file]
         elif kind == "odoo_invoice":
-            if not _DUE_DATE.search(line) or _SETTLED.search(line):
+            invoice = read_invoice(entry, params, result, file)
+            if invoice.due is None or invoice.payment_state in ("paid", "in_payment"):
                 continue
-            task = _TASK_ID.search(line)
-            refs = [scalar(m) for m in _REF.findall(line)] + ([task.group(1)] if task else [])
-            unique = tuple(dict.fromkeys(refs))
-            if not any(ref in paid for ref in unique):
-                for ref in unique:
-                    invoices[ref] = (unique, line)
-        else:
-            for ref in (scalar(m) for m in _REF.findall(line)):
+            if not any(ref in paid for ref in invoice.refs):
+                for ref in invoice.refs:
+                    invoices[ref] = (invoice.refs, line)
+        elif kind == "odoo_payment":
+            for ref in payment_refs(params, result):
                 paid[ref] = None
                 gone = invoices.pop(ref, None)
                 for other in gone[0] if gone else ():
@@ -102,6 +98,16 @@ def summarize(path: Path) -> DaySummary:
     return summary
 
 
+def _entry(line: str) -> dict[str, Any] | None:
+    """The entry of a line as LogScan._full takes it: a JSON object with a timestamp."""
+    try:
+        entry = json.loads(line)
+        parse_time(str(entry["timestamp"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
 def summary_of(path: Path, cache: Path | None) -> DaySummary:
     """The summary of a day file: from `cache` (a folder) if it holds one for the file as it
     is now, else read and, if `cache` is given, stored there."""
@@ -109,7 +115,7 @@ def summary_of(path: Path, cache: Path | None) -> DaySummary:
         info = path.stat()
     except OSError:
         return summarize(path)  # gone since it was listed: what can be read still counts
-    key = [VERSION, info.st_size, info.st_mtime_ns]
+    key = _key(info)
     where = cache / f"{path.name}.json" if cache is not None else None
     if where is not None:
         cached = _load(where, key)
@@ -128,11 +134,18 @@ def keep_summaries(logs: Path, cache: Path, *, before: date) -> int:
     for _, path in (entry for entry in log_files(logs) if entry[0] < before):
         with contextlib.suppress(OSError):
             info = path.stat()
-            if _load(cache / f"{path.name}.json", [VERSION, info.st_size, info.st_mtime_ns]):
+            if _load(cache / f"{path.name}.json", _key(info)):
                 continue
             summary_of(path, cache)
             made += 1
     return made
+
+
+def _key(info: os.stat_result) -> list[int]:
+    """What a summary is checked against: the file as it is now. Size and mtime can both be
+    kept by a file that replaced it (`cp -p`, a sync tool, os.utime); its inode and ctime
+    cannot."""
+    return [VERSION, info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]
 
 
 def _load(where: Path, key: list[int]) -> DaySummary | None:
