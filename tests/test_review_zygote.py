@@ -177,7 +177,7 @@ def test_a_run_that_times_out_before_its_child_has_its_own_session_is_still_kill
     at = tmp_path / "started"
     at.mkdir()
     script = _skill(tmp_path / "a", SLOW)
-    sandbox.run_script(script, {"at": str(at)}, _no_tools, timeout_s=20)  # the zygote is up
+    sandbox.run_script(script, {"at": str(at)}, _no_tools, timeout_s=1)  # the zygote is up
     for pid in (int(p.name) for p in at.iterdir()):
         with contextlib.suppress(OSError):
             os.kill(pid, 9)
@@ -209,7 +209,7 @@ def _children_named(word: str) -> list[int]:
 
 
 def test_a_zygote_stopped_while_it_starts_does_not_hang_every_run_for_good(
-    zygote: Zygote, tmp_path: Path
+    zygote: Zygote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """vaultd read the new zygote's `ready` line with no timeout, holding the zygote lock. A
     skill's lingering process (same user) that kills the zygote and SIGSTOPs the next one as
@@ -217,6 +217,7 @@ def test_a_zygote_stopped_while_it_starts_does_not_hang_every_run_for_good(
     fresh interpreter a stopped child is only a run that times out."""
     import signal
 
+    monkeypatch.setattr("daemon.agents.skills.spawn.START_TIMEOUT_S", 1.0)
     script = _skill(tmp_path / "a", "def run(i, t):\n    return 'ran'\n")
     assert sandbox.run_script(script, {}, _no_tools, timeout_s=20).result == "ran"
     assert zygote._process is not None

@@ -30,6 +30,16 @@ def run(inputs, tools):
 """
 
 
+@pytest.fixture(autouse=True)
+def own_zygote(monkeypatch: pytest.MonkeyPatch):
+    """A zygote of this test's own: whatever earlier tests did to the worker's does not
+    count (one that gave up on its zygote runs every skill afresh)."""
+    own = Zygote(sandbox._clean_environment)
+    monkeypatch.setattr(sandbox, "ZYGOTE", own)
+    yield own
+    own.stop()
+
+
 @pytest.fixture
 def probe(app: App, tmp_path: Path):
     make_skill(tmp_path / "skills", "probe", PROBE)
@@ -56,7 +66,14 @@ def test_each_run_is_a_fresh_fork_that_nothing_of_an_earlier_run_reaches(
 def test_a_skill_that_kills_the_zygote_still_ends_its_run_and_the_next_gets_a_new_one(
     app: App, tmp_path: Path
 ):
-    code = "import os, signal\n\ndef run(inputs, tools):\n    os.kill(os.getppid(), signal.SIGKILL)\n    return {'ppid': os.getppid()}\n"  # noqa: E501
+    # It kills its parent only if that is the zygote: never the test's own process.
+    code = (
+        "import os, signal\nfrom pathlib import Path\n\ndef run(inputs, tools):\n"
+        "    parent = os.getppid()\n"
+        "    if b'host_zygote' in Path(f'/proc/{parent}/cmdline').read_bytes():\n"
+        "        os.kill(parent, signal.SIGKILL)\n"
+        "    return {'ppid': parent}\n"
+    )
     make_skill(tmp_path / "skills", "rogue", code)
     make_skill(tmp_path / "skills", "probe", PROBE)
     runs = runs_with(app, tmp_path / "skills")
@@ -93,6 +110,9 @@ def test_a_zygote_that_cannot_start_leaves_each_run_to_a_fresh_interpreter(
         assert run.state == "succeeded", run.error
         assert run.output["ppid"] == os.getpid()  # started by this process itself
     assert len(started) == 3  # tried three times, then no more: no start-up cost per run
+    monkeypatch.setattr(fresh, "_resting_until", 0.0)  # its rest is over
+    probe.create("probe", {}, requested_by="t", execute=True)
+    assert len(started) == 4  # tried again: the cause may have passed
     fresh.stop()
 
 
@@ -121,7 +141,7 @@ def test_a_skill_that_closes_its_channel_and_lingers_is_ended_at_its_timeout(
     make_skill(tmp_path / "skills", "lingers", code, timeout_s=1)
     for zygote in (True, False):
         if not zygote:  # and as a fresh interpreter, the fallback
-            monkeypatch.setattr(sandbox.ZYGOTE, "_failures", 99)
+            monkeypatch.setattr(sandbox.ZYGOTE, "_failures", 99)  # this test's own
         run = runs_with(app, tmp_path / "skills").create("lingers", {}, requested_by="t")
         ended = runs_with(app, tmp_path / "skills").execute(run.run.id).run
         assert ended.error == "timed out after 1 s (timeout_s)", (zygote, ended.error)

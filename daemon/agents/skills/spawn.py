@@ -33,6 +33,7 @@ ZYGOTE = Path(__file__).with_name("host_zygote.py")
 
 log = logging.getLogger(__name__)
 MAX_FAILURES = 3
+REST_S = 60.0  # how long every run starts afresh after MAX_FAILURES in a row
 START_TIMEOUT_S = 5.0  # for the zygote's `ready`
 
 
@@ -110,10 +111,13 @@ class Zygote:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._path = ""
-        self._failures = 0  # in a row; at MAX_FAILURES the zygote is not tried again
+        self._failures = 0  # in a row; at MAX_FAILURES the zygote rests for REST_S
+        self._resting_until = 0.0
 
     def spawn(self, script: Path, stderr: int) -> Child:
         """Start `host.py script`: forked by the zygote, or else as a fresh interpreter."""
+        if self._failures >= MAX_FAILURES and time.monotonic() >= self._resting_until:
+            self._failures = 0  # rested: try the zygote again (the cause may have passed)
         if self._failures < MAX_FAILURES:
             try:
                 child = self._fork(script, stderr)
@@ -122,11 +126,13 @@ class Zygote:
             except (OSError, ValueError, RuntimeError) as error:
                 self._failures += 1
                 given_up = self._failures >= MAX_FAILURES
+                if given_up:
+                    self._resting_until = time.monotonic() + REST_S
                 log.log(
                     logging.WARNING if given_up else logging.INFO,
                     "skill host zygote unavailable (%s); %s",
                     error,
-                    "every skill run starts a fresh interpreter from now on"
+                    f"skill runs start a fresh interpreter for the next {REST_S:g} s"
                     if given_up
                     else f"starting {script} afresh",
                 )
