@@ -222,12 +222,17 @@ def test_a_zygote_stopped_while_it_starts_does_not_hang_every_run_for_good(
     assert sandbox.run_script(script, {}, _no_tools, timeout_s=20).result == "ran"
     assert zygote._process is not None
     stop = threading.Event()
+    # Only the zygotes started from here on: not another test's (this worker's own zygote
+    # is a child of this process too; stopped, it hung every later test's runs for 5 s).
+    others = set(_children_named("host_zygote")) - {zygote._process.pid}
+    stopped: set[int] = set()
 
     def stopper() -> None:
         while not stop.is_set():
-            for pid in _children_named("host_zygote"):
+            for pid in set(_children_named("host_zygote")) - others:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGSTOP)
+                    stopped.add(pid)
 
     watcher = threading.Thread(target=stopper, daemon=True)
     watcher.start()
@@ -243,6 +248,9 @@ def test_a_zygote_stopped_while_it_starts_does_not_hang_every_run_for_good(
     in_time = bool(done)
     stop.set()
     watcher.join(5)
+    for pid in stopped:  # let them go: each is killed, or ends with its parent
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGCONT)
     if zygote._process is not None:
         with contextlib.suppress(OSError):
             zygote._process.kill()

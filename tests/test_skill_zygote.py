@@ -5,6 +5,7 @@ that cannot start costs speed, never a run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -145,3 +146,25 @@ def test_a_skill_that_closes_its_channel_and_lingers_is_ended_at_its_timeout(
         run = runs_with(app, tmp_path / "skills").create("lingers", {}, requested_by="t")
         ended = runs_with(app, tmp_path / "skills").execute(run.run.id).run
         assert ended.error == "timed out after 1 s (timeout_s)", (zygote, ended.error)
+
+
+def test_a_zygote_a_skill_stopped_is_replaced_after_one_slow_run(
+    own_zygote: Zygote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import signal
+
+    monkeypatch.setattr("daemon.agents.skills.spawn.ANSWER_TIMEOUT_S", 0.5)
+    script = tmp_path / "execute.py"
+    script.write_text("def run(inputs, tools):\n    return 'ran'\n", encoding="utf-8")
+    assert sandbox.run_script(script, {}, lambda n, a: ("error", ""), timeout_s=20).result == "ran"
+    stopped = own_zygote._process
+    assert stopped is not None
+    os.kill(stopped.pid, signal.SIGSTOP)  # what a skill of the same user can do
+    try:
+        for _ in range(2):  # the first waits for it and ends it; the second has a new one
+            done = sandbox.run_script(script, {}, lambda n, a: ("error", ""), timeout_s=20)
+            assert done.result == "ran"
+        assert own_zygote._process is not None and own_zygote._process.pid != stopped.pid
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(stopped.pid, signal.SIGCONT)

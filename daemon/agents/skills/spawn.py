@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_FAILURES = 3
 REST_S = 60.0  # how long every run starts afresh after MAX_FAILURES in a row
 START_TIMEOUT_S = 5.0  # for the zygote's `ready`
+ANSWER_TIMEOUT_S = 5.0  # for its answer to a run's request (the child's pid)
 
 
 class Child(Protocol):
@@ -179,6 +180,14 @@ class Zygote:
                 raise RuntimeError("the zygote did not start")
             return self._path
 
+    def _end(self) -> None:
+        with self._lock:
+            if self._process is not None:
+                with contextlib.suppress(OSError):
+                    self._process.kill()
+                self._process.communicate()
+                self._process = None
+
     def _check_peer(self, conn: socket.socket) -> None:
         """The socket's folder is only vaultd's user's, but any process of that user (a skill)
         can put its own listener at the path: only the zygote vaultd started gets a run's
@@ -203,7 +212,7 @@ class Zygote:
         try:
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                conn.settimeout(5)
+                conn.settimeout(ANSWER_TIMEOUT_S)
                 conn.connect(path)
                 self._check_peer(conn)
                 request = json.dumps({"script": str(script)}).encode("utf-8")
@@ -216,6 +225,10 @@ class Zygote:
                     answer += chunk
                 pid = int(answer)
                 conn.settimeout(None)
+            except TimeoutError:
+                conn.close()
+                self._end()  # stopped or stuck (a skill may SIGSTOP it): start another next
+                raise
             except BaseException:
                 conn.close()
                 raise
