@@ -180,8 +180,8 @@ class RunStore:
         query, args = "SELECT * FROM skill_runs", []
         if skill:
             query, args = query + " WHERE skill = ?", [skill]
-        rows = self.ledger.rows(query + " ORDER BY created_at DESC LIMIT ?", [*args, limit])
-        return [as_run(row) for row in rows]
+        newest = " ORDER BY created_at DESC, rowid DESC LIMIT ?"  # one ms: as they were written
+        return [as_run(row) for row in self.ledger.rows(query + newest, [*args, limit])]
 
     def move(
         self, run_id: str, state: str, *, expect: tuple[str, ...] | None = None, **fields: Any
