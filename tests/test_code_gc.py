@@ -244,7 +244,7 @@ class CleanupModel(RuleBasedStateMachine):
 
 
 CLEANUP_SETTINGS = settings(
-    max_examples=400 if NIGHTLY else 10,
+    max_examples=400 if NIGHTLY else 4,
     stateful_step_count=40 if NIGHTLY else 10,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -284,7 +284,12 @@ def check(model: CleanupModel) -> None:
     model.the_artifacts_stay()
 
 
-@pytest.mark.parametrize("what", ["crash", "push", "rewrite", "commit", "edit"])
+# What the agent does when cleanup is cut short. A rewrite is what lost the archived commits
+# (the bug this sweep found); every kind runs nightly.
+SWEPT = ("crash", "push", "rewrite", "commit", "edit") if NIGHTLY else ("crash", "rewrite", "edit")
+
+
+@pytest.mark.parametrize("what", SWEPT)
 def test_tidy_interrupted_at_any_step_and_retried_loses_nothing(what: str):
     for call in range(9):
         model = interrupted_then_retried(what, call, via_gc=False)
