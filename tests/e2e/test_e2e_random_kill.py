@@ -100,8 +100,10 @@ def finished_files(vault: Path) -> int:
 
 def wait_to_kill(daemon: Daemon, vault: Path, delay: float, most: int | None) -> None:
     """Return when the daemon ended (killed by a test's `on_start`), or else: with `most`
-    None or 0, after `delay` seconds; otherwise `delay` seconds after it finished `most`
-    more files (at most a minute later: the deadline in `kill_until_drained` then tells)."""
+    None, after `delay` seconds; with 0, after `delay` seconds or as soon as it finished a
+    file (a kill in start-up, however fast the start); otherwise `delay` seconds after it
+    finished `most` more files (at most a minute later: the deadline in
+    `kill_until_drained` then tells)."""
     before, limit = finished_files(vault), time.monotonic() + 60
     if most:
         while daemon.process.poll() is None and time.monotonic() < limit:
@@ -110,6 +112,8 @@ def wait_to_kill(daemon: Daemon, vault: Path, delay: float, most: int | None) ->
             time.sleep(0.01)
     deadline = time.monotonic() + delay
     while daemon.process.poll() is None and time.monotonic() < deadline:
+        if most == 0 and finished_files(vault) > before:
+            return  # a start-up kill: the start is over (a quick one drained the queue)
         time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
 
 
