@@ -15,11 +15,11 @@ from typing import Any
 from daemon.agents.kg import query
 from daemon.agents.kg.build import rebuild
 from daemon.agents.kg.context import fetch_context
+from daemon.agents.kg.reads import GraphReads
 from daemon.agents.kg.store import KgError, connect, kg_path
 from daemon.cli.common import open_vault
 from daemon.core.config import default_config_path, load_config, state_dir_for
 from daemon.core.quoting import visible
-from daemon.lifecycle.app import LEDGER_FILE
 
 
 def register(commands: Any, add_vault: Callable[..., None]) -> None:
@@ -110,9 +110,7 @@ def _path(args: argparse.Namespace) -> tuple[Path, Path]:
 def _ledger(args: argparse.Namespace, root: Path) -> Path | None:
     """The ledger's file, if `[kg] sources` lists the ledger."""
     config = load_config(getattr(args, "config", None) or default_config_path())
-    if "ledger" not in config.kg.sources:
-        return None
-    return state_dir_for(root, args.state_dir) / LEDGER_FILE
+    return GraphReads.of(root, state_dir_for(root, args.state_dir), config).ledger
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
