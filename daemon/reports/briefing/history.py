@@ -111,20 +111,25 @@ def _entry(line: str) -> dict[str, Any] | None:
 def summary_of(path: Path, cache: Path | None) -> DaySummary:
     """The summary of a day file: from `cache` (a folder) if it holds one for the file as it
     is now, else read and, if `cache` is given, stored there."""
+    return _summary(path, cache)[0]
+
+
+def _summary(path: Path, cache: Path | None) -> tuple[DaySummary, bool]:
+    """summary_of, and whether the day file was read now (not found in `cache`)."""
     try:
         info = path.stat()
     except OSError:
-        return summarize(path)  # gone since it was listed: what can be read still counts
+        return summarize(path), True  # gone since it was listed: what can be read counts
     key = _key(info)
     where = cache / f"{path.name}.json" if cache is not None else None
     if where is not None:
         cached = _load(where, key)
         if cached is not None:
-            return cached
+            return cached, False
     summary = summarize(path)
     if where is not None:
         _store(where, key, summary)
-    return summary
+    return summary, True
 
 
 def keep_summaries(logs: Path, cache: Path, *, before: date) -> int:
@@ -133,11 +138,7 @@ def keep_summaries(logs: Path, cache: Path, *, before: date) -> int:
     made = 0
     for _, path in (entry for entry in log_files(logs) if entry[0] < before):
         with contextlib.suppress(OSError):
-            info = path.stat()
-            if _load(cache / f"{path.name}.json", _key(info)):
-                continue
-            summary_of(path, cache)
-            made += 1
+            made += _summary(path, cache)[1]
     return made
 
 
