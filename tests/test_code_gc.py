@@ -309,3 +309,38 @@ def test_gc_crashed_at_any_step_and_retried_loses_nothing_and_finishes():
             assert not model.worktree.exists() and model._branch() is None, call
         finally:
             model.teardown()
+
+
+def test_a_commit_on_a_detached_head_made_while_tidy_runs_is_kept_by_a_ref():
+    """The interleaving hypothesis found: the worktree's HEAD is detached but on a ref when
+    tidy checks it, and a lingering process commits there before git removes it. The
+    commit is kept (refs/vaultd/detached/...), whichever step it lands before; a crash just
+    before keeping it is made good by the next cleanup."""
+    for call in range(9):
+        model = CleanupModel()
+        try:
+            model.agent_detaches_its_head()
+            model.vaultd_tidies_after_landing(call=call, what="commit")
+            check(model)
+            model.vaultd_tidies_after_landing(call=LAST_CALL, what="crash")
+            check(model)
+        finally:
+            model.teardown()
+
+
+def test_a_cleanup_that_died_after_removing_the_worktree_keeps_its_last_head_next_time(
+    tmp_path: Path,
+):
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK, commits=0)
+    git(worktree, "checkout", "-q", "--detach")
+    code_cleanup._link_head_log(repo, worktree, TASK)
+    (worktree / "late.txt").write_text("made after the check\n")
+    git(worktree, "add", "late.txt")
+    git(worktree, "commit", "-q", "-m", "Late")
+    late = git(worktree, "rev-parse", "HEAD")
+    git(repo, "worktree", "remove", str(worktree))  # ... and the cleanup died here
+    done = tidy(repo, state, TASK)
+    kept = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/vaultd/detached")
+    assert kept == f"refs/vaultd/detached/{TASK}/{late[:12]} {late}"
+    assert any(late[:12] in line for line in done.kept), done.kept

@@ -13,6 +13,13 @@ A finished task's worktree is removed, and its branch deleted, only when:
 
 Landed commits are cherry-picked copies, so the archive ref is what keeps the originals
 (and the agent's own history) for a person, at the cost of a ref, not of disk.
+
+A process the agent left behind can still commit on a detached HEAD after that check and
+before git removes the worktree. So the worktree's HEAD reflog (which git appends to in
+place) is hard-linked beside the repo's refs first; after the removal its last entry is
+the HEAD the worktree ended at, and a commit no ref contains is kept as
+`refs/vaultd/detached/<task-id>/<commit>`. A cleanup that died in between finds the link on its
+next try and does the same.
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ from daemon.connectors.git import branch_commit, commit_of, git, out
 
 def archive_ref(task_id: str) -> str:
     return f"refs/vaultd/archive/{task_id}"
+
+
+def detached_ref(task_id: str, commit: str) -> str:
+    return f"refs/vaultd/detached/{task_id}/{commit[:12]}"
 
 
 @dataclass
@@ -50,6 +61,7 @@ def tidy(repo: Path, state_dir: Path, task_id: str) -> Tidied:
     if places.worktree.is_symlink():
         done.kept.append(f"{places.worktree} is a symbolic link: not followed, not removed")
         return done
+    _keep_last_head(repo, task_id, done)
     if places.worktree.exists():
         status = out(places.worktree, "status", "--porcelain", "--untracked-files=all")
         if status:
@@ -62,10 +74,13 @@ def tidy(repo: Path, state_dir: Path, task_id: str) -> Tidied:
             )
             return done
         size = _size(places.worktree)
+        _link_head_log(repo, places.worktree, task_id)
         if git(repo, "worktree", "remove", str(places.worktree), check=False).returncode:
+            _head_log_link(repo, task_id).unlink(missing_ok=True)
             done.kept.append(f"git would not remove {places.worktree}")
             return done
         done.removed_worktree, done.freed_bytes = True, size
+        _keep_last_head(repo, task_id, done)
     if head is None:
         return done
     # The archive only moves forward: a branch rewritten since it was archived (a retry
@@ -104,6 +119,50 @@ def head_off_refs(repo: Path, worktree: Path) -> str | None:
     head = out(worktree, "rev-parse", "--verify", "HEAD")
     refs = git(repo, "for-each-ref", "--count=1", "--contains", head, check=False)
     return head if refs.returncode or not str(refs.stdout).strip() else None
+
+
+def _head_log_link(repo: Path, task_id: str) -> Path:
+    common = Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    return common / "vaultd" / f"HEAD-log-{task_id}"
+
+
+def _link_head_log(repo: Path, worktree: Path, task_id: str) -> None:
+    """Hard-link the worktree's HEAD reflog beside the repo's refs (created empty first if
+    git has not written one: git appends to the file it finds)."""
+    pointer = (worktree / ".git").read_text(encoding="utf-8", errors="replace").strip()
+    log = Path(pointer.removeprefix("gitdir:").strip()) / "logs" / "HEAD"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch()
+    link = _head_log_link(repo, task_id)
+    link.parent.mkdir(exist_ok=True)
+    link.unlink(missing_ok=True)
+    os.link(log, link)
+
+
+def _keep_last_head(repo: Path, task_id: str, done: Tidied) -> None:
+    """After a worktree's removal (or a cleanup that died before this): keep the HEAD it
+    ended at under `detached_ref` if no ref contains it, then drop the reflog's link."""
+    link = _head_log_link(repo, task_id)
+    if not link.is_file():
+        return
+    lines = link.read_text(encoding="utf-8", errors="replace").splitlines()
+    last = lines[-1].split(" ", 2)[1] if lines and lines[-1].count(" ") >= 2 else ""
+    if last and not set(last) - set("0123456789abcdef"):
+        refs = git(repo, "for-each-ref", "--count=1", "--contains", last, check=False)
+        if refs.returncode == 0 and not str(refs.stdout).strip():
+            git(
+                repo,
+                "update-ref",
+                "-m",
+                f"vaultd: keep task {task_id}",
+                detached_ref(task_id, last),
+                last,
+            )
+            done.kept.append(
+                f"a commit made on the worktree's detached HEAD meanwhile ({last[:12]}) is "
+                f"kept as {detached_ref(task_id, last)}"
+            )
+    link.unlink(missing_ok=True)
 
 
 def _contains(repo: Path, descendant: str, commit: str) -> bool:
