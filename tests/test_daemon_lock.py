@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import IO
 
+import forkserver
 import pytest
 from conftest import outbox
 
 from daemon.core.daemon_lock import AlreadyRunning, DaemonLock, holder_of
 
-VAULTD = (sys.executable, "-m", "daemon")
+Process = forkserver.Forked | forkserver.subprocess.Popen[str]
+LOGS: dict[int, IO[str]] = {}  # each started daemon's output, by pid
 
 
 def test_a_second_lock_on_a_state_directory_is_refused_naming_the_holder(tmp_path: Path):
@@ -40,19 +42,27 @@ def test_no_lock_file_means_no_daemon(tmp_path: Path):
     assert holder_of(tmp_path / "never-ran") is None
 
 
-def start(vault: Path, state: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*VAULTD, "run", "--vault", str(vault), "--state-dir", str(state), *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+def start(vault: Path, state: Path, *extra: str, log: IO[str] | None = None) -> Process:
+    """Start `vaultd run` (forked by the suite's fork server), its output going to `log`."""
+    log = log or tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+    process = forkserver.start(
+        ["run", "--vault", str(vault), "--state-dir", str(state), *extra], log=log
     )
+    LOGS[process.pid] = log
+    return process
 
 
-def wait_for_holder(state: Path, process: subprocess.Popen[str]) -> None:
+def output(process: Process) -> str:
+    log = LOGS[process.pid]
+    log.flush()
+    log.seek(0)
+    return log.read()
+
+
+def wait_for_holder(state: Path, process: Process) -> None:
     deadline = time.monotonic() + 20
     while holder_of(state) is None:
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert process.poll() is None, output(process)
         assert time.monotonic() < deadline
         time.sleep(0.02)
 
@@ -61,12 +71,9 @@ def test_a_second_vaultd_run_exits_1_at_once_saying_who_runs(vault_root: Path, s
     first = start(vault_root, state_dir, "--live")
     try:
         wait_for_holder(state_dir, first)
-        second = subprocess.run(
-            [*VAULTD, "run", "--once", "--vault", str(vault_root), "--state-dir", str(state_dir)],
-            capture_output=True,
-            text=True,
+        second = forkserver.run(
+            ["run", "--once", "--vault", str(vault_root), "--state-dir", str(state_dir)],
             timeout=10,
-            check=False,
         )
         assert second.returncode == 1
         assert f"another vaultd (pid {first.pid}, since " in second.stderr
@@ -87,12 +94,8 @@ def test_the_lock_of_a_daemon_killed_with_sigkill_is_gone_with_it(
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     assert holder_of(state_dir) is None
-    again = subprocess.run(
-        [*VAULTD, "run", "--once", "--vault", str(vault_root), "--state-dir", str(state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    again = forkserver.run(
+        ["run", "--once", "--vault", str(vault_root), "--state-dir", str(state_dir)], timeout=60
     )
     assert again.returncode == 0, again.stderr
 
@@ -110,16 +113,8 @@ def test_two_daemons_started_at_once_on_a_fresh_state_directory_never_crash_or_r
         (vault / folder).mkdir(parents=True)
     for n in range(5):
         (vault / f"Needs_Action/post-{n}.md").write_text(POST.format(n=n))
-    both = [
-        subprocess.Popen(
-            [*VAULTD, "run", "--once", "--vault", str(vault), "--state-dir", str(state)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in both]
+    both = [start(vault, state, "--once") for _ in range(2)]
+    results = [(p.wait(timeout=60), output(p)) for p in both]
 
     for code, stderr in results:
         assert "Traceback" not in stderr and "sqlite" not in stderr.lower(), stderr

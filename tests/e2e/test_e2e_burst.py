@@ -5,8 +5,8 @@ default), read at the moment the watcher is created. The overflow is made certai
 fast or slow the machine is:
 - the daemon is stopped (SIGSTOP) while the files are dropped, so it reads no event until
   the queue is full, then continued (SIGCONT);
-- as root, the limit is lowered to 512 while the daemon creates its watchers and restored
-  at once, so 2,000 files (three events each) overflow it; without root the burst is made
+- as root, the limit is lowered to 128 while the daemon creates its watchers and restored
+  at once, so 300 files (three events each: 900) overflow it; without root the burst is made
   larger than the machine's own limit.
 The periodic rescan is set to an hour, so the files can only be found through the
 overflow's rescan. The daemon must log the overflow and process every file exactly once;
@@ -30,7 +30,7 @@ from e2e_support import UNLIMITED_BUDGETS, Daemon, audit_events, integrity, nigh
 pytestmark = pytest.mark.e2e
 
 QUEUE_LIMIT = Path("/proc/sys/fs/inotify/max_queued_events")
-LOWERED = 512
+LOWERED = 128
 RESCAN_SECONDS = 3600
 HANG_SECONDS = 900
 BODY = "Drafted by the social agent during the launch rush.\n"
@@ -67,7 +67,7 @@ def burst_size() -> int:
     if nightly():
         return 50_000
     if can_lower_the_queue_limit():
-        return 1_000  # twice the lowered queue limit
+        return 300  # 900 events: seven times the lowered queue limit
     return max_queued_events() + 2_000
 
 

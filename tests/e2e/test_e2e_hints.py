@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -118,15 +119,29 @@ def test_the_run_command_status_suggests_starts_the_daemon_and_status_then_sees_
         stderr=subprocess.PIPE,
         text=True,
     )
+    # Each `vaultd status` is a fresh interpreter: asked once the daemon says it watches
+    # (its log on stderr), not every 0.1 s while it starts.
+    said: list[str] = []
+    watching = threading.Event()
+
+    def read_log() -> None:
+        assert daemon.stderr is not None
+        for line in daemon.stderr:
+            said.append(line)
+            if "watching for file events" in line:
+                watching.set()
+
+    threading.Thread(target=read_log, daemon=True).start()
     try:
         deadline = time.monotonic() + 30
         while True:
+            watching.wait(timeout=max(0.0, deadline - time.monotonic()))
             status = shell(f"{BIN}/vaultd status --vault vault --state-dir state", business)
             if "daemon: running" in status.stdout and "Scheduled jobs" in status.stdout:
                 break
-            assert daemon.poll() is None, daemon.stderr.read() if daemon.stderr else ""
+            assert daemon.poll() is None, "".join(said)
             assert time.monotonic() < deadline, status.stdout
-            time.sleep(0.1)
+            time.sleep(0.5)
         assert f"pid {daemon.pid}" in status.stdout
         assert "dry-run" in status.stdout
     finally:
