@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import forkserver
 import pytest
-from conftest import VAULTD, drop_posts_to_broken_services, files_in, make_files, note
+from conftest import drop_posts_to_broken_services, files_in, make_files, note
 
 from daemon.cli.main import main
 from daemon.core import notes
@@ -66,15 +67,9 @@ def demo(tmp_path: Path) -> Demo:
 
 
 def run_vaultd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`vaultd *args` in a process of its own (forked by the suite's fork server)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("VAULTD_")}
-    return subprocess.run(
-        [*VAULTD, *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**environment, **(env or {})},
-        check=False,
-    )
+    return forkserver.run(args, env={**environment, **(env or {})}, timeout=30)
 
 
 # -- the command line as a whole ----------------------------------------------------------

@@ -50,3 +50,28 @@ def test_a_forked_daemon_is_a_process_of_its_own_that_sigkill_ends(tmp_path: Pat
     finally:
         daemon.kill()
         log.close()
+
+
+def test_the_command_for_a_program_that_starts_vaultd_itself_is_the_forked_vaultd(
+    tmp_path: Path,
+):
+    """What the MCP tests give the MCP client: a stand-in process whose streams, directory,
+    exit code and SIGTERM are the forked vaultd's."""
+    vault = tmp_path / "vault"
+    done = subprocess.run(
+        forkserver.command(["init", str(vault)]), capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and (vault / "Needs_Action").is_dir(), done.stderr
+    bad = subprocess.run(
+        forkserver.command(["no-such-command"]), capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    log = (tmp_path / "daemon.log").open("w", encoding="utf-8")
+    args = ["run", "--vault", str(vault), "--state-dir", str(tmp_path / "state")]
+    daemon = subprocess.Popen(forkserver.command(args), stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while "watching for file events" not in (tmp_path / "daemon.log").read_text():
+        assert daemon.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    daemon.terminate()  # passed on: the forked vaultd stops cleanly, with its own exit code
+    assert daemon.wait(timeout=20) == 0

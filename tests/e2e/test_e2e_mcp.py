@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import forkserver
 import pytest
 from conftest import VAULTD, files_in
 from e2e_support import ok, vaultd
@@ -88,7 +89,9 @@ def test_mcp_config_redirected_by_the_shell_says_to_use_output_which_leaves_no_f
     missing = tmp_path / "vaultd.env"
     redirected = tmp_path / "redirected" / ".mcp.json"
     redirected.parent.mkdir()
-    command = [*VAULTD, "mcp", "config", "--vault", str(vault_root), "--env-file", str(missing)]
+    command = forkserver.command(
+        ["mcp", "config", "--vault", str(vault_root), "--env-file", str(missing)]
+    )
     with redirected.open("w", encoding="utf-8") as stdout:  # what `> .mcp.json` does
         shell = subprocess.run(
             command, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=30, check=False
@@ -121,15 +124,14 @@ def test_mcp_config_redirected_by_the_shell_says_to_use_output_which_leaves_no_f
 def test_vaultd_mcp_over_stdio_obeys_the_skills_and_reads_only_its_groups_runs(
     vault_root: Path, state_dir: Path
 ):
-    """Two servers as Claude Code would start them: one without --group, one with finance."""
-    command, *prefix = VAULTD
-    base = [*prefix, "mcp", "--vault", str(vault_root), "--state-dir", str(state_dir)]
+    """Two servers as Claude Code would start them: one without --group, one with finance.
+    (Forked by the suite's fork server; the test above starts a fresh interpreter.)"""
+    base = ["mcp", "--vault", str(vault_root), "--state-dir", str(state_dir)]
 
     def server(*groups: str) -> StdioServerParameters:
         flags = [flag for group in groups for flag in ("--group", group)]
-        return StdioServerParameters(
-            command=command, args=[*base, *flags], env=dict(os.environ), cwd=REPO
-        )
+        command, *args = forkserver.command([*base, *flags])
+        return StdioServerParameters(command=command, args=args, env=dict(os.environ), cwd=REPO)
 
     invoice = {"partner": "Acme", "lines": [{"product": "X", "quantity": 1, "price_unit": 10}]}
 
