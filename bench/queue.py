@@ -11,6 +11,7 @@ with its timeout: that child, not the queue, bounds how many runs a second two w
 from __future__ import annotations
 
 import json
+import sqlite3
 import statistics
 import time
 from pathlib import Path
@@ -41,16 +42,20 @@ def _vault(root: Path) -> tuple[Path, Path, Path]:
     return vault, state, config
 
 
-def _wait(runs: object, run_ids: list[str], state: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    store = runs.store  # type: ignore[attr-defined]
-    pending = set(run_ids)
-    while pending and time.monotonic() < deadline:
-        pending = {r for r in pending if (run := store.get(r)) is None or run.state != state}
-        if pending:
-            time.sleep(0.001)
-    if pending:
-        raise RuntimeError(f"queue bench: {len(pending)} run(s) never became {state}")
+def _wait(observer: sqlite3.Connection, run_ids: list[str], state: str, timeout: float) -> None:
+    """Return when every run is in `state`, asked from a connection of the bench's own (as a
+    client would watch): one query a poll, never the daemon's connection or its lock."""
+    deadline, wanted = time.monotonic() + timeout, json.dumps(run_ids)
+    pause = 0.0005 if len(run_ids) == 1 else 0.005
+    query = (
+        "SELECT count(*) FROM skill_runs WHERE state = ? AND id IN (SELECT value FROM json_each(?))"
+    )
+    while time.monotonic() < deadline:
+        (done,) = observer.execute(query, (state, wanted)).fetchone()
+        if done == len(run_ids):
+            return
+        time.sleep(pause)
+    raise RuntimeError(f"queue bench: run(s) never became {state}")
 
 
 def measure(root: Path, samples: int, burst: int) -> tuple[list[float], float, float]:
@@ -62,22 +67,24 @@ def measure(root: Path, samples: int, burst: int) -> tuple[list[float], float, f
         queue = RunQueue(runs, app.config.queue)
         workers = Workers(runs, app.config.queue)
         workers.start()
+        observer = sqlite3.connect(f"file:{state / 'ledger.sqlite3'}?mode=ro", uri=True)
         try:
             latencies = []
             for n in range(samples):
                 started = time.perf_counter()
                 view = queue.enqueue("noop", {"n": n}, requested_by="bench")
-                _wait(runs, [view.run.id], "running", 10)
+                _wait(observer, [view.run.id], "running", 10)
                 latencies.append((time.perf_counter() - started) * 1000)
-                _wait(runs, [view.run.id], SUCCEEDED, 30)
+                _wait(observer, [view.run.id], SUCCEEDED, 30)
             began = time.perf_counter()
             ids = [
                 queue.enqueue("noop", {"burst": n}, requested_by="bench").run.id
                 for n in range(burst)
             ]
-            _wait(runs, ids, SUCCEEDED, 600)
+            _wait(observer, ids, SUCCEEDED, 600)
             queued_rate = burst / (time.perf_counter() - began)
         finally:
+            observer.close()
             workers.stop()
         began = time.perf_counter()
         for n in range(burst):
