@@ -270,13 +270,12 @@ def run(inputs, tools):
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review finding, not fixed: only the zygote can kill")
 def test_a_run_whose_zygote_was_killed_meanwhile_still_has_what_it_started_killed(
     zygote: Zygote, tmp_path: Path
 ):
     """Another skill kills the zygote (its parent: os.kill(os.getppid(), 9)) while this run
-    goes on; vaultd kills a forked run only through the zygote, so what this run left running
-    outlives it. A fresh interpreter's run is killed by vaultd itself (killpg)."""
+    goes on; vaultd then kills what this run left running itself (the child's pidfd, and its
+    group), as it does a fresh interpreter's run."""
     import signal
 
     warm = sandbox.run_script(_skill(tmp_path / "w", FDS), {}, _no_tools, timeout_s=20)
@@ -291,6 +290,35 @@ def test_a_run_whose_zygote_was_killed_meanwhile_still_has_what_it_started_kille
     time.sleep(0.5)
     try:
         assert not _alive(child), "the run's child outlived its run"
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(child, 9)
+
+
+KILLS_ITS_ZYGOTE_AND_HANGS = """\
+import os, signal, subprocess, time
+
+def run(inputs, tools):
+    child = subprocess.Popen(["sleep", "30"])
+    open(inputs["at"], "w").write(str(child.pid))
+    os.kill(os.getppid(), signal.SIGKILL)  # the zygote: vaultd cannot ask it to kill now
+    time.sleep(30)
+"""
+
+
+def test_a_run_that_killed_its_zygote_and_hangs_is_killed_at_its_timeout_with_its_children(
+    zygote: Zygote, tmp_path: Path
+):
+    at = tmp_path / "child.pid"
+    script = _skill(tmp_path / "k", KILLS_ITS_ZYGOTE_AND_HANGS)
+    started = time.monotonic()
+    done = sandbox.run_script(script, {"at": str(at)}, _no_tools, timeout_s=1.5)
+    assert done.timed_out, done
+    assert time.monotonic() - started < 10
+    child = int(at.read_text())
+    time.sleep(0.3)
+    try:
+        assert not _alive(child), "what the run started outlived it"
     finally:
         with contextlib.suppress(OSError):
             os.kill(child, 9)

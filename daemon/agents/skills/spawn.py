@@ -17,6 +17,7 @@ import logging
 import os
 import select
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -61,6 +62,13 @@ class Forked:
         self.returncode: int | None = None
         self._conn = conn
         self._buffer = b""
+        self._zygote_lost = False
+        # The child waits for its inputs, which are not sent yet: it is alive, so the pid
+        # is still its own, and the pidfd names it for good (signals to a recycled pid
+        # cannot reach another process through it).
+        self._pidfd: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            self._pidfd = os.pidfd_open(pid)
 
     def poll(self) -> int | None:
         if self.returncode is None and select.select([self._conn], [], [], 0)[0]:
@@ -79,24 +87,52 @@ class Forked:
 
     def kill(self) -> None:
         """Kill the child's process group, through the zygote: it knows whether the pid is
-        still the child's (not reaped yet), which this process cannot."""
-        if self.returncode is None:
-            with contextlib.suppress(OSError):
-                self._conn.sendall(b"kill\n")
+        still the child's (not reaped yet), which this process cannot. A zygote that died
+        meanwhile cannot: then this process does (`_kill_without_zygote`)."""
+        if self.returncode is None and not self._told(b"kill\n"):
+            self._kill_without_zygote()
 
     def release(self) -> None:
         """Kill what is left of the run and stop waiting for its exit code: the zygote reaps
         it (the normal end of a run that has given its result)."""
+        told = self.returncode is not None or self._told(b"kill\nbye\n")
+        if not told or self._zygote_lost:
+            self._kill_without_zygote()
         if self.returncode is None:
-            with contextlib.suppress(OSError):
-                self._conn.sendall(b"kill\nbye\n")
-            self._conn.close()
             self.returncode = -1
+        self._conn.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def _told(self, what: bytes) -> bool:
+        """Tell the zygote `what`; return False if it is gone (it can kill nothing now)."""
+        try:
+            readable = select.select([self._conn], [], [], 0)[0]
+            if readable and self._conn.recv(64, socket.MSG_PEEK) == b"":
+                self._zygote_lost = True
+                return False
+            self._conn.sendall(what)
+        except OSError:
+            self._zygote_lost = True
+            return False
+        return True
+
+    def _kill_without_zygote(self) -> None:
+        """The zygote died (another skill of the same user may kill it): kill the child
+        through its pidfd, and its group, whose id stays the child's pid while anything
+        the run started is in it (Linux frees a pid only once no group uses it)."""
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
 
     def _read(self) -> None:
         chunk = self._conn.recv(64)
         if not chunk:  # the zygote died: the code is lost; the process was killed or ended
             self.returncode = -1
+            self._zygote_lost = True
         self._buffer += chunk
         if b"\n" in self._buffer:
             self.returncode = int(self._buffer.split(b"\n", 1)[0])
