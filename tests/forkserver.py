@@ -271,13 +271,14 @@ class Forked:
         stdin: int | None = None,
         stdout: int | None = None,
         stderr: int | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.args = list(args)
         self.returncode: int | None = None
         request = {
             "argv": self.args,
             "env": dict(os.environ if env is None else env),
-            "cwd": str(Path.cwd()),
+            "cwd": str(cwd or Path.cwd()),
         }
         payload = json.dumps(request).encode()
         null = os.open(os.devnull, os.O_RDWR)
@@ -341,16 +342,26 @@ class Forked:
 
 
 def run(
-    args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m daemon *args` to its end, as `subprocess.run(capture_output=True,
+    """`python -m daemon *args` to its end (in `cwd`), as `subprocess.run(capture_output=True,
     text=True)` would; a timeout kills it and raises subprocess.TimeoutExpired."""
     if not enabled():
         return subprocess.run(
-            [*VAULTD, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+            [*VAULTD, *args],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = Forked(args, env=env, stdout=out.fileno(), stderr=err.fileno())
+        process = Forked(args, env=env, stdout=out.fileno(), stderr=err.fileno(), cwd=cwd)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:

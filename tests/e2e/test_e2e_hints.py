@@ -15,13 +15,13 @@ import threading
 import time
 from pathlib import Path
 
+import forkserver
 import pytest
 
 from tests.e2e.e2e_support import meta, ok, vaultd
 
 pytestmark = pytest.mark.e2e
 BIN = str(Path(sys.executable).parent)
-VAULTD_ARGS = (sys.executable, "-m", "daemon")
 
 
 def shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -44,23 +44,8 @@ def business(tmp_path: Path) -> Path:
     elsewhere, with the state directory beside it."""
     home = tmp_path / "business"
     ok(vaultd("init", home / "vault"))
-    ok(
-        subprocess.run(
-            [
-                *VAULTD_ARGS,
-                "run",
-                "--once",
-                "--vault",
-                "business/vault",
-                "--state-dir",
-                "business/state",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    )
+    args = ["run", "--once", "--vault", "business/vault", "--state-dir", "business/state"]
+    ok(forkserver.run(args, cwd=tmp_path, timeout=60))
     return home
 
 
