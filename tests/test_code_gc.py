@@ -344,3 +344,69 @@ def test_a_cleanup_that_died_after_removing_the_worktree_keeps_its_last_head_nex
     kept = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/vaultd/detached")
     assert kept == f"refs/vaultd/detached/{TASK}/{late[:12]} {late}"
     assert any(late[:12] in line for line in done.kept), done.kept
+
+
+# --- review: the worktree's own files (its agent can write them) name no place outside -----
+
+
+def _admin(worktree: Path) -> Path:
+    return Path(git(worktree, "rev-parse", "--path-format=absolute", "--git-dir"))
+
+
+def test_a_head_log_that_is_a_symlink_is_neither_followed_nor_linked(tmp_path: Path):
+    """The agent (or a process it left) can write its worktree's admin folder: a symbolic
+    link as `logs/HEAD` made vaultd create the file it names (touch), and hard-link it (or
+    any file of vaultd's user it names) into the repo's git folder."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret"
+    secret.write_text("vaultd's user's file\n")
+    log = _admin(worktree) / "logs" / "HEAD"
+    log.unlink()
+    log.symlink_to(outside / "made-by-vaultd")
+    done = tidy(repo, state, TASK)
+    assert not (outside / "made-by-vaultd").exists(), "vaultd created a file the agent named"
+    log.unlink(missing_ok=True)
+    if not done.removed_worktree:
+        log.symlink_to(secret)
+        done = tidy(repo, state, TASK)
+    assert secret.stat().st_nlink == 1, "vaultd hard-linked a file the agent named"
+    assert done.removed_worktree or done.kept, done
+
+
+def test_a_head_log_that_is_a_folder_does_not_crash_tidy_or_gc(tmp_path: Path):
+    """`logs/HEAD` made a folder (git then writes no HEAD log, and works on): os.link raised
+    an OSError that neither the landing (ConnectorError only), nor gc, nor the rejection
+    path catches, at every cleanup of that task."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK)
+    log = _admin(worktree) / "logs" / "HEAD"
+    log.unlink()
+    log.mkdir()
+    assert git(worktree, "status", "--porcelain") == ""
+    done = tidy(repo, state, TASK)
+    assert done.removed_worktree or any("HEAD log" in line for line in done.kept), done
+    collect(state, {"demo": repo}, {TASK: a_task(TASK, "done")}.get, dry_run=False)
+
+
+def test_a_git_file_rewritten_meanwhile_makes_vaultd_create_nothing_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A process the agent left rewrites the worktree's `.git` file after tidy checked the
+    worktree (the window this cleanup is about): vaultd made `<anywhere>/logs/HEAD`, with
+    every folder up to it, and linked it."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK)
+    elsewhere = tmp_path / "elsewhere" / "deep"
+    size = code_cleanup._size
+
+    def meanwhile(path: Path) -> int:
+        (worktree / ".git").write_text(f"gitdir: {elsewhere}\n")
+        return size(path)
+
+    monkeypatch.setattr(code_cleanup, "_size", meanwhile)
+    with contextlib.suppress(git_module.GitError):
+        tidy(repo, state, TASK)
+    assert not (tmp_path / "elsewhere").exists(), "vaultd made folders the agent named"

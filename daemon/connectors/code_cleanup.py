@@ -24,7 +24,9 @@ next try and does the same.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,9 +76,16 @@ def tidy(repo: Path, state_dir: Path, task_id: str) -> Tidied:
             )
             return done
         size = _size(places.worktree)
-        _link_head_log(repo, places.worktree, task_id)
+        try:
+            _link_head_log(repo, places.worktree, task_id)
+        except OSError as error:
+            done.kept.append(
+                f"{places.worktree}: its HEAD log cannot be kept aside ({error}); the worktree "
+                "is kept, so that a commit made there meanwhile is not lost"
+            )
+            return done
         if git(repo, "worktree", "remove", str(places.worktree), check=False).returncode:
-            _head_log_link(repo, task_id).unlink(missing_ok=True)
+            _drop_link(repo, task_id)
             done.kept.append(f"git would not remove {places.worktree}")
             return done
         done.removed_worktree, done.freed_bytes = True, size
@@ -121,48 +130,148 @@ def head_off_refs(repo: Path, worktree: Path) -> str | None:
     return head if refs.returncode or not str(refs.stdout).strip() else None
 
 
+def _common(repo: Path) -> Path:
+    return Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+
+
 def _head_log_link(repo: Path, task_id: str) -> Path:
-    common = Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
-    return common / "vaultd" / f"HEAD-log-{task_id}"
+    return _common(repo) / "vaultd" / f"HEAD-log-{task_id}"
+
+
+# Every file this cleanup links, reads or unlinks is opened below a folder opened without
+# following a symbolic link: the worktree's agent (or a process it left) can write its
+# `.git` file and its admin folder, and they must name no place outside for vaultd to touch.
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _open_under(top: int, *names: str, make: bool = False) -> int:
+    """Open the folder `top/names...` (each a name, never a link); with `make`, the last one
+    is made if missing. Return its descriptor (the caller closes it)."""
+    fd = top
+    try:
+        for index, name in enumerate(names):
+            if make and index == len(names) - 1:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, dir_fd=fd)
+            opened = os.open(name, _DIRECTORY, dir_fd=fd)
+            if fd != top:
+                os.close(fd)
+            fd = opened
+    except OSError:
+        if fd != top:
+            os.close(fd)
+        raise
+    return fd
+
+
+def _admin_name(repo: Path, worktree: Path, task_id: str) -> str:
+    """Return the name, under `<common>/worktrees/`, of the worktree's admin folder: found
+    from the repo's side (its `gitdir` names the worktree), never from the worktree's `.git`
+    file. Raise OSError if there is none."""
+    folder = _common(repo) / "worktrees"
+    names = sorted(p.name for p in folder.iterdir()) if not folder.is_symlink() else []
+    for name in sorted(names, key=lambda name: name != task_id):
+        gitdir = folder / name / "gitdir"
+        with contextlib.suppress(OSError, ValueError):
+            if not gitdir.is_symlink() and not (folder / name).is_symlink():
+                named = Path(gitdir.read_text(encoding="utf-8").strip())
+                if named.name == ".git" and named.parent.resolve() == worktree.resolve():
+                    return name
+    raise FileNotFoundError(f"no admin folder of {worktree} under {folder}")
 
 
 def _link_head_log(repo: Path, worktree: Path, task_id: str) -> None:
     """Hard-link the worktree's HEAD reflog beside the repo's refs (created empty first if
-    git has not written one: git appends to the file it finds)."""
-    pointer = (worktree / ".git").read_text(encoding="utf-8", errors="replace").strip()
-    log = Path(pointer.removeprefix("gitdir:").strip()) / "logs" / "HEAD"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.touch()
+    git has not written one: git appends to the file it finds). Raise OSError if it is not
+    a regular file of the worktree's admin folder."""
+    admin = _admin_name(repo, worktree, task_id)
     link = _head_log_link(repo, task_id)
-    link.parent.mkdir(exist_ok=True)
-    link.unlink(missing_ok=True)
-    os.link(log, link)
+    common = os.open(link.parent.parent, _DIRECTORY)
+    try:
+        logs = _open_under(common, "worktrees", admin, "logs", make=True)
+        try:
+            log = os.open(
+                "HEAD", _FILE | os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666, dir_fd=logs
+            )
+            try:
+                made = os.fstat(log)
+                if not stat.S_ISREG(made.st_mode):
+                    raise OSError(f"{admin}'s logs/HEAD is not a regular file")
+                aside = _open_under(common, link.parent.name, make=True)
+                try:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(link.name, dir_fd=aside)
+                    os.link("HEAD", link.name, src_dir_fd=logs, dst_dir_fd=aside,
+                            follow_symlinks=False)  # fmt: skip
+                    linked = os.stat(link.name, dir_fd=aside, follow_symlinks=False)
+                    if (linked.st_dev, linked.st_ino) != (made.st_dev, made.st_ino):
+                        os.unlink(link.name, dir_fd=aside)  # swapped meanwhile: not its log
+                        raise OSError(f"{admin}'s logs/HEAD was replaced while it was linked")
+                finally:
+                    os.close(aside)
+            finally:
+                os.close(log)
+        finally:
+            os.close(logs)
+    finally:
+        os.close(common)
+
+
+def _last_logged(repo: Path, task_id: str) -> str | None:
+    """Return the last line of the reflog linked aside for `task_id`; None if there is
+    none. Raise OSError if it is not a regular file (vaultd links none other)."""
+    link = _head_log_link(repo, task_id)
+    try:
+        aside = os.open(link.parent, _DIRECTORY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fd = os.open(link.name, _FILE | os.O_RDONLY, dir_fd=aside)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as log:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{link} is not a regular file")
+            log.seek(max(0, os.fstat(fd).st_size - 65536))
+            lines = log.read().decode("utf-8", errors="replace").splitlines()
+        return lines[-1] if lines else ""
+    finally:
+        os.close(aside)
+
+
+def _drop_link(repo: Path, task_id: str) -> None:
+    link = _head_log_link(repo, task_id)
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        aside = os.open(link.parent, _DIRECTORY)
+        try:
+            os.unlink(link.name, dir_fd=aside)
+        finally:
+            os.close(aside)
 
 
 def _keep_last_head(repo: Path, task_id: str, done: Tidied) -> None:
     """After a worktree's removal (or a cleanup that died before this): keep the HEAD it
     ended at under `detached_ref` if no ref contains it, then drop the reflog's link."""
-    link = _head_log_link(repo, task_id)
-    if not link.is_file():
+    try:
+        line = _last_logged(repo, task_id)
+    except OSError as error:
+        done.kept.append(f"the HEAD log kept aside for {task_id} cannot be read: {error}")
         return
-    lines = link.read_text(encoding="utf-8", errors="replace").splitlines()
-    last = lines[-1].split(" ", 2)[1] if lines and lines[-1].count(" ") >= 2 else ""
-    if last and not set(last) - set("0123456789abcdef"):
+    if line is None:
+        return
+    last = line.split(" ", 2)[1] if line.count(" ") >= 2 else ""
+    if len(last) in (40, 64) and not set(last) - set("0123456789abcdef"):
         refs = git(repo, "for-each-ref", "--count=1", "--contains", last, check=False)
         if refs.returncode == 0 and not str(refs.stdout).strip():
-            git(
-                repo,
-                "update-ref",
-                "-m",
-                f"vaultd: keep task {task_id}",
-                detached_ref(task_id, last),
-                last,
-            )
+            ref = detached_ref(task_id, last)
+            git(repo, "update-ref", "-m", f"vaultd: keep task {task_id}", ref, last)
             done.kept.append(
                 f"a commit made on the worktree's detached HEAD meanwhile ({last[:12]}) is "
-                f"kept as {detached_ref(task_id, last)}"
+                f"kept as {ref}"
             )
-    link.unlink(missing_ok=True)
+    _drop_link(repo, task_id)
 
 
 def _contains(repo: Path, descendant: str, commit: str) -> bool:
