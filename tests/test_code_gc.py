@@ -410,3 +410,28 @@ def test_a_git_file_rewritten_meanwhile_makes_vaultd_create_nothing_elsewhere(
     with contextlib.suppress(git_module.GitError):
         tidy(repo, state, TASK)
     assert not (tmp_path / "elsewhere").exists(), "vaultd made folders the agent named"
+
+
+def test_a_kept_detached_commit_never_moves_a_ref_kept_before(tmp_path: Path):
+    """`refs/vaultd/detached/<id>/<12 hex>` was set without a compare-and-swap: a second
+    commit of the same 12-hex prefix (a retry of the task, or an agent that looks for one:
+    2^24 tries) moved the ref, and the commit it kept was lost to the next `git gc`."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK, commits=0)
+    git(worktree, "checkout", "-q", "--detach")
+    code_cleanup._link_head_log(repo, worktree, TASK)
+    (worktree / "late.txt").write_text("made after the check\n")
+    git(worktree, "add", "late.txt")
+    git(worktree, "commit", "-q", "-m", "Late")
+    late = git(worktree, "rev-parse", "HEAD")
+    git(worktree, "checkout", "-q", "--detach", "HEAD~1")
+    (worktree / "earlier.txt").write_text("kept before, under the same prefix\n")
+    git(worktree, "add", "earlier.txt")
+    git(worktree, "commit", "-q", "-m", "Earlier")
+    earlier = git(worktree, "rev-parse", "HEAD")
+    git(repo, "update-ref", f"refs/vaultd/detached/{TASK}/{late[:12]}", earlier)
+    git(worktree, "checkout", "-q", "--detach", late)
+    git(repo, "worktree", "remove", str(worktree))  # ... and the cleanup died here
+    tidy(repo, state, TASK)
+    kept = git(repo, "for-each-ref", "--format=%(objectname)", "refs/vaultd/detached").split()
+    assert sorted(kept) == sorted([earlier, late])

@@ -266,7 +266,9 @@ def _keep_last_head(repo: Path, task_id: str, done: Tidied) -> None:
         refs = git(repo, "for-each-ref", "--count=1", "--contains", last, check=False)
         if refs.returncode == 0 and not str(refs.stdout).strip():
             ref = detached_ref(task_id, last)
-            git(repo, "update-ref", "-m", f"vaultd: keep task {task_id}", ref, last)
+            if commit_of(repo, ref) not in (None, last):  # another commit of that prefix
+                ref = f"refs/vaultd/detached/{task_id}/{last}"
+            git(repo, "update-ref", "-m", f"vaultd: keep task {task_id}", ref, last, "")
             done.kept.append(
                 f"a commit made on the worktree's detached HEAD meanwhile ({last[:12]}) is "
                 f"kept as {ref}"
