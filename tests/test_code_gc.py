@@ -435,3 +435,25 @@ def test_a_kept_detached_commit_never_moves_a_ref_kept_before(tmp_path: Path):
     tidy(repo, state, TASK)
     kept = git(repo, "for-each-ref", "--format=%(objectname)", "refs/vaultd/detached").split()
     assert sorted(kept) == sorted([earlier, late])
+
+
+def test_a_detached_commit_made_meanwhile_is_kept_even_if_head_moved_on_after_it(
+    tmp_path: Path,
+):
+    """Only the HEAD log's last entry was read: a process left behind that commits on a
+    detached HEAD and then checks its branch out again (or any other commit) before git
+    removes the worktree lost that commit; the log still names it."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK, commits=1)
+    git(worktree, "commit", "-q", "--amend", "-m", "Amended")  # its first version: not kept
+    code_cleanup._link_head_log(repo, worktree, TASK)
+    git(worktree, "checkout", "-q", "--detach")
+    (worktree / "late.txt").write_text("made after the check\n")
+    git(worktree, "add", "late.txt")
+    git(worktree, "commit", "-q", "-m", "Late")
+    late = git(worktree, "rev-parse", "HEAD")
+    git(worktree, "checkout", "-q", f"vaultd/{TASK}")
+    git(repo, "worktree", "remove", str(worktree))  # ... and the cleanup died here
+    tidy(repo, state, TASK)
+    kept = git(repo, "for-each-ref", "--format=%(objectname)", "refs/vaultd/detached").split()
+    assert kept == [late]

@@ -16,10 +16,14 @@ Landed commits are cherry-picked copies, so the archive ref is what keeps the or
 
 A process the agent left behind can still commit on a detached HEAD after that check and
 before git removes the worktree. So the worktree's HEAD reflog (which git appends to in
-place) is hard-linked beside the repo's refs first; after the removal its last entry is
-the HEAD the worktree ended at, and a commit no ref contains is kept as
+place) is hard-linked beside the repo's refs first; after the removal its entries name the
+HEAD the worktree ended at and the commits it was at before, and each that no ref contains
+(the last, and those the task's branch never was at: made on a detached HEAD) is kept as
 `refs/vaultd/detached/<task-id>/<commit>`. A cleanup that died in between finds the link on its
-next try and does the same.
+next try and does the same. The reflog is found from the repo's side (the admin folder
+whose `gitdir` names the worktree), never from the worktree's `.git` file, and opened below
+folders opened without following a link: the agent can write both, and they must name no
+place outside for vaultd to create, link or read. If it cannot be linked, the worktree stays.
 """
 
 from __future__ import annotations
@@ -218,9 +222,10 @@ def _link_head_log(repo: Path, worktree: Path, task_id: str) -> None:
         os.close(common)
 
 
-def _last_logged(repo: Path, task_id: str) -> str | None:
-    """Return the last line of the reflog linked aside for `task_id`; None if there is
-    none. Raise OSError if it is not a regular file (vaultd links none other)."""
+def _logged_heads(repo: Path, task_id: str) -> list[str] | None:
+    """Return the commits the reflog linked aside for `task_id` moved HEAD to, newest first
+    (of its last 256 KiB); None if there is none. Raise OSError if it is not a regular file
+    (vaultd links none other)."""
     link = _head_log_link(repo, task_id)
     try:
         aside = os.open(link.parent, _DIRECTORY)
@@ -234,11 +239,17 @@ def _last_logged(repo: Path, task_id: str) -> str | None:
         with os.fdopen(fd, "rb") as log:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError(f"{link} is not a regular file")
-            log.seek(max(0, os.fstat(fd).st_size - 65536))
+            log.seek(max(0, os.fstat(fd).st_size - (256 << 10)))
             lines = log.read().decode("utf-8", errors="replace").splitlines()
-        return lines[-1] if lines else ""
     finally:
         os.close(aside)
+    heads: list[str] = []
+    for line in reversed(lines):
+        fields = line.split(" ", 2)
+        new = fields[1] if len(fields) == 3 else ""
+        if len(new) in (40, 64) and not set(new) - set("0123456789abcdef") and new not in heads:
+            heads.append(new)
+    return heads
 
 
 def _drop_link(repo: Path, task_id: str) -> None:
@@ -252,26 +263,31 @@ def _drop_link(repo: Path, task_id: str) -> None:
 
 
 def _keep_last_head(repo: Path, task_id: str, done: Tidied) -> None:
-    """After a worktree's removal (or a cleanup that died before this): keep the HEAD it
-    ended at under `detached_ref` if no ref contains it, then drop the reflog's link."""
+    """After a worktree's removal (or a cleanup that died before this): keep each commit its
+    HEAD was at that no ref contains, the last one and those its branch never was at (made
+    on a detached HEAD, and moved on from), under `detached_ref`; then drop the link."""
     try:
-        line = _last_logged(repo, task_id)
+        heads = _logged_heads(repo, task_id)
     except OSError as error:
         done.kept.append(f"the HEAD log kept aside for {task_id} cannot be read: {error}")
         return
-    if line is None:
+    if not heads:
+        _drop_link(repo, task_id)
         return
-    last = line.split(" ", 2)[1] if line.count(" ") >= 2 else ""
-    if len(last) in (40, 64) and not set(last) - set("0123456789abcdef"):
-        refs = git(repo, "for-each-ref", "--count=1", "--contains", last, check=False)
+    # Not a commit its branch was at: one the agent amended or reset away is not kept.
+    branch = git(repo, "log", "-g", "--format=%H", f"refs/heads/{branch_of(task_id)}", "--",
+                 check=False)  # fmt: skip
+    was_on_branch = set(str(branch.stdout).split()) if branch.returncode == 0 else set()
+    for head in [heads[0], *(h for h in heads[1:] if h not in was_on_branch)]:
+        # Newest first: an older one a kept one contains is then on a ref.
+        refs = git(repo, "for-each-ref", "--count=1", "--contains", head, check=False)
         if refs.returncode == 0 and not str(refs.stdout).strip():
-            ref = detached_ref(task_id, last)
-            if commit_of(repo, ref) not in (None, last):  # another commit of that prefix
-                ref = f"refs/vaultd/detached/{task_id}/{last}"
-            git(repo, "update-ref", "-m", f"vaultd: keep task {task_id}", ref, last, "")
+            ref = detached_ref(task_id, head)
+            if commit_of(repo, ref) not in (None, head):  # another commit of that prefix
+                ref = f"refs/vaultd/detached/{task_id}/{head}"
+            git(repo, "update-ref", "-m", f"vaultd: keep task {task_id}", ref, head, "")
             done.kept.append(
-                f"a commit made on the worktree's detached HEAD meanwhile ({last[:12]}) is "
-                f"kept as {ref}"
+                f"a commit the worktree's HEAD was at ({head[:12]}), on no ref, is kept as {ref}"
             )
     _drop_link(repo, task_id)
 
