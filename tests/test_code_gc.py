@@ -457,3 +457,19 @@ def test_a_detached_commit_made_meanwhile_is_kept_even_if_head_moved_on_after_it
     tidy(repo, state, TASK)
     kept = git(repo, "for-each-ref", "--format=%(objectname)", "refs/vaultd/detached").split()
     assert kept == [late]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file")
+def test_a_head_log_vaultd_may_not_write_is_still_linked_and_read(tmp_path: Path):
+    """Under OS-user confinement the HEAD log can be the agent's user's file (git rewrites
+    it by a rename): vaultd only reads it, so opening it to write must not be needed."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK)
+    log = _admin(worktree) / "logs" / "HEAD"
+    log.chmod(0o444)
+    try:
+        done = tidy(repo, state, TASK)
+    finally:
+        if log.exists():
+            log.chmod(0o644)
+    assert done.removed_worktree, done.kept

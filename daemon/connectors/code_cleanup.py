@@ -195,9 +195,11 @@ def _link_head_log(repo: Path, worktree: Path, task_id: str) -> None:
     try:
         logs = _open_under(common, "worktrees", admin, "logs", make=True)
         try:
-            log = os.open(
-                "HEAD", _FILE | os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666, dir_fd=logs
-            )
+            try:  # read-only: it may be the agent's user's file, git's to write
+                log = os.open("HEAD", _FILE | os.O_RDONLY, dir_fd=logs)
+            except FileNotFoundError:
+                log = os.open("HEAD", _FILE | os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666,
+                              dir_fd=logs)  # fmt: skip
             try:
                 made = os.fstat(log)
                 if not stat.S_ISREG(made.st_mode):
