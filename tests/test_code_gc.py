@@ -473,3 +473,29 @@ def test_a_head_log_vaultd_may_not_write_is_still_linked_and_read(tmp_path: Path
         if log.exists():
             log.chmod(0o644)
     assert done.removed_worktree, done.kept
+
+
+def test_gc_keeps_the_detached_commit_of_a_cleanup_that_died_after_worktree_and_branch_went(
+    tmp_path: Path,
+):
+    """A process left behind commits on a detached HEAD and deletes the task's branch (no
+    longer checked out), git removes the worktree, and the cleanup dies: nothing of the task
+    was left for gc to find, so the HEAD log linked aside (and the only name of that commit)
+    stayed in the repo's git folder for good, until `git gc` pruned the commit."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK, commits=0)
+    git(worktree, "checkout", "-q", "--detach")
+    code_cleanup._link_head_log(repo, worktree, TASK)
+    (worktree / "late.txt").write_text("made after the check\n")
+    git(worktree, "add", "late.txt")
+    git(worktree, "commit", "-q", "-m", "Late")
+    late = git(worktree, "rev-parse", "HEAD")
+    git(repo, "branch", "-q", "-D", f"vaultd/{TASK}")
+    git(repo, "worktree", "remove", str(worktree))  # ... and the cleanup died here
+    tasks = {TASK: a_task(TASK, "done")}.get
+    dry = collect(state, {"demo": repo}, tasks, dry_run=True)
+    assert [c.task_id for c in dry.candidates if c.safe] == [TASK], dry.to_json()
+    collect(state, {"demo": repo}, tasks, dry_run=False)
+    kept = git(repo, "for-each-ref", "--format=%(objectname)", "refs/vaultd/detached").split()
+    assert kept == [late]
+    assert not (repo / ".git" / "vaultd" / f"HEAD-log-{TASK}").exists()

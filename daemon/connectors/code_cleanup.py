@@ -142,6 +142,12 @@ def _head_log_link(repo: Path, task_id: str) -> Path:
     return _common(repo) / "vaultd" / f"HEAD-log-{task_id}"
 
 
+def head_log_left(repo: Path, task_id: str) -> bool:
+    """Whether a cleanup of `task_id` that stopped left its worktree's HEAD log linked
+    aside (the next `tidy` keeps what it names)."""
+    return os.path.lexists(_head_log_link(repo, task_id))
+
+
 # Every file this cleanup links, reads or unlinks is opened below a folder opened without
 # following a symbolic link: the worktree's agent (or a process it left) can write its
 # `.git` file and its admin folder, and they must name no place outside for vaultd to touch.
