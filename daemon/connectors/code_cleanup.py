@@ -261,8 +261,9 @@ def _logged_heads(repo: Path, task_id: str) -> list[str] | None:
 
 
 def _drop_link(repo: Path, task_id: str) -> None:
+    """Unlink the HEAD log linked aside; one that cannot be is read again next time."""
     link = _head_log_link(repo, task_id)
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+    with contextlib.suppress(OSError):
         aside = os.open(link.parent, _DIRECTORY)
         try:
             os.unlink(link.name, dir_fd=aside)
