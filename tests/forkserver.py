@@ -387,30 +387,12 @@ def start(
 
 def command(args: Sequence[str]) -> list[str]:
     """Return the command line that runs `vaultd *args` for a program that starts it itself
-    (the MCP client over stdio): this file as a stand-in that has the fork server run it."""
+    (the MCP client over stdio): a stand-in that has the fork server run it."""
     if not enabled():
         return [*VAULTD, *args]
-    return [sys.executable, __file__, "--exec", _Server.socket_path(), *args]
-
-
-def _exec(path: str, args: list[str]) -> int:
-    """`python forkserver.py --exec SOCKET ARGS...`: have the server fork `vaultd ARGS`
-    with this process's streams, environment and directory; pass on the signals this
-    process gets; exit with its exit code."""
-    request = {"argv": args, "env": dict(os.environ), "cwd": str(Path.cwd())}
-    payload = json.dumps(request).encode()
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.connect(path)
-    socket.send_fds(conn, [struct.pack("!I", len(payload)) + payload], [0, 1, 2])
-    answers = conn.makefile("rb")
-    pid = int(answers.readline())
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda number, _frame: os.kill(pid, number))
-    line = answers.readline()
-    return int(line) if line.strip() else 1
+    stand_in = Path(__file__).with_name("forkserver_exec.py")
+    return [sys.executable, str(stand_in), _Server.socket_path(), *args]
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--exec"]:
-        sys.exit(_exec(sys.argv[2], sys.argv[3:]))
     _main()

@@ -344,3 +344,158 @@ def test_a_cleanup_that_died_after_removing_the_worktree_keeps_its_last_head_nex
     kept = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/vaultd/detached")
     assert kept == f"refs/vaultd/detached/{TASK}/{late[:12]} {late}"
     assert any(late[:12] in line for line in done.kept), done.kept
+
+
+# --- review: the worktree's own files (its agent can write them) name no place outside -----
+
+
+def _admin(worktree: Path) -> Path:
+    return Path(git(worktree, "rev-parse", "--path-format=absolute", "--git-dir"))
+
+
+def test_a_head_log_that_is_a_symlink_is_neither_followed_nor_linked(tmp_path: Path):
+    """The agent (or a process it left) can write its worktree's admin folder: a symbolic
+    link as `logs/HEAD` made vaultd create the file it names (touch), and hard-link it (or
+    any file of vaultd's user it names) into the repo's git folder."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret"
+    secret.write_text("vaultd's user's file\n")
+    log = _admin(worktree) / "logs" / "HEAD"
+    log.unlink()
+    log.symlink_to(outside / "made-by-vaultd")
+    done = tidy(repo, state, TASK)
+    assert not (outside / "made-by-vaultd").exists(), "vaultd created a file the agent named"
+    log.unlink(missing_ok=True)
+    if not done.removed_worktree:
+        log.symlink_to(secret)
+        done = tidy(repo, state, TASK)
+    assert secret.stat().st_nlink == 1, "vaultd hard-linked a file the agent named"
+    assert done.removed_worktree or done.kept, done
+
+
+def test_a_head_log_that_is_a_folder_does_not_crash_tidy_or_gc(tmp_path: Path):
+    """`logs/HEAD` made a folder (git then writes no HEAD log, and works on): os.link raised
+    an OSError that neither the landing (ConnectorError only), nor gc, nor the rejection
+    path catches, at every cleanup of that task."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK)
+    log = _admin(worktree) / "logs" / "HEAD"
+    log.unlink()
+    log.mkdir()
+    assert git(worktree, "status", "--porcelain") == ""
+    done = tidy(repo, state, TASK)
+    assert done.removed_worktree or any("HEAD log" in line for line in done.kept), done
+    collect(state, {"demo": repo}, {TASK: a_task(TASK, "done")}.get, dry_run=False)
+
+
+def test_a_git_file_rewritten_meanwhile_makes_vaultd_create_nothing_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A process the agent left rewrites the worktree's `.git` file after tidy checked the
+    worktree (the window this cleanup is about): vaultd made `<anywhere>/logs/HEAD`, with
+    every folder up to it, and linked it."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK)
+    elsewhere = tmp_path / "elsewhere" / "deep"
+    size = code_cleanup._size
+
+    def meanwhile(path: Path) -> int:
+        (worktree / ".git").write_text(f"gitdir: {elsewhere}\n")
+        return size(path)
+
+    monkeypatch.setattr(code_cleanup, "_size", meanwhile)
+    with contextlib.suppress(git_module.GitError):
+        tidy(repo, state, TASK)
+    assert not (tmp_path / "elsewhere").exists(), "vaultd made folders the agent named"
+
+
+def test_a_kept_detached_commit_never_moves_a_ref_kept_before(tmp_path: Path):
+    """`refs/vaultd/detached/<id>/<12 hex>` was set without a compare-and-swap: a second
+    commit of the same 12-hex prefix (a retry of the task, or an agent that looks for one:
+    2^24 tries) moved the ref, and the commit it kept was lost to the next `git gc`."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK, commits=0)
+    git(worktree, "checkout", "-q", "--detach")
+    code_cleanup._link_head_log(repo, worktree, TASK)
+    (worktree / "late.txt").write_text("made after the check\n")
+    git(worktree, "add", "late.txt")
+    git(worktree, "commit", "-q", "-m", "Late")
+    late = git(worktree, "rev-parse", "HEAD")
+    git(worktree, "checkout", "-q", "--detach", "HEAD~1")
+    (worktree / "earlier.txt").write_text("kept before, under the same prefix\n")
+    git(worktree, "add", "earlier.txt")
+    git(worktree, "commit", "-q", "-m", "Earlier")
+    earlier = git(worktree, "rev-parse", "HEAD")
+    git(repo, "update-ref", f"refs/vaultd/detached/{TASK}/{late[:12]}", earlier)
+    git(worktree, "checkout", "-q", "--detach", late)
+    git(repo, "worktree", "remove", str(worktree))  # ... and the cleanup died here
+    tidy(repo, state, TASK)
+    kept = git(repo, "for-each-ref", "--format=%(objectname)", "refs/vaultd/detached").split()
+    assert sorted(kept) == sorted([earlier, late])
+
+
+def test_a_detached_commit_made_meanwhile_is_kept_even_if_head_moved_on_after_it(
+    tmp_path: Path,
+):
+    """Only the HEAD log's last entry was read: a process left behind that commits on a
+    detached HEAD and then checks its branch out again (or any other commit) before git
+    removes the worktree lost that commit; the log still names it."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK, commits=1)
+    git(worktree, "commit", "-q", "--amend", "-m", "Amended")  # its first version: not kept
+    code_cleanup._link_head_log(repo, worktree, TASK)
+    git(worktree, "checkout", "-q", "--detach")
+    (worktree / "late.txt").write_text("made after the check\n")
+    git(worktree, "add", "late.txt")
+    git(worktree, "commit", "-q", "-m", "Late")
+    late = git(worktree, "rev-parse", "HEAD")
+    git(worktree, "checkout", "-q", f"vaultd/{TASK}")
+    git(repo, "worktree", "remove", str(worktree))  # ... and the cleanup died here
+    tidy(repo, state, TASK)
+    kept = git(repo, "for-each-ref", "--format=%(objectname)", "refs/vaultd/detached").split()
+    assert kept == [late]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file")
+def test_a_head_log_vaultd_may_not_write_is_still_linked_and_read(tmp_path: Path):
+    """Under OS-user confinement the HEAD log can be the agent's user's file (git rewrites
+    it by a rename): vaultd only reads it, so opening it to write must not be needed."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK)
+    log = _admin(worktree) / "logs" / "HEAD"
+    log.chmod(0o444)
+    try:
+        done = tidy(repo, state, TASK)
+    finally:
+        if log.exists():
+            log.chmod(0o644)
+    assert done.removed_worktree, done.kept
+
+
+def test_gc_keeps_the_detached_commit_of_a_cleanup_that_died_after_worktree_and_branch_went(
+    tmp_path: Path,
+):
+    """A process left behind commits on a detached HEAD and deletes the task's branch (no
+    longer checked out), git removes the worktree, and the cleanup dies: nothing of the task
+    was left for gc to find, so the HEAD log linked aside (and the only name of that commit)
+    stayed in the repo's git folder for good, until `git gc` pruned the commit."""
+    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
+    worktree = task_worktree(repo, state, TASK, commits=0)
+    git(worktree, "checkout", "-q", "--detach")
+    code_cleanup._link_head_log(repo, worktree, TASK)
+    (worktree / "late.txt").write_text("made after the check\n")
+    git(worktree, "add", "late.txt")
+    git(worktree, "commit", "-q", "-m", "Late")
+    late = git(worktree, "rev-parse", "HEAD")
+    git(repo, "branch", "-q", "-D", f"vaultd/{TASK}")
+    git(repo, "worktree", "remove", str(worktree))  # ... and the cleanup died here
+    tasks = {TASK: a_task(TASK, "done")}.get
+    dry = collect(state, {"demo": repo}, tasks, dry_run=True)
+    assert [c.task_id for c in dry.candidates if c.safe] == [TASK], dry.to_json()
+    collect(state, {"demo": repo}, tasks, dry_run=False)
+    kept = git(repo, "for-each-ref", "--format=%(objectname)", "refs/vaultd/detached").split()
+    assert kept == [late]
+    assert not (repo / ".git" / "vaultd" / f"HEAD-log-{TASK}").exists()

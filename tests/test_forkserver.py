@@ -75,3 +75,27 @@ def test_the_command_for_a_program_that_starts_vaultd_itself_is_the_forked_vault
         time.sleep(0.05)
     daemon.terminate()  # passed on: the forked vaultd stops cleanly, with its own exit code
     assert daemon.wait(timeout=20) == 0
+
+
+def test_the_command_for_a_program_that_starts_vaultd_itself_dies_of_the_signal_vaultd_died_of(
+    tmp_path: Path,
+):
+    """A forked vaultd killed by a signal (SIGHUP: vaultd leaves it to its default) gave the
+    stand-in `sys.exit(-1)`, an exit code of 255, where a fresh vaultd's parent sees a death
+    by SIGHUP (-1 from Popen)."""
+    vault = tmp_path / "vault"
+    assert forkserver.run(["init", str(vault)]).returncode == 0
+    log = (tmp_path / "daemon.log").open("w", encoding="utf-8")
+    args = ["run", "--vault", str(vault), "--state-dir", str(tmp_path / "state")]
+    daemon = subprocess.Popen(forkserver.command(args), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "watching for file events" not in (tmp_path / "daemon.log").read_text():
+            assert daemon.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        daemon.send_signal(signal.SIGHUP)  # passed on
+        assert daemon.wait(timeout=20) == -signal.SIGHUP
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        log.close()

@@ -344,3 +344,120 @@ def test_a_skills_prints_go_to_stderr_as_in_a_fresh_interpreter(
         monkeypatch.setattr(zygote, "_failures", 99)
     done = sandbox.run_script(_skill(tmp_path / "a", SURROGATE), {}, _no_tools, timeout_s=20)
     assert done.result == {"errors": "backslashreplace", "line_buffering": True}, done
+
+
+STOPS_ITS_ZYGOTE_AND_HANGS = """\
+import os, signal, subprocess, time
+
+def run(inputs, tools):
+    child = subprocess.Popen(["sleep", "30"])
+    open(inputs["at"], "w").write(str(child.pid))
+    os.kill(os.getppid(), signal.SIGSTOP)  # the zygote: alive, but it kills nothing now
+    time.sleep(30)
+"""
+
+
+def test_a_run_that_stopped_its_zygote_and_hangs_is_killed_at_its_timeout_with_its_children(
+    zygote: Zygote, tmp_path: Path
+):
+    """The zygote alive but not answering (SIGSTOP, or only slow): `kill` and `bye` went into
+    its socket, vaultd closed it and went on, and the run (and what it started) ran past its
+    timeout for as long as the zygote stayed stopped. The next run ends that zygote, which
+    does not kill the runs it forked either."""
+    import signal
+
+    at = tmp_path / "child.pid"
+    script = _skill(tmp_path / "s", STOPS_ITS_ZYGOTE_AND_HANGS)
+    done = sandbox.run_script(script, {"at": str(at)}, _no_tools, timeout_s=1.5)
+    stopped = zygote._process
+    assert done.timed_out, done
+    child = int(at.read_text())
+    time.sleep(0.3)
+    try:
+        assert not _alive(child), "what the run started outlived its timeout"
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(child, 9)
+        if stopped is not None:
+            with contextlib.suppress(OSError):
+                stopped.send_signal(signal.SIGCONT)
+
+
+def _open_fds() -> list[str]:
+    return sorted(entry.name for entry in Path("/proc/self/fd").iterdir())
+
+
+def test_many_runs_leave_no_descriptor_open_whether_or_not_their_zygote_died(
+    zygote: Zygote, tmp_path: Path
+):
+    """Each forked run holds a pidfd, a socket and two pipes: all closed at its end, also
+    when its zygote was killed meanwhile (and another one started)."""
+    import gc
+    import signal
+
+    quick = _skill(tmp_path / "q", "def run(i, t):\n    return 'ran'\n")
+    assert sandbox.run_script(quick, {}, _no_tools, timeout_s=20).result == "ran"
+    gc.collect()
+    before = len(_open_fds())
+    for number in range(30):
+        if number % 10 == 5 and zygote._process is not None:
+            zygote._process.send_signal(signal.SIGKILL)
+            zygote._process.wait()
+        assert sandbox.run_script(quick, {}, _no_tools, timeout_s=20).result == "ran"
+    gc.collect()
+    time.sleep(0.2)  # the pumps' threads end at their pipes' end
+    gc.collect()
+    assert len(_open_fds()) <= before + 3, _open_fds()  # a new zygote's own pipes
+
+
+def test_a_released_run_is_not_signalled_again_by_a_second_release_or_kill(
+    zygote: Zygote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A run whose zygote died is killed by vaultd itself (its group, by pid); a second
+    release (or a kill after it) did that again, when the pid can be another process's."""
+    import signal
+    import tempfile
+
+    from daemon.agents.skills import spawn
+
+    script = _skill(tmp_path / "a", "def run(i, t):\n    return 'ran'\n")
+    assert sandbox.run_script(script, {}, _no_tools, timeout_s=20).result == "ran"
+    with tempfile.TemporaryFile() as stderr:
+        child = zygote.spawn(script, stderr.fileno())
+        assert isinstance(child, spawn.Forked)
+        assert zygote._process is not None
+        time.sleep(0.3)  # the child has closed its copy of the zygote's socket
+        zygote._process.send_signal(signal.SIGKILL)
+        zygote._process.wait()
+        child.release()
+        signalled: list[int] = []
+        monkeypatch.setattr(spawn.os, "killpg", lambda pid, sig: signalled.append(pid))
+        child.release()
+        child.kill()
+        assert signalled == []
+
+
+def test_a_run_released_as_its_zygote_dies_just_after_answering_is_killed(
+    zygote: Zygote, tmp_path: Path
+):
+    """The zygote killed just after it answered the pid, before the child closed its copy
+    of the connection: the socket is not at its end, so `kill` and `bye` went into it as if
+    the zygote were there, no one read them, and the child lived on (here it waits for its
+    inputs for good)."""
+    import signal
+    import tempfile
+
+    script = _skill(tmp_path / "a", "def run(i, t):\n    return 'ran'\n")
+    assert sandbox.run_script(script, {}, _no_tools, timeout_s=20).result == "ran"
+    with tempfile.TemporaryFile() as stderr:
+        child = zygote.spawn(script, stderr.fileno())
+        assert zygote._process is not None
+        zygote._process.send_signal(signal.SIGKILL)
+        zygote._process.wait()
+        child.release()
+        time.sleep(0.3)
+        try:
+            assert not _alive(child.pid), "the run outlived its release"
+        finally:
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, 9)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from daemon.connectors.code_cleanup import archive_ref, head_off_refs, tidy
+from daemon.connectors.code_cleanup import archive_ref, head_log_left, head_off_refs, tidy
 from daemon.connectors.code_prepare import INPUTS, Places, branch_of
 from daemon.connectors.git import branch_commit, out
 from daemon.core.errors import ConnectorError
@@ -198,19 +198,25 @@ def _task_finished(
 def _branch_left(
     state_dir: Path, repos: Mapping[str, Path], task_of: TaskOf, task_id: str
 ) -> Candidate | None:
-    """Return a candidate for a task whose worktree is gone but whose branch is left; None
-    if it left no branch (or none that can be found)."""
+    """Return a candidate for a task whose worktree is gone but whose branch (or the HEAD log
+    a cleanup that stopped linked aside) is left; None if it left neither."""
     repo = repos.get(_repo_name(state_dir, task_id) or "")
     if repo is None:
         return None
     try:
         head = branch_commit(repo, branch_of(task_id))
+        left = head_log_left(repo, task_id)
     except ConnectorError:
         return None
-    if head is None:
+    if head is None and not left:
         return None
     candidate = Candidate(task_id, str(Places.of(state_dir, task_id).worktree))
-    candidate.reasons.append(f"worktree missing, branch {branch_of(task_id)} left")
+    candidate.reasons.append(
+        f"worktree missing, branch {branch_of(task_id)} left"
+        if head is not None
+        else "worktree missing, the HEAD log of a cleanup that stopped left: what it names "
+        "is kept when it is reclaimed"
+    )
     if _task_finished(state_dir, repos, task_of, candidate):
         candidate.safe = True
         _say_branch(repo, candidate)

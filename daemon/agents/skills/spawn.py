@@ -63,6 +63,7 @@ class Forked:
         self._conn = conn
         self._buffer = b""
         self._zygote_lost = False
+        self._released = False
         # The child waits for its inputs, which are not sent yet: it is alive, so the pid
         # is still its own, and the pidfd names it for good (signals to a recycled pid
         # cannot reach another process through it).
@@ -88,15 +89,24 @@ class Forked:
     def kill(self) -> None:
         """Kill the child's process group, through the zygote: it knows whether the pid is
         still the child's (not reaped yet), which this process cannot. A zygote that died
-        meanwhile cannot: then this process does (`_kill_without_zygote`)."""
-        if self.returncode is None and not self._told(b"kill\n"):
-            self._kill_without_zygote()
+        meanwhile cannot: then this process does (`_kill_without_zygote`); one alive but
+        stopped or slow does not yet: then this process kills it too (`_kill_unreaped`)."""
+        if self.returncode is None:
+            if self._told(b"kill\n"):
+                self._kill_unreaped()
+            else:
+                self._kill_without_zygote()
 
     def release(self) -> None:
         """Kill what is left of the run and stop waiting for its exit code: the zygote reaps
-        it (the normal end of a run that has given its result)."""
-        told = self.returncode is not None or self._told(b"kill\nbye\n")
-        if not told or self._zygote_lost:
+        it (the normal end of a run that has given its result). Only the first call acts:
+        after it the pid may be another process's."""
+        if self._released:
+            return
+        self._released = True
+        if self.returncode is None and self._told(b"kill\nbye\n"):
+            self._kill_unreaped()
+        elif self.returncode is None or self._zygote_lost:
             self._kill_without_zygote()
         if self.returncode is None:
             self.returncode = -1
@@ -127,6 +137,16 @@ class Forked:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.killpg(self.pid, signal.SIGKILL)
+
+    def _kill_unreaped(self) -> None:
+        """Kill the child through its pidfd, and its group while the child is not reaped (a
+        signal 0 through the pidfd still reaches it: its pid, so its group's id, is still its
+        own). For a zygote alive but stopped or slow, which kills nothing until it runs."""
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+                signal.pidfd_send_signal(self._pidfd, 0)
+                os.killpg(self.pid, signal.SIGKILL)
 
     def _read(self) -> None:
         chunk = self._conn.recv(64)
