@@ -43,6 +43,7 @@ from daemon.core.errors import ConnectorError, Deferred, OutcomeUnknown
 from daemon.core.ledger import Ledger, Step
 from daemon.core.limits import Limiter
 from daemon.core.models import Action
+from daemon.lifecycle.call_records import Succeeded
 from daemon.lifecycle.lookups import (
     LookupSchedule,
     Waiting,
@@ -147,26 +148,64 @@ class Executor:
             if step.state == ledger.SUCCEEDED and step.run_id in hashes
         ]
 
-    def run(self, task_id: str, payload_hash: str, action: Action) -> Execution:
+    def run(
+        self,
+        task_id: str,
+        payload_hash: str,
+        action: Action,
+        *,
+        then: Callable[[Execution], None] | None = None,
+    ) -> Execution:
         """Given an approved action, make each of its calls at most once; return what
-        happened, per target (done, failed, unknown, or deferred until a time)."""
+        happened, per target (done, failed, unknown, or deferred until a time).
+
+        `then` is called with the outcome inside the transaction that ends the run, so what
+        the caller records of it (the task's state) is committed with the run's end.
+        """
         started = time.monotonic()
-        run_id = self.ledger.start_run(task_id, payload_hash, dry_run=self.dry_run)
-        self.ledger.set_run(run_id, ledger.RUNNING)
+        run_id = self.ledger.start_run(task_id, payload_hash, dry_run=self.dry_run, running=True)
         outcome = Execution(results=self.completed(task_id, payload_hash))
-        for target in targets(action):
-            if target in outcome.results:
-                continue  # succeeded in an earlier run: never post twice
-            state, value = self._reach(run_id, task_id, target, action)
-            outcome.record(target, state, value)
+        succeeded = Succeeded()
+        try:
+            for target in targets(action):
+                if target in outcome.results:
+                    continue  # succeeded in an earlier run: never post twice
+                # The DONE of the call before is committed before the next call is begun.
+                self._record_succeeded(succeeded)
+                state, value = self._reach(run_id, task_id, target, action, succeeded)
+                outcome.record(target, state, value)
+        except Exception:
+            self._record_succeeded(succeeded)  # a bug after a call: keep what is known
+            raise
         problems = {**outcome.failures, **outcome.unknown}
         problems.update({t: reason for t, (reason, _) in outcome.deferred.items()})
         summary = "; ".join(f"{t}: {e}" for t, e in problems.items())
-        self.ledger.set_run(run_id, outcome.state, summary or None)
         outcome.duration_ms = _ms(started)
+        with self.ledger.transaction():
+            self._record_succeeded(succeeded, then_hit=False)
+            self.ledger.set_run(run_id, outcome.state, summary or None)
+            if then is not None:
+                then(outcome)
+        succeeded.hit_after_done()
         return outcome
 
-    def _reach(self, run_id: int, task_id: str, target: str, action: Action) -> tuple[str, Any]:
+    def _record_succeeded(self, succeeded: Succeeded, *, then_hit: bool = True) -> None:
+        """Record DONE for the calls that succeeded since the last commit (one transaction,
+        or the caller's); with `then_hit`, pass their `after-done` crash points."""
+        if not succeeded.steps:
+            return
+        with self.ledger.transaction():
+            for step_id, result, duration_ms in succeeded.steps:
+                self.ledger.finish_step(
+                    step_id, ledger.SUCCEEDED, result=result, duration_ms=duration_ms
+                )
+        succeeded.committed()
+        if then_hit:
+            succeeded.hit_after_done()
+
+    def _reach(
+        self, run_id: int, task_id: str, target: str, action: Action, succeeded: Succeeded
+    ) -> tuple[str, Any]:
         """Given one target of an action, settle what earlier calls to it did and make the
         call if it is still to be made; return (step state, result, error or (reason, when)).
 
@@ -177,7 +216,9 @@ class Executor:
         marker = marker_for(task_id, target)
         calls = 0
         while True:
-            earlier = self._resolve_earlier(task_id, target, connector, just_lost=calls > 0)
+            earlier = self._resolve_earlier(
+                task_id, target, connector, just_lost=calls > 0, succeeded=succeeded
+            )
             if isinstance(earlier, Found):
                 stop_looking(self.ledger, marker)
                 return ledger.SUCCEEDED, earlier.result
@@ -192,7 +233,9 @@ class Executor:
                 return self._look_again(marker, why)
             if self.limiter and (wait := self.limiter.wait(action.type, target)):
                 return ledger.DEFERRED, wait
-            state, value = self._call(run_id, task_id, target, connector, action)
+            state, value = self._call(
+                run_id, task_id, target, connector, action, succeeded=succeeded
+            )
             calls += 1
             if state != ledger.UNKNOWN:
                 stop_looking(self.ledger, marker)
@@ -201,9 +244,22 @@ class Executor:
             start_looking(self.ledger, marker, str(value), self.clock())
 
     def _call(
-        self, run_id: int, task_id: str, target: str, connector: Connector, action: Action
+        self,
+        run_id: int,
+        task_id: str,
+        target: str,
+        connector: Connector,
+        action: Action,
+        *,
+        succeeded: Succeeded,
     ) -> tuple[str, Any]:
-        """Make one call behind a durable INTENT; return (step state, result or error)."""
+        """Make one call behind a durable INTENT; return (step state, result or error).
+
+        A call that succeeds is recorded DONE in the run's next commit (`succeeded`): before
+        the next call is begun, or with the end of the run. Until then its step is an INTENT,
+        which after a crash is looked up like any other: found, it is recorded done and never
+        made again.
+        """
         marker = marker_for(task_id, target)
         failpoints.hit("before-intent", marker)
         request = connector.describe(action, marker=marker)
@@ -225,16 +281,19 @@ class Executor:
             state, problem = ledger.UNKNOWN, f"{type(error).__name__}: {error}"
         else:
             failpoints.hit("after-call", marker)
-            self.ledger.finish_step(
-                step_id, ledger.SUCCEEDED, result=result, duration_ms=_ms(started)
-            )
-            failpoints.hit("after-done", marker)
+            succeeded.add(step_id, marker, result, _ms(started))
             return ledger.SUCCEEDED, result
         self.ledger.finish_step(step_id, state, error=problem, duration_ms=_ms(started))
         return state, problem
 
     def _resolve_earlier(
-        self, task_id: str, target: str, connector: Connector, *, just_lost: bool = False
+        self,
+        task_id: str,
+        target: str,
+        connector: Connector,
+        *,
+        just_lost: bool = False,
+        succeeded: Succeeded | None = None,
     ) -> Lookup | Waiting | None:
         """Settle earlier calls to this target whose outcome is not known.
 
@@ -255,6 +314,8 @@ class Executor:
         looking = next_lookup(self.ledger, marker)
         if looking is not None and looking.until > self.clock():
             return looking
+        if succeeded is not None:
+            self._record_succeeded(succeeded)  # first: a lookup may take long
         started = time.monotonic()
         answer = connector.lookup(marker)
         took = _ms(started)
