@@ -1,8 +1,10 @@
 """Fewer ledger commits per file, the same promise: what a crash leaves in each new group.
 
-A run begins as one record (the run, already running), a call's DONE is committed before the
-next call is begun, and the last DONE, the run's end and the task's new state are one
-transaction (daemon/lifecycle/execution.py, call_records.py). Records made inside an open
+A run begins as one record (the run, already running), with the INTENTs of all its calls when
+every connector's lookup settles a call (found, or proven absent: the dry-run connectors), in
+one durable commit; a call's DONE is committed before the next call is begun, and the last
+DONE, the run's end and the task's new state are one transaction
+(daemon/lifecycle/execution.py, call_records.py). Records made inside an open
 transaction join it (daemon/core/ledger_db.py). A power cut (an armed crash point, or a
 failure inside the group) must leave every call settled by lookup on the next start: found,
 never made again; nothing lost, nothing run twice.
@@ -14,7 +16,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import files_in, make_files, note, outbox
+from conftest import audit, files_in, make_files, note, outbox
 
 from daemon.core import failpoints, ledger
 from daemon.core.ledger import Ledger
@@ -133,18 +135,130 @@ def test_a_durable_record_cannot_join_a_transaction_that_is_not_durable(tmp_path
 # -- the pipeline: a crash in each new group ------------------------------------------------
 
 
-def test_a_post_is_executed_in_fewer_commits(vault_root: Path, state_dir: Path):
-    """One post to two platforms: 9 commits, not 12 (begin the run; DONE of the first
-    call; last DONE + run end + task state)."""
-    make_files(vault_root, {"Needs_Action/two.md": TWO})
-    app = _open(vault_root, state_dir)
+def _commits(statements: list[str]) -> tuple[int, int]:
+    """Return (commits, durable commits) in a trace of one connection's statements."""
+    commits = durable = 0
+    full = False
+    for statement in statements:
+        if statement.startswith("PRAGMA synchronous="):
+            full = statement.endswith("FULL")
+        elif statement == "COMMIT":
+            commits += 1
+            durable += full
+    return commits, durable
+
+
+def _traced_run(app: App) -> tuple[int, int]:
     statements: list[str] = []
     app.ledger._db.set_trace_callback(statements.append)
-    _run(app)
-    app.ledger._db.set_trace_callback(None)
+    try:
+        _run(app)
+    finally:
+        app.ledger._db.set_trace_callback(None)
+    return _commits(statements)
+
+
+def test_a_post_is_executed_in_fewer_commits_and_one_fsync(vault_root: Path, state_dir: Path):
+    """One post to two platforms: 7 commits, not 12, and one durable (the run and both
+    INTENTs), not two."""
+    make_files(vault_root, {"Needs_Action/two.md": TWO})
+    app = _open(vault_root, state_dir)
+    assert _traced_run(app) == (7, 1)
     app.close()
     assert files_in(vault_root, "Done") == ["two.md"]
-    assert statements.count("COMMIT") == 9
+
+
+class _Unsure:
+    """A connector whose lookup may not tell (any live service's, here by saying nothing
+    about it): its INTENT is never committed ahead of its call."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        if name == "lookup_settles":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def test_intents_are_recorded_one_by_one_when_a_lookup_may_not_settle_a_call(
+    vault_root: Path, state_dir: Path
+):
+    make_files(vault_root, {"Needs_Action/two.md": TWO})
+    app = _open(vault_root, state_dir)
+    connectors = app.pipeline.connectors
+    connectors["twitter"] = _Unsure(connectors["twitter"])  # type: ignore[assignment]
+    assert _traced_run(app) == (9, 2)
+    app.close()
+    assert files_in(vault_root, "Done") == ["two.md"]
+
+
+def test_intents_are_recorded_one_by_one_under_a_rate_limit(vault_root: Path, state_dir: Path):
+    """A rate limit may hold the second call back after the first: its INTENT must not be
+    on record before then."""
+    config = vault_root.parent / "limits.toml"
+    config.write_text("[rate_limits]\nper_hour = { twitter = 10 }\n", encoding="utf-8")
+    make_files(vault_root, {"Needs_Action/two.md": TWO})
+    app = open_app(vault_root, config_path=config, state_dir=state_dir)
+    assert _traced_run(app) == (9, 2)
+    app.close()
+    assert files_in(vault_root, "Done") == ["two.md"]
+
+
+@pytest.mark.parametrize(
+    ("point", "lookups"),
+    [("after-intent", ["absent", "absent"]), ("after-call", ["found", "absent"])],
+)
+def test_a_crash_after_the_intents_were_recorded_together_is_settled_by_lookup(
+    vault_root: Path, state_dir: Path, point: str, lookups: list[str]
+):
+    """Both INTENTs are on disk before the first call: a crash before it (after-intent) or
+    after it (after-call) leaves both in doubt. The next start looks each up: the call made
+    is found and never made again, the one not made is proven absent and made once."""
+    make_files(vault_root, {"Needs_Action/two.md": TWO})
+    app = _open(vault_root, state_dir)
+    failpoints.arm([point])
+    _crash(app)
+    assert len(outbox(state_dir)) == (0 if point == "after-intent" else 1)
+    book = _ledger(state_dir)
+    try:
+        assert [s.target for s in book.open_intents()] == ["facebook", "twitter"]
+    finally:
+        book.close()
+
+    _restart_and_finish(vault_root, state_dir, "two.md", ["facebook", "twitter"])
+    found = [e["result"]["lookup"] for e in audit(vault_root) if e["event"] == "reconciled"]
+    assert found == lookups
+
+
+def test_a_crash_while_the_intents_are_recorded_records_none_of_them(
+    vault_root: Path, state_dir: Path
+):
+    """before-intent of the second call is passed inside the transaction of the group: a
+    crash there leaves neither INTENT (and no run), and nothing was sent."""
+    make_files(vault_root, {"Needs_Action/two.md": TWO})
+    app = _open(vault_root, state_dir)
+    original = failpoints.hit
+
+    def armed_before_the_second_intent(point: str, key: str) -> None:
+        if point == "before-intent" and key.endswith(":twitter"):
+            raise failpoints.Crashed(point)
+
+    failpoints.hit = armed_before_the_second_intent  # type: ignore[assignment]
+    try:
+        _crash(app)
+    finally:
+        failpoints.hit = original  # type: ignore[assignment]
+    book = _ledger(state_dir)
+    try:
+        assert book.open_intents() == []
+        (task,) = book.tasks(ledger.EXECUTING)
+        assert book.runs(task.id) == []
+    finally:
+        book.close()
+    assert outbox(state_dir) == []
+
+    _restart_and_finish(vault_root, state_dir, "two.md", ["facebook", "twitter"])
 
 
 @pytest.mark.parametrize(
