@@ -205,6 +205,7 @@ class Executor:
                 )
                 announced, calls = None, 1
                 if state != ledger.UNKNOWN:
+                    stop_looking(self.ledger, marker)
                     return state, value
                 start_looking(self.ledger, marker, str(value), self.clock())
                 continue
