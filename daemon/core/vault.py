@@ -119,7 +119,13 @@ class Vault:
             self.folder(name).mkdir(parents=True, exist_ok=True)
 
     def relative(self, path: Path) -> str:
-        """Return the path as the vault shows it: "Folder/name.md"."""
+        """Return the path as the vault shows it: "Folder/name.md". Raise ValueError if it
+        is not inside the vault."""
+        # Every step of every file asks this, several times: a path under the root is its
+        # text after the root's (the same as relative_to, without building a Path).
+        text, root = str(path), str(self.root)
+        if os.sep == "/" and text.startswith(root) and text[len(root) : len(root) + 1] == "/":
+            return text[len(root) + 1 :]
         return path.relative_to(self.root).as_posix()
 
     def folder_of(self, path: Path) -> str | None:
