@@ -354,7 +354,7 @@ def test_a_runs_request_whose_intake_a_crash_cut_before_its_move_still_finishes_
         raise KeyboardInterrupt  # stands for SIGKILL between the record and the move
 
     with monkeypatch.context() as patched:
-        patched.setattr("daemon.lifecycle.intake.write_and_move", crash)
+        patched.setattr("daemon.lifecycle.intake.write_and_move_loaded", crash)
         with pytest.raises(KeyboardInterrupt):
             app.pipeline.process(app.vault.root / "Needs_Action" / name)
     app.pipeline.process(app.vault.root / "Needs_Action" / name)

@@ -75,6 +75,11 @@ class Guarded:
     def lookup(self, marker: str) -> Lookup:
         return self.connector.lookup(marker)
 
+    @property
+    def lookup_settles(self) -> bool:
+        """Whether the connector's lookup always finds a call made and proves one absent."""
+        return bool(getattr(self.connector, "lookup_settles", False))
+
     def check(self) -> Health:
         return self.connector.check()
 

@@ -15,6 +15,10 @@ Describe = Callable[[Action, str], dict[str, Any]]
 
 
 class DryRunConnector:
+    # The outbox is the whole of the "remote" side: a lookup always finds a call that was
+    # made and proves absent one that was not (daemon/lifecycle/execution.py relies on it).
+    lookup_settles = True
+
     def __init__(self, name: str, describe: Describe, outbox: Outbox) -> None:
         self.name = name
         self._describe = describe

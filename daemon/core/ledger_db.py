@@ -2,7 +2,8 @@
 the write transactions every ledger record is made in.
 
 A durable transaction is fsynced (`synchronous=FULL`) before it returns: an INTENT is recorded
-in one before the remote call it announces. Other stores keep their tables in this database
+in one before the remote call it announces. Records made while a transaction is open join it
+(one commit for the group, `transaction`). Other stores keep their tables in this database
 too (`ensure_schema`, `transaction`, `rows`).
 
 Opening is retried while the file is locked: SQLite answers some opens "database is locked"
@@ -43,6 +44,10 @@ class LedgerDatabase:
         self._db = _open(path, readonly=readonly)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        # Whether a transaction is open on this connection (True: a durable one), and how
+        # many records have joined it (`transaction` inside `transaction`: one commit).
+        self._open_tx: bool | None = None
+        self._savepoints = 0
 
     def close(self) -> None:
         self._db.close()
@@ -50,9 +55,14 @@ class LedgerDatabase:
     @contextmanager
     def _tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._open_tx is not None:
+                with self._joined(durable=durable):
+                    yield self._db
+                return
             if durable:
                 self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("BEGIN IMMEDIATE")
+            self._open_tx = durable
             try:
                 yield self._db
                 self._db.execute("COMMIT")
@@ -60,8 +70,32 @@ class LedgerDatabase:
                 self._db.execute("ROLLBACK")
                 raise
             finally:
+                self._open_tx = None
                 if durable:
                     self._db.execute("PRAGMA synchronous=NORMAL")
+
+    @contextmanager
+    def _joined(self, *, durable: bool) -> Iterator[None]:
+        """Run a record inside the transaction this thread already has open, as a savepoint:
+        it is committed with that transaction, or rolled back alone if it fails.
+
+        A durable record joins only a durable transaction: what it promises to have on disk
+        before it returns (an INTENT, before its call) would otherwise not be.
+        """
+        if durable and not self._open_tx:
+            raise RuntimeError("a durable record cannot join a transaction that is not durable")
+        self._savepoints += 1
+        name = f"joined_{self._savepoints}"
+        self._db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+            self._db.execute(f"RELEASE {name}")
+        except BaseException:
+            self._db.execute(f"ROLLBACK TO {name}")
+            self._db.execute(f"RELEASE {name}")
+            raise
+        finally:
+            self._savepoints -= 1
 
     # -- for other stores that keep their tables in this database ---------------------
 
@@ -81,7 +115,12 @@ class LedgerDatabase:
 
     @contextmanager
     def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction (`durable`: fsynced before it returns)."""
+        """One write transaction (`durable`: fsynced before it returns).
+
+        Records made inside it (and transactions opened inside it) are committed with it, in
+        one commit: a group of writes that no remote call separates costs one. Raise
+        RuntimeError for a durable record inside a transaction that is not durable.
+        """
         with self._tx(durable=durable) as db:
             yield db
 

@@ -35,8 +35,10 @@ class Step:
 class RunLog(LedgerDatabase):
     """The `runs`, `steps` and `progress` tables: what was called, and what came of it."""
 
-    def start_run(self, task_id: str, payload_hash: str, *, dry_run: bool) -> int:
-        """Create a queued run for a task and return its id."""
+    def start_run(
+        self, task_id: str, payload_hash: str, *, dry_run: bool, running: bool = False
+    ) -> int:
+        """Create a queued (or, with `running`, a running) run for a task; return its id."""
         with self._tx() as db:
             (attempts,) = db.execute(
                 "SELECT COUNT(*) FROM runs WHERE task_id = ?", (task_id,)
@@ -44,7 +46,14 @@ class RunLog(LedgerDatabase):
             cursor = db.execute(
                 "INSERT INTO runs (task_id, attempt, state, payload_hash, dry_run, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (task_id, attempts + 1, QUEUED, payload_hash, int(dry_run), now_iso()),
+                (
+                    task_id,
+                    attempts + 1,
+                    RUNNING if running else QUEUED,
+                    payload_hash,
+                    int(dry_run),
+                    now_iso(),
+                ),
             )
             return int(cursor.lastrowid or 0)
 

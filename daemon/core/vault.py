@@ -119,7 +119,13 @@ class Vault:
             self.folder(name).mkdir(parents=True, exist_ok=True)
 
     def relative(self, path: Path) -> str:
-        """Return the path as the vault shows it: "Folder/name.md"."""
+        """Return the path as the vault shows it: "Folder/name.md". Raise ValueError if it
+        is not inside the vault."""
+        # Every step of every file asks this, several times: a path under the root is its
+        # text after the root's (the same as relative_to, without building a Path).
+        text, root = str(path), str(self.root)
+        if os.sep == "/" and text.startswith(root) and text[len(root) : len(root) + 1] == "/":
+            return text[len(root) + 1 :]
         return path.relative_to(self.root).as_posix()
 
     def folder_of(self, path: Path) -> str | None:
@@ -194,6 +200,15 @@ class Vault:
         If `expected` is given and the file changed since it was read, leave it alone and
         return False: a person's newer edit always wins over vaultd's rewrite.
         """
+        return self.write_signed(path, text, expected) is not None
+
+    def write_signed(
+        self, path: Path, text: str, expected: Signature | None = None
+    ) -> Signature | None:
+        """Atomically replace a file's text, as `write` does; return the signature of the
+        file written (a rename keeps it: its inode, size and mtime), or None if the file
+        changed since it was read and was left alone.
+        """
         tmp = path.with_name(_temp_name())
         data = memoryview(text.encode("utf-8"))
         # A raw descriptor: the text goes to the kernel in one write, with no buffer and no
@@ -204,17 +219,18 @@ class Vault:
                 while data:
                     data = data[os.write(fd, data) :]
                 os.fsync(fd)
+                written = Signature.from_stat(os.fstat(fd))
             finally:
                 os.close(fd)
             if expected is not None and Signature.of(path) != expected:
                 tmp.unlink()
-                return False
+                return None
             tmp.replace(path)
         except BaseException:
             # A failed write (disk full, a folder in the way) leaves no temp file behind.
             tmp.unlink(missing_ok=True)
             raise
-        return True
+        return written
 
     def create(self, folder: str, name: str, text: str) -> Path:
         """Write a new note into a folder under a free name; return its path."""

@@ -26,11 +26,14 @@ from daemon.lifecycle.review import expire
 from daemon.lifecycle.steps import log, owned_task, withdrawn
 
 
-def execute_approved(context: Context, path: Path) -> Outcome:
+def execute_approved(context: Context, path: Path, loaded: Loaded | None = None) -> Outcome:
     """Given a note in Approved/, execute it if it is what a person (or the policy)
-    approved; otherwise send it back or refuse it, saying why. Return how it went."""
+    approved; otherwise send it back or refuse it, saying why. Return how it went.
+
+    `loaded`: the note as vaultd has just written it there (not read again).
+    """
     try:
-        loaded = read_task_file(path)
+        loaded = loaded or read_task_file(path)
     except Unreadable as error:
         return reject_unreadable(context, path, str(error))
     task = owned_task(context, loaded)

@@ -30,10 +30,23 @@ def run(context: Context, loaded: Loaded, task: Task, action: Action) -> Outcome
         )
     elif (cancelled := context.skills.start_execution(context, loaded, task)) is not None:
         return cancelled  # records EXECUTING, unless a cancel of its run came first
-    execution = context.executor.run(task.id, task.payload_hash or "", action)
+    # What the run means for the task is committed with the run's end: one transaction.
+    execution = context.executor.run(
+        task.id, task.payload_hash or "", action, then=lambda ran: _record(context, task, ran)
+    )
     if execution.state == ledger.DEFERRED:
-        return _wait(context, loaded, task, action, execution)
-    return finish(context, loaded, task, action, execution)
+        return _wait(context, loaded, task, action, execution, recorded=True)
+    return finish(context, loaded, task, action, execution, recorded=True)
+
+
+def _record(context: Context, task: Task, execution: Execution) -> None:
+    """Record in the ledger the task's state after a run: waiting in Approved/, or the
+    state its note is about to be filed in."""
+    if execution.state == ledger.DEFERRED:
+        context.ledger.put_task(task.id, state=ledger.APPROVED, error=None)
+    else:
+        state, _, _, error = _ending(execution)
+        context.ledger.put_task(task.id, state=state, error=error)
 
 
 def schedule(context: Context, loaded: Loaded, task: Task, when: datetime) -> Outcome:
@@ -75,13 +88,21 @@ def _result(context: Context, action: Action, results: dict[str, Any]) -> dict[s
 
 
 def _wait(
-    context: Context, loaded: Loaded, task: Task, action: Action, execution: Execution
+    context: Context,
+    loaded: Loaded,
+    task: Task,
+    action: Action,
+    execution: Execution,
+    *,
+    recorded: bool = False,
 ) -> Outcome:
-    """Leave an action in Approved/ until the service takes calls again."""
+    """Leave an action in Approved/ until the service takes calls again (`recorded`: the
+    ledger knows it already)."""
     retry_at = execution.retry_at() or context.clock()
     waiting = "; ".join(f"{t}: {reason}" for t, (reason, _) in execution.deferred.items())
     note = f"waiting until {iso(retry_at)}: {waiting}"
-    context.ledger.put_task(task.id, state=ledger.APPROVED, error=None)
+    if not recorded:
+        context.ledger.put_task(task.id, state=ledger.APPROVED, error=None)
     stamps = {
         **loaded.note.stamps,
         "status": "waiting",
@@ -93,13 +114,10 @@ def _wait(
     return Outcome("deferred", loaded.path, retry_at=retry_at)
 
 
-def finish(
-    context: Context, loaded: Loaded, task: Task, action: Action, execution: Execution
-) -> Outcome:
-    """Given what a run achieved, record it and move the note to Done/ or Failed/."""
-    results, failures, unknown = execution.results, execution.failures, execution.unknown
+def _ending(execution: Execution) -> tuple[str, str, str, str | None]:
+    """Given what a run achieved, return (task state, folder, status, error) to file it by."""
+    failures, unknown = execution.failures, execution.unknown
     if unknown:
-        state, folder, status = ledger.UNKNOWN, FAILED, "outcome_unknown"
         error = "outcome unknown, not retried: " + "; ".join(
             f"{t}: {e}" for t, e in unknown.items()
         )
@@ -107,13 +125,29 @@ def finish(
             ". Check the service; vaultd will not call it again by itself, and a new copy"
             " of this task asks a person first."
         )
-    elif failures:
-        state, folder, status = ledger.FAILED, FAILED, "failed"
+        return ledger.UNKNOWN, FAILED, "outcome_unknown", error
+    if failures:
         error = "; ".join(f"{t}: {e}" for t, e in failures.items())
         error += ". Move this note to Approved/ to retry what failed."
-    else:
-        state, folder, status, error = ledger.EXECUTED, DONE, "done", None
-    context.ledger.put_task(task.id, state=state, error=error)
+        return ledger.FAILED, FAILED, "failed", error
+    return ledger.EXECUTED, DONE, "done", None
+
+
+def finish(
+    context: Context,
+    loaded: Loaded,
+    task: Task,
+    action: Action,
+    execution: Execution,
+    *,
+    recorded: bool = False,
+) -> Outcome:
+    """Given what a run achieved, record it and move the note to Done/ or Failed/
+    (`recorded`: the ledger has the task's state already, committed with the run)."""
+    results = execution.results
+    state, folder, status, error = _ending(execution)
+    if not recorded:
+        context.ledger.put_task(task.id, state=state, error=error)
     stamps = {
         **loaded.note.stamps,
         "status": status,

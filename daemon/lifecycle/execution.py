@@ -4,6 +4,12 @@ Each connector call is one ledger step:
 
     INTENT (committed durably) → call → DONE with the remote result
 
+When every connector of a run settles a call by lookup (found, or proven absent: the
+dry-run connectors), and no rate limit may hold a call back, the run's INTENTs are committed
+together before its first call, in one fsync (call_records.py); a crash before the last call
+leaves each call not yet made an INTENT, which the next start proves absent and makes once.
+A call's DONE is committed before the next call is begun, and the last one with the run's end.
+
 A call that succeeded in any earlier run of the task is never made again. A call whose
 outcome was never recorded (a crash, a lost answer) is looked up by its marker first:
 found means done, proven absent means safe to call, unfinished (an Odoo draft invoice
@@ -31,7 +37,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +48,13 @@ from daemon.core.errors import ConnectorError, Deferred, OutcomeUnknown
 from daemon.core.ledger import Ledger, Step
 from daemon.core.limits import Limiter
 from daemon.core.models import Action
+from daemon.lifecycle.call_records import (
+    Execution,
+    Succeeded,
+    announce,
+    can_announce_together,
+    marker_for,
+)
 from daemon.lifecycle.lookups import (
     LookupSchedule,
     Waiting,
@@ -52,6 +64,8 @@ from daemon.lifecycle.lookups import (
     stop_looking,
 )
 
+__all__ = ["Execution", "Executor", "marker_for"]
+
 # How many calls one run makes to one target at most: the call and, when its answer was
 # lost and a lookup shows it unfinished, the call that finishes it.
 MAX_CALLS = 2
@@ -59,45 +73,6 @@ MAX_CALLS = 2
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class Execution:
-    """What one run achieved, per connector target."""
-
-    results: dict[str, Any] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
-    unknown: dict[str, str] = field(default_factory=dict)
-    # Calls the service would not take yet (rate limit, quota): reason and when to retry.
-    deferred: dict[str, tuple[str, datetime]] = field(default_factory=dict)
-    # Wall time of the run: its look-ups and calls, measured.
-    duration_ms: int | None = None
-
-    def record(self, target: str, state: str, value: Any) -> None:
-        if state == ledger.SUCCEEDED:
-            self.results[target] = value
-        elif state == ledger.FAILED:
-            self.failures[target] = value
-        elif state == ledger.DEFERRED:
-            self.deferred[target] = value
-        else:
-            self.unknown[target] = value
-
-    @property
-    def state(self) -> str:
-        if self.unknown:
-            return ledger.UNKNOWN
-        if self.failures:
-            return ledger.FAILED
-        return ledger.DEFERRED if self.deferred else ledger.SUCCEEDED
-
-    def retry_at(self) -> datetime | None:
-        return min((when for _, when in self.deferred.values()), default=None)
-
-
-def marker_for(task_id: str, target: str) -> str:
-    """Return the marker vaultd puts into the remote object, to find it again."""
-    return f"vaultd:{task_id}:{target}"
 
 
 class Executor:
@@ -147,37 +122,96 @@ class Executor:
             if step.state == ledger.SUCCEEDED and step.run_id in hashes
         ]
 
-    def run(self, task_id: str, payload_hash: str, action: Action) -> Execution:
+    def run(
+        self,
+        task_id: str,
+        payload_hash: str,
+        action: Action,
+        *,
+        then: Callable[[Execution], None] | None = None,
+    ) -> Execution:
         """Given an approved action, make each of its calls at most once; return what
-        happened, per target (done, failed, unknown, or deferred until a time)."""
+        happened, per target (done, failed, unknown, or deferred until a time).
+
+        `then` is called with the outcome inside the transaction that ends the run, so what
+        the caller records of it (the task's state) is committed with the run's end.
+        """
         started = time.monotonic()
-        run_id = self.ledger.start_run(task_id, payload_hash, dry_run=self.dry_run)
-        self.ledger.set_run(run_id, ledger.RUNNING)
         outcome = Execution(results=self.completed(task_id, payload_hash))
-        for target in targets(action):
-            if target in outcome.results:
-                continue  # succeeded in an earlier run: never post twice
-            state, value = self._reach(run_id, task_id, target, action)
-            outcome.record(target, state, value)
+        # Succeeded in an earlier run: never post twice.
+        pending = [target for target in targets(action) if target not in outcome.results]
+        grouped = self.limiter is None and can_announce_together(
+            self.ledger, [self.connectors.get(t) for t in pending], task_id, pending
+        )
+        with self.ledger.transaction(durable=grouped):
+            run_id = self.ledger.start_run(
+                task_id, payload_hash, dry_run=self.dry_run, running=True
+            )
+            ahead = pending if grouped else []  # the INTENTs recorded before the first call
+            announced = announce(
+                self.ledger, self.connectors, action, ahead, run_id=run_id, task_id=task_id
+            )
+        for target in announced:
+            failpoints.hit("after-intent", marker_for(task_id, target))
+        succeeded = Succeeded()
+        try:
+            for target in pending:
+                # The DONE of the call before is committed before the next call is begun.
+                succeeded.record(self.ledger)
+                state, value = self._reach(
+                    run_id, task_id, target, action, succeeded, announced=announced.get(target)
+                )
+                outcome.record(target, state, value)
+        except Exception:
+            succeeded.record(self.ledger)  # a bug after a call: keep what is known
+            raise
         problems = {**outcome.failures, **outcome.unknown}
         problems.update({t: reason for t, (reason, _) in outcome.deferred.items()})
         summary = "; ".join(f"{t}: {e}" for t, e in problems.items())
-        self.ledger.set_run(run_id, outcome.state, summary or None)
         outcome.duration_ms = _ms(started)
+        with self.ledger.transaction():
+            succeeded.record(self.ledger, then_hit=False)
+            self.ledger.set_run(run_id, outcome.state, summary or None)
+            if then is not None:
+                then(outcome)
+        succeeded.hit_after_done()
         return outcome
 
-    def _reach(self, run_id: int, task_id: str, target: str, action: Action) -> tuple[str, Any]:
+    def _reach(
+        self,
+        run_id: int,
+        task_id: str,
+        target: str,
+        action: Action,
+        succeeded: Succeeded,
+        *,
+        announced: int | None = None,
+    ) -> tuple[str, Any]:
         """Given one target of an action, settle what earlier calls to it did and make the
         call if it is still to be made; return (step state, result, error or (reason, when)).
 
         A lost answer is looked up at once; Found ends it, Unfinished is finished by one more
         call, and anything else is deferred to the next lookup (see the module docstring).
+        `announced`: the step of this call's INTENT, just recorded with the run's others
+        (nothing earlier is in doubt, and no rate limit applies: it is made at once).
         """
         connector = self.connectors[target]
         marker = marker_for(task_id, target)
         calls = 0
         while True:
-            earlier = self._resolve_earlier(task_id, target, connector, just_lost=calls > 0)
+            if announced is not None:
+                state, value = self._call(
+                    run_id, task_id, target, connector, action, succeeded=succeeded, step=announced
+                )
+                announced, calls = None, 1
+                if state != ledger.UNKNOWN:
+                    stop_looking(self.ledger, marker)
+                    return state, value
+                start_looking(self.ledger, marker, str(value), self.clock())
+                continue
+            earlier = self._resolve_earlier(
+                task_id, target, connector, just_lost=calls > 0, succeeded=succeeded
+            )
             if isinstance(earlier, Found):
                 stop_looking(self.ledger, marker)
                 return ledger.SUCCEEDED, earlier.result
@@ -192,7 +226,9 @@ class Executor:
                 return self._look_again(marker, why)
             if self.limiter and (wait := self.limiter.wait(action.type, target)):
                 return ledger.DEFERRED, wait
-            state, value = self._call(run_id, task_id, target, connector, action)
+            state, value = self._call(
+                run_id, task_id, target, connector, action, succeeded=succeeded
+            )
             calls += 1
             if state != ledger.UNKNOWN:
                 stop_looking(self.ledger, marker)
@@ -201,14 +237,31 @@ class Executor:
             start_looking(self.ledger, marker, str(value), self.clock())
 
     def _call(
-        self, run_id: int, task_id: str, target: str, connector: Connector, action: Action
+        self,
+        run_id: int,
+        task_id: str,
+        target: str,
+        connector: Connector,
+        action: Action,
+        *,
+        succeeded: Succeeded,
+        step: int | None = None,
     ) -> tuple[str, Any]:
-        """Make one call behind a durable INTENT; return (step state, result or error)."""
+        """Make one call behind a durable INTENT; return (step state, result or error).
+
+        A call that succeeds is recorded DONE in the run's next commit (`succeeded`): before
+        the next call is begun, or with the end of the run. Until then its step is an INTENT,
+        which after a crash is looked up like any other: found, it is recorded done and never
+        made again. `step`: the INTENT, if it is recorded already (`_announce`).
+        """
         marker = marker_for(task_id, target)
-        failpoints.hit("before-intent", marker)
-        request = connector.describe(action, marker=marker)
-        step_id = self.ledger.record_intent(run_id, task_id, target, marker, request)
-        failpoints.hit("after-intent", marker)
+        if step is None:
+            failpoints.hit("before-intent", marker)
+            request = connector.describe(action, marker=marker)
+            step_id = self.ledger.record_intent(run_id, task_id, target, marker, request)
+            failpoints.hit("after-intent", marker)
+        else:
+            step_id = step
         started = time.monotonic()
         try:
             result = connector.execute(action, marker=marker, dry_run=self.dry_run)
@@ -225,16 +278,19 @@ class Executor:
             state, problem = ledger.UNKNOWN, f"{type(error).__name__}: {error}"
         else:
             failpoints.hit("after-call", marker)
-            self.ledger.finish_step(
-                step_id, ledger.SUCCEEDED, result=result, duration_ms=_ms(started)
-            )
-            failpoints.hit("after-done", marker)
+            succeeded.add(step_id, marker, result, _ms(started))
             return ledger.SUCCEEDED, result
         self.ledger.finish_step(step_id, state, error=problem, duration_ms=_ms(started))
         return state, problem
 
     def _resolve_earlier(
-        self, task_id: str, target: str, connector: Connector, *, just_lost: bool = False
+        self,
+        task_id: str,
+        target: str,
+        connector: Connector,
+        *,
+        just_lost: bool = False,
+        succeeded: Succeeded | None = None,
     ) -> Lookup | Waiting | None:
         """Settle earlier calls to this target whose outcome is not known.
 
@@ -255,6 +311,8 @@ class Executor:
         looking = next_lookup(self.ledger, marker)
         if looking is not None and looking.until > self.clock():
             return looking
+        if succeeded is not None:
+            succeeded.record(self.ledger)  # first: a lookup may take long
         started = time.monotonic()
         answer = connector.lookup(marker)
         took = _ms(started)

@@ -21,7 +21,14 @@ from daemon.lifecycle.approved import execute_approved
 from daemon.lifecycle.context import Context
 from daemon.lifecycle.rejection import reject, reject_unreadable
 from daemon.lifecycle.request import request_approval, request_retry
-from daemon.lifecycle.steps import facts, log, money, owned_task, withdrawn, write_and_move
+from daemon.lifecycle.steps import (
+    facts,
+    log,
+    money,
+    owned_task,
+    withdrawn,
+    write_and_move_loaded,
+)
 
 
 def take_in(context: Context, path: Path) -> Outcome:
@@ -94,7 +101,7 @@ def _auto_approve(
         "status": "approved",
         "approval": {"by": "policy", "rule": decision.rule, "reason": decision.reason},
     }
-    path = write_and_move(context, loaded, stamps, APPROVED)
+    path, approved = write_and_move_loaded(context, loaded, stamps, APPROVED)
     log(
         context,
         "auto_approved",
@@ -104,4 +111,6 @@ def _auto_approve(
         approval_status="auto_approved",
         result={"status": "approved", "rule": decision.rule},
     )
-    return execute_approved(context, path)
+    # The note just written is not read back: what is in Approved/ is what was written,
+    # unless a person's edit won the write (then it is read, and checked, as any other).
+    return execute_approved(context, path, approved)

@@ -15,11 +15,13 @@ from typing import Any
 
 from daemon.connectors import targets
 from daemon.core import failpoints, ledger, ledger_counts, notes
+from daemon.core.errors import NoteError
 from daemon.core.ledger import Task
 from daemon.core.models import Action
 from daemon.core.outcome import Outcome
 from daemon.core.policy import Decision, Facts
 from daemon.core.taskfile import Loaded, Unreadable, read_task_file
+from daemon.core.vault import Signature
 from daemon.lifecycle.context import Context
 
 
@@ -101,16 +103,45 @@ def write_and_move(
     that was executed (`sent`: the payload that went out) is final, so its stamps go
     onto the edited note instead, with what was sent and a notice that the edit was not.
     """
+    return _write_and_move(context, loaded, stamps, folder, block=block, sent=sent)[0]
+
+
+def write_and_move_loaded(
+    context: Context, loaded: Loaded, stamps: dict[str, Any], folder: str
+) -> tuple[Path, Loaded | None]:
+    """Write vaultd's keys into the note and move it, as `write_and_move` does; return where
+    it is now and the note as it is there (what was written, with the signature of that
+    write), or None for the note if a person's edit won: it must be read from disk."""
+    path, text, signature = _write_and_move(context, loaded, stamps, folder)
+    if signature is None:
+        return path, None
+    try:
+        return path, Loaded(path, notes.parse(text), signature)
+    except NoteError:
+        return path, None  # not for a text render made; then read it as any other note
+
+
+def _write_and_move(
+    context: Context,
+    loaded: Loaded,
+    stamps: dict[str, Any],
+    folder: str,
+    *,
+    block: str | None = None,
+    sent: dict[str, Any] | None = None,
+) -> tuple[Path, str, Signature | None]:
+    """Return (where the note is now, the text written, that write's signature or None)."""
     vault = context.vault
     arrived = vault.settle_interrupted_move(loaded.path, folder)
     here = arrived or loaded.path
     text = notes.render(loaded.note, context.audit.redact(stamps), block)
-    if not vault.write(here, text, loaded.signature) and sent is not None:
+    signature = vault.write_signed(here, text, loaded.signature)
+    if signature is None and sent is not None:
         _stamp_edited(context, here, stamps, sent, block)
     if arrived is not None:
-        return arrived
+        return arrived, text, signature
     failpoints.hit("mid-move", loaded.path.name)
-    return vault.move(loaded.path, folder)
+    return vault.move(loaded.path, folder), text, signature
 
 
 def _stamp_edited(
