@@ -127,20 +127,23 @@ class QueueStore:
         is due or the channel is full."""
         now = time.time()
         with self.ledger.transaction() as db:
+            # From the runs by state (CROSS JOIN keeps that order): the queue keeps a row
+            # for every run ever queued, and walking a channel's rows made a claim cost
+            # 35 ms after 10,000 finished runs, 740 ms after 50,000.
             (running,) = db.execute(
-                "SELECT COUNT(*) FROM run_queue q JOIN skill_runs r ON r.id = q.run_id"
-                " WHERE q.channel = ? AND r.state = ?",
-                (channel, RUNNING),
+                "SELECT COUNT(*) FROM skill_runs r CROSS JOIN run_queue q ON q.run_id = r.id"
+                " WHERE r.state = ? AND q.channel = ?",
+                (RUNNING, channel),
             ).fetchone()
             if running >= capacity:
                 return None
             row = db.execute(
-                "SELECT q.run_id FROM run_queue q JOIN skill_runs r ON r.id = q.run_id"
-                " WHERE q.channel = ? AND r.state = ? AND q.eta <= ?"
+                "SELECT q.run_id FROM skill_runs r CROSS JOIN run_queue q ON q.run_id = r.id"
+                " WHERE r.state = ? AND q.channel = ? AND q.eta <= ?"
                 " AND NOT EXISTS (SELECT 1 FROM run_dependencies d JOIN skill_runs p"
                 " ON p.id = d.parent_id WHERE d.run_id = q.run_id AND p.state != 'succeeded')"
                 " ORDER BY q.priority, q.eta, q.enqueued_at LIMIT 1",
-                (channel, QUEUED, now),
+                (QUEUED, channel, now),
             ).fetchone()
             if row is None:
                 return None
