@@ -362,3 +362,35 @@ def test_a_crash_after_the_run_end_finishes_the_note_without_calling_again(
     assert files_in(vault_root, "Approved") == ["two.md"]
 
     _restart_and_finish(vault_root, state_dir, "two.md", ["facebook", "twitter"])
+
+
+def test_a_failure_inside_the_run_end_keeps_the_last_calls_done(
+    vault_root: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A failure (not a crash) while the run's end is recorded rolls that transaction back,
+    the last call's DONE with it: the call went out, and its result must stay on record
+    (committed alone), not be left to a lookup that a live service may not answer."""
+    make_files(vault_root, {"Needs_Action/two.md": TWO})
+    app = _open(vault_root, state_dir)
+    put_task = app.ledger.put_task
+
+    def fail_on_the_executed_state(task_id: str, **fields: object) -> None:
+        if fields.get("state") == ledger.EXECUTED:
+            raise sqlite3.OperationalError("disk I/O error")
+        put_task(task_id, **fields)
+
+    monkeypatch.setattr(app.ledger, "put_task", fail_on_the_executed_state)
+    _run(app)  # the runner logs the failure; the note stays in Approved/
+    monkeypatch.undo()
+    try:
+        (task,) = app.ledger.tasks(ledger.EXECUTING)
+        assert [(s.target, s.state) for s in app.ledger.steps(task.id)] == [
+            ("facebook", ledger.SUCCEEDED),
+            ("twitter", ledger.SUCCEEDED),  # went out: its DONE is kept
+        ]
+        assert app.ledger.open_intents() == []
+    finally:
+        app.close()
+    assert len(outbox(state_dir)) == 2
+
+    _restart_and_finish(vault_root, state_dir, "two.md", ["facebook", "twitter"])
