@@ -12,6 +12,7 @@ never made again; nothing lost, nothing run twice.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -117,6 +118,32 @@ def test_a_crash_inside_a_transaction_commits_none_of_its_records(tmp_path: Path
     assert book.runs("t1") == []
     book.put_task("t1", file="a.md", state=ledger.APPROVED)  # the connection is usable again
     assert book.task("t1") is not None
+
+
+def test_an_error_that_ends_the_whole_transaction_is_the_one_raised(tmp_path: Path):
+    """Some errors make SQLite roll back the whole transaction itself (a full disk, an I/O
+    error, OR ROLLBACK): the savepoint is gone with it. The error raised must be that one,
+    not "no such savepoint"; nothing of the transaction is kept, and a record made after it
+    (by a caller that caught the error) does not start a transaction of its own."""
+    book = Ledger(tmp_path / "l.db")
+    insert = (
+        "INSERT OR ROLLBACK INTO tasks (id, file, state, created_at, updated_at)"
+        " VALUES ('t1', 'b.md', 'approved', 'now', 'now')"
+    )
+    with pytest.raises(sqlite3.IntegrityError), book.transaction():
+        book.put_task("t1", file="a.md", state=ledger.APPROVED)
+        with book.transaction() as db:
+            db.execute(insert)
+    assert book.task("t1") is None
+    with pytest.raises(RuntimeError, match="rolled back"), book.transaction():
+        book.put_task("t1", file="a.md", state=ledger.APPROVED)
+        with contextlib.suppress(sqlite3.IntegrityError), book.transaction() as db:
+            db.execute(insert)
+        book.put_task("t2", file="c.md", state=ledger.APPROVED)
+    assert book.task("t1") is None
+    assert book.task("t2") is None
+    book.put_task("t3", file="d.md", state=ledger.APPROVED)  # the connection is usable again
+    assert book.task("t3") is not None
 
 
 def test_a_durable_record_cannot_join_a_transaction_that_is_not_durable(tmp_path: Path):
