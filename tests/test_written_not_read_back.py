@@ -6,6 +6,7 @@ read from disk and checked as any other (daemon/lifecycle/steps.py, write_and_mo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -149,3 +150,32 @@ def test_a_note_swapped_for_a_symlink_after_the_write_is_not_executed(
     assert outbox(state_dir) == []
     assert files_in(vault_root, "Done") == []
     assert (vault_root / "Rejected" / "post.md").is_symlink()  # refused, never followed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review4, not fixed: a signature is (inode, size, mtime_ns); an in-place edit of "
+    "the same size with its mtime put back (os.utime, touch -d) passes for the file written. "
+    "What is sent is still what was approved, but the stamping write then replaces the edit.",
+)
+def test_an_in_place_edit_with_its_mtime_put_back_is_kept(
+    vault_root: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    make_files(vault_root, {"Needs_Action/post.md": POST})
+    here = vault_root / "Needs_Action" / "post.md"
+
+    def forge() -> None:
+        before = os.lstat(here)
+        data = here.read_bytes().replace(b"Hello", b"HACKD")
+        fd = os.open(here, os.O_WRONLY)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.utime(here, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    _between_the_write_and_the_move(monkeypatch, forge)
+    _run(vault_root, state_dir)
+    assert all("HACKD" not in str(record) for record in outbox(state_dir))  # holds
+    texts = [p.read_text(encoding="utf-8") for p in vault_root.glob("*/post*.md")]
+    assert any("HACKD" in text for text in texts)  # fails: the edit was written over
