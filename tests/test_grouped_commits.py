@@ -12,6 +12,7 @@ never made again; nothing lost, nothing run twice.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -117,6 +118,32 @@ def test_a_crash_inside_a_transaction_commits_none_of_its_records(tmp_path: Path
     assert book.runs("t1") == []
     book.put_task("t1", file="a.md", state=ledger.APPROVED)  # the connection is usable again
     assert book.task("t1") is not None
+
+
+def test_an_error_that_ends_the_whole_transaction_is_the_one_raised(tmp_path: Path):
+    """Some errors make SQLite roll back the whole transaction itself (a full disk, an I/O
+    error, OR ROLLBACK): the savepoint is gone with it. The error raised must be that one,
+    not "no such savepoint"; nothing of the transaction is kept, and a record made after it
+    (by a caller that caught the error) does not start a transaction of its own."""
+    book = Ledger(tmp_path / "l.db")
+    insert = (
+        "INSERT OR ROLLBACK INTO tasks (id, file, state, created_at, updated_at)"
+        " VALUES ('t1', 'b.md', 'approved', 'now', 'now')"
+    )
+    with pytest.raises(sqlite3.IntegrityError), book.transaction():
+        book.put_task("t1", file="a.md", state=ledger.APPROVED)
+        with book.transaction() as db:
+            db.execute(insert)
+    assert book.task("t1") is None
+    with pytest.raises(RuntimeError, match="rolled back"), book.transaction():
+        book.put_task("t1", file="a.md", state=ledger.APPROVED)
+        with contextlib.suppress(sqlite3.IntegrityError), book.transaction() as db:
+            db.execute(insert)
+        book.put_task("t2", file="c.md", state=ledger.APPROVED)
+    assert book.task("t1") is None
+    assert book.task("t2") is None
+    book.put_task("t3", file="d.md", state=ledger.APPROVED)  # the connection is usable again
+    assert book.task("t3") is not None
 
 
 def test_a_durable_record_cannot_join_a_transaction_that_is_not_durable(tmp_path: Path):
@@ -360,5 +387,37 @@ def test_a_crash_after_the_run_end_finishes_the_note_without_calling_again(
     finally:
         book.close()
     assert files_in(vault_root, "Approved") == ["two.md"]
+
+    _restart_and_finish(vault_root, state_dir, "two.md", ["facebook", "twitter"])
+
+
+def test_a_failure_inside_the_run_end_keeps_the_last_calls_done(
+    vault_root: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A failure (not a crash) while the run's end is recorded rolls that transaction back,
+    the last call's DONE with it: the call went out, and its result must stay on record
+    (committed alone), not be left to a lookup that a live service may not answer."""
+    make_files(vault_root, {"Needs_Action/two.md": TWO})
+    app = _open(vault_root, state_dir)
+    put_task = app.ledger.put_task
+
+    def fail_on_the_executed_state(task_id: str, **fields: object) -> None:
+        if fields.get("state") == ledger.EXECUTED:
+            raise sqlite3.OperationalError("disk I/O error")
+        put_task(task_id, **fields)
+
+    monkeypatch.setattr(app.ledger, "put_task", fail_on_the_executed_state)
+    _run(app)  # the runner logs the failure; the note stays in Approved/
+    monkeypatch.undo()
+    try:
+        (task,) = app.ledger.tasks(ledger.EXECUTING)
+        assert [(s.target, s.state) for s in app.ledger.steps(task.id)] == [
+            ("facebook", ledger.SUCCEEDED),
+            ("twitter", ledger.SUCCEEDED),  # went out: its DONE is kept
+        ]
+        assert app.ledger.open_intents() == []
+    finally:
+        app.close()
+    assert len(outbox(state_dir)) == 2
 
     _restart_and_finish(vault_root, state_dir, "two.md", ["facebook", "twitter"])

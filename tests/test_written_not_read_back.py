@@ -6,6 +6,8 @@ read from disk and checked as any other (daemon/lifecycle/steps.py, write_and_mo
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,87 @@ def test_a_crash_after_the_unread_note_was_announced_is_settled_on_restart(
         "facebook",
         "twitter",
     ]
+
+
+def _between_the_write_and_the_move(
+    monkeypatch: pytest.MonkeyPatch, change: Callable[[], object]
+) -> None:
+    """Run `change` on the note in Needs_Action/ after vaultd's write, before its move
+    (the first move only)."""
+    original = failpoints.hit
+    done: list[bool] = []
+
+    def hit(point: str, key: str = "") -> None:
+        if point == "mid-move" and not done:
+            done.append(True)
+            change()
+        original(point, key)
+
+    monkeypatch.setattr(failpoints, "hit", hit)
+
+
+def test_an_edit_after_the_write_is_read_and_the_old_text_never_sent(
+    vault_root: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """An edit landing after vaultd's write, before the note is executed: what is in
+    Approved/ is no longer what was written, so it is read from disk and checked as any
+    other; the text the person replaced is not sent."""
+    make_files(vault_root, {"Needs_Action/post.md": POST})
+    here = vault_root / "Needs_Action" / "post.md"
+    _between_the_write_and_the_move(monkeypatch, lambda: here.write_text(EDITED, encoding="utf-8"))
+    _run(vault_root, state_dir)
+    assert outbox(state_dir) == []
+    assert files_in(vault_root, "Needs_Action") == []
+    (name,) = files_in(vault_root, PENDING)
+    assert "Edited!" in (vault_root / PENDING / name).read_text(encoding="utf-8")
+
+
+def test_a_note_swapped_for_a_symlink_after_the_write_is_not_executed(
+    vault_root: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A symlink put in the note's place after vaultd's write: vaultd never follows links,
+    and the note it would execute is not the one in Approved/."""
+    make_files(vault_root, {"Needs_Action/post.md": POST})
+    here = vault_root / "Needs_Action" / "post.md"
+    elsewhere = vault_root.parent / "elsewhere.md"
+
+    def swap() -> None:
+        elsewhere.write_text(POST, encoding="utf-8")
+        link = here.with_name("link.tmp")
+        link.symlink_to(elsewhere)
+        link.replace(here)
+
+    _between_the_write_and_the_move(monkeypatch, swap)
+    _run(vault_root, state_dir)
+    assert outbox(state_dir) == []
+    assert files_in(vault_root, "Done") == []
+    assert (vault_root / "Rejected" / "post.md").is_symlink()  # refused, never followed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review4, not fixed: a signature is (inode, size, mtime_ns); an in-place edit of "
+    "the same size with its mtime put back (os.utime, touch -d) passes for the file written. "
+    "What is sent is still what was approved, but the stamping write then replaces the edit.",
+)
+def test_an_in_place_edit_with_its_mtime_put_back_is_kept(
+    vault_root: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    make_files(vault_root, {"Needs_Action/post.md": POST})
+    here = vault_root / "Needs_Action" / "post.md"
+
+    def forge() -> None:
+        before = os.lstat(here)
+        data = here.read_bytes().replace(b"Hello", b"HACKD")
+        fd = os.open(here, os.O_WRONLY)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.utime(here, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    _between_the_write_and_the_move(monkeypatch, forge)
+    _run(vault_root, state_dir)
+    assert all("HACKD" not in str(record) for record in outbox(state_dir))  # holds
+    texts = [p.read_text(encoding="utf-8") for p in vault_root.glob("*/post*.md")]
+    assert any("HACKD" in text for text in texts)  # fails: the edit was written over

@@ -67,7 +67,10 @@ class LedgerDatabase:
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # Some errors (a full disk, an I/O error) end the transaction themselves:
+                # then the error raised is theirs, not "no transaction is active".
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             finally:
                 self._open_tx = None
@@ -84,6 +87,10 @@ class LedgerDatabase:
         """
         if durable and not self._open_tx:
             raise RuntimeError("a durable record cannot join a transaction that is not durable")
+        if not self._db.in_transaction:
+            # Ended by an error SQLite rolled it back for, which the caller caught: a
+            # savepoint here would begin (and commit) a transaction of its own.
+            raise RuntimeError("the transaction this record would join was rolled back")
         self._savepoints += 1
         name = f"joined_{self._savepoints}"
         self._db.execute(f"SAVEPOINT {name}")
@@ -91,8 +98,9 @@ class LedgerDatabase:
             yield
             self._db.execute(f"RELEASE {name}")
         except BaseException:
-            self._db.execute(f"ROLLBACK TO {name}")
-            self._db.execute(f"RELEASE {name}")
+            if self._db.in_transaction:  # not ended by the error itself
+                self._db.execute(f"ROLLBACK TO {name}")
+                self._db.execute(f"RELEASE {name}")
             raise
         finally:
             self._savepoints -= 1

@@ -15,6 +15,7 @@ from daemon.core.models import Action, CodeTask, SocialPost
 from daemon.core.outcome import Outcome
 from daemon.core.taskfile import Loaded, Unreadable, read_task_file, validate_note
 from daemon.core.timestamps import now_iso
+from daemon.core.vault import Signature
 from daemon.lifecycle.approval_check import Ruling, Verdict, check
 from daemon.lifecycle.code_tasks import moved_since_approval
 from daemon.lifecycle.context import Context
@@ -30,8 +31,12 @@ def execute_approved(context: Context, path: Path, loaded: Loaded | None = None)
     """Given a note in Approved/, execute it if it is what a person (or the policy)
     approved; otherwise send it back or refuse it, saying why. Return how it went.
 
-    `loaded`: the note as vaultd has just written it there (not read again).
+    `loaded`: the note as vaultd has just written it there (not read again), used only
+    while the file there is still the one written (one lstat): an edit or a swap since the
+    write (a symlink, another file) is read and checked as any other note.
     """
+    if loaded is not None and Signature.of(path) != loaded.signature:
+        loaded = None
     try:
         loaded = loaded or read_task_file(path)
     except Unreadable as error:

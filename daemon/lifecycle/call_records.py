@@ -4,13 +4,15 @@ together, before its first call (`can_announce_together`, `announce`).
 
 An INTENT is committed durably before its call; the DONE of a call that succeeded is
 committed with the next thing the run commits: before the next call is begun, or with the
-end of the run and the task's new state (one transaction, daemon/lifecycle/execution.py).
-Until then a crash leaves the call an INTENT, which the next start looks up by its marker
-like any other: found, it is recorded done and never made again.
+end of the run and the task's new state (one transaction, `end_run`). Until then a crash
+leaves the call an INTENT, which the next start looks up by its marker like any other:
+found, it is recorded done and never made again. An error (not a crash) that rolls back the
+run's end leaves the DONEs recorded alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,6 +69,11 @@ class Succeeded:
     def add(self, step_id: int, marker: str, result: Any, duration_ms: int) -> None:
         self.steps.append((step_id, result, duration_ms))
         self.markers.append(marker)
+
+    def unrecorded(self) -> Succeeded:
+        """Return a copy of the calls whose DONE is not committed yet (to record them
+        alone if the transaction they are about to join is rolled back)."""
+        return Succeeded(list(self.steps), list(self.markers))
 
     def record(self, ledger_: Ledger, *, then_hit: bool = True) -> None:
         """Record DONE for the calls that succeeded since the last commit (one transaction,
@@ -132,3 +139,31 @@ def announce(
         request = connectors[target].describe(action, marker=marker)
         announced[target] = ledger_.record_intent(run_id, task_id, target, marker, request)
     return announced
+
+
+def end_run(
+    ledger_: Ledger,
+    succeeded: Succeeded,
+    run_id: int,
+    *,
+    outcome: Execution,
+    summary: str | None,
+    then: Callable[[Execution], None] | None,
+) -> None:
+    """Record a run's end in one transaction: the DONE of its calls not recorded yet, the
+    run's state and what `then` records of the outcome (the task's state).
+
+    If that transaction fails (an error, not a crash), the calls that went out keep their
+    DONE, recorded alone, before the error is raised: a live service's lookup may not find
+    them again.
+    """
+    ending = succeeded.unrecorded()
+    try:
+        with ledger_.transaction():
+            succeeded.record(ledger_, then_hit=False)
+            ledger_.set_run(run_id, outcome.state, summary)
+            if then is not None:
+                then(outcome)
+    except Exception:
+        ending.record(ledger_)
+        raise

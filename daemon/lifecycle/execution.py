@@ -53,6 +53,7 @@ from daemon.lifecycle.call_records import (
     Succeeded,
     announce,
     can_announce_together,
+    end_run,
     marker_for,
 )
 from daemon.lifecycle.lookups import (
@@ -169,11 +170,7 @@ class Executor:
         problems.update({t: reason for t, (reason, _) in outcome.deferred.items()})
         summary = "; ".join(f"{t}: {e}" for t, e in problems.items())
         outcome.duration_ms = _ms(started)
-        with self.ledger.transaction():
-            succeeded.record(self.ledger, then_hit=False)
-            self.ledger.set_run(run_id, outcome.state, summary or None)
-            if then is not None:
-                then(outcome)
+        end_run(self.ledger, succeeded, run_id, outcome=outcome, summary=summary or None, then=then)
         succeeded.hit_after_done()
         return outcome
 
