@@ -152,12 +152,6 @@ def test_a_note_swapped_for_a_symlink_after_the_write_is_not_executed(
     assert (vault_root / "Rejected" / "post.md").is_symlink()  # refused, never followed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review4, not fixed: a signature is (inode, size, mtime_ns); an in-place edit of "
-    "the same size with its mtime put back (os.utime, touch -d) passes for the file written. "
-    "What is sent is still what was approved, but the stamping write then replaces the edit.",
-)
 def test_an_in_place_edit_with_its_mtime_put_back_is_kept(
     vault_root: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -178,4 +172,4 @@ def test_an_in_place_edit_with_its_mtime_put_back_is_kept(
     _run(vault_root, state_dir)
     assert all("HACKD" not in str(record) for record in outbox(state_dir))  # holds
     texts = [p.read_text(encoding="utf-8") for p in vault_root.glob("*/post*.md")]
-    assert any("HACKD" in text for text in texts)  # fails: the edit was written over
+    assert any("HACKD" in text for text in texts)  # the edit is kept: its ctime told it

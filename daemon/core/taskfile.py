@@ -31,6 +31,11 @@ class Loaded:
     path: Path
     note: notes.Note
     signature: Signature | None
+    # For a note vaultd has just written and moved (steps.write_and_move_loaded): its
+    # ctime then. A write in place changes a file's ctime, which no one can set back, so
+    # an edit of the same size with its mtime set back shows in it; the signature alone
+    # (inode, size, mtime) does not tell it.
+    ctime_ns: int | None = None
 
 
 class Unreadable(Exception):

@@ -35,7 +35,7 @@ def execute_approved(context: Context, path: Path, loaded: Loaded | None = None)
     while the file there is still the one written (one lstat): an edit or a swap since the
     write (a symlink, another file) is read and checked as any other note.
     """
-    if loaded is not None and Signature.of(path) != loaded.signature:
+    if loaded is not None and not _still_as_written(path, loaded):
         loaded = None
     try:
         loaded = loaded or read_task_file(path)
@@ -112,3 +112,15 @@ def _execute(
     if when and when > context.clock():
         return schedule(context, loaded, task, when)
     return run(context, loaded, task, action)
+
+
+def _still_as_written(path: Path, loaded: Loaded) -> bool:
+    """Whether the file at `path` is still the version `loaded` was written as (one lstat:
+    its signature, and its ctime where vaultd kept it)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    if Signature.from_stat(info) != loaded.signature:
+        return False
+    return loaded.ctime_ns is None or info.st_ctime_ns == loaded.ctime_ns

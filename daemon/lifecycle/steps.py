@@ -112,13 +112,25 @@ def write_and_move_loaded(
     """Write vaultd's keys into the note and move it, as `write_and_move` does; return where
     it is now and the note as it is there (what was written, with the signature of that
     write), or None for the note if a person's edit won: it must be read from disk."""
-    path, text, signature = _write_and_move(context, loaded, stamps, folder)
+    path, text, signature = _write_and_move(context, loaded, stamps, folder, chain=True)
     if signature is None:
         return path, None
+    settled = _ctime_if_unchanged(path, signature)
+    if settled is None:
+        return path, None
     try:
-        return path, Loaded(path, notes.parse(text), signature)
+        return path, Loaded(path, notes.parse(text), signature, settled)
     except NoteError:
         return path, None  # not for a text render made; then read it as any other note
+
+
+def _ctime_if_unchanged(path: Path, signature: Signature) -> int | None:
+    """Return the file's ctime if it still has `signature` (an lstat), else None."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return None
+    return info.st_ctime_ns if Signature.from_stat(info) == signature else None
 
 
 def _write_and_move(
@@ -129,8 +141,13 @@ def _write_and_move(
     *,
     block: str | None = None,
     sent: dict[str, Any] | None = None,
+    chain: bool = False,
 ) -> tuple[Path, str, Signature | None]:
-    """Return (where the note is now, the text written, that write's signature or None)."""
+    """Return (where the note is now, the text written, that write's signature or None).
+
+    `chain`: the signature is None unless the file is still the one written, ctime and
+    all, just before it is moved (what a caller executes from memory must be what is
+    there)."""
     vault = context.vault
     arrived = vault.settle_interrupted_move(loaded.path, folder)
     here = arrived or loaded.path
@@ -140,7 +157,10 @@ def _write_and_move(
         _stamp_edited(context, here, stamps, sent, block)
     if arrived is not None:
         return arrived, text, signature
+    written = _ctime_if_unchanged(here, signature) if chain and signature else None
     failpoints.hit("mid-move", loaded.path.name)
+    if chain and (written is None or _ctime_if_unchanged(here, signature) != written):
+        signature = None  # changed since the write: read it again where it lands
     return vault.move(loaded.path, folder), text, signature
 
 
