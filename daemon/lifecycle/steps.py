@@ -159,7 +159,7 @@ def _write_and_move(
         return arrived, text, signature
     written = _ctime_if_unchanged(here, signature) if chain and signature else None
     failpoints.hit("mid-move", loaded.path.name)
-    if chain and (written is None or _ctime_if_unchanged(here, signature) != written):
+    if chain and signature and (written is None or _ctime_if_unchanged(here, signature) != written):
         signature = None  # changed since the write: read it again where it lands
     return vault.move(loaded.path, folder), text, signature
 
