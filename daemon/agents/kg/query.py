@@ -16,6 +16,7 @@ from daemon.agents.kg.extract import links_in, normal_name
 from daemon.agents.kg.graph import ENTITY_KINDS, subject_of_edge, subject_of_node
 from daemon.agents.kg.markdown import normal_tag
 from daemon.agents.kg.resolve import RESOLVED, Resolver
+from daemon.agents.kg.rows import evidence_of, nodes_of
 from daemon.agents.kg.store import KgError
 
 MAX_DEPTH = 5
@@ -92,22 +93,7 @@ def node(db: sqlite3.Connection, key: str) -> dict[str, Any]:
 
 
 def evidence(db: sqlite3.Connection, subject: str) -> list[dict[str, Any]]:
-    rows = db.execute(
-        "SELECT note_key, path, sha256, line_start, line_end, quote, detail FROM evidence"
-        " WHERE subject = ? ORDER BY path, line_start, line_end, detail",
-        (subject,),
-    )
-    return [
-        {
-            "note": note_key,
-            "path": path,
-            "sha256": sha,
-            "lines": [start, end],
-            "quote": quote,
-            **(json.loads(detail) if detail else {}),
-        }
-        for note_key, path, sha, start, end, quote, detail in rows
-    ]
+    return evidence_of(db, [subject])[subject]
 
 
 def neighborhood(
@@ -138,13 +124,23 @@ def neighborhood(
         frontier = sorted(reached)
         if truncated:
             break
+    ordered = sorted(distance, key=lambda k: (distance[k], k))
+    listed = sorted(edges)
+    found = nodes_of(db, ordered)
+    cited = evidence_of(
+        db,
+        [
+            *(subject_of_node(key) for key in ordered),
+            *(subject_of_edge(*edge[:4]) for edge in listed),
+        ],
+    )
     return {
         "start": start,
         "depth": depth,
         "truncated": truncated,
         "nodes": [
-            {**node(db, key), "distance": distance[key], "evidence": _node_evidence(db, key)}
-            for key in sorted(distance, key=lambda k: (distance[k], k))
+            {**found[key], "distance": distance[key], "evidence": cited[subject_of_node(key)]}
+            for key in ordered
         ],
         "edges": [
             {
@@ -154,15 +150,11 @@ def neighborhood(
                 "dst": dst,
                 "status": status,
                 **({"reason": reason} if reason else {}),
-                "evidence": evidence(db, subject_of_edge(src, type_, field, dst)),
+                "evidence": cited[subject_of_edge(src, type_, field, dst)],
             }
-            for src, type_, field, dst, status, reason in sorted(edges)
+            for src, type_, field, dst, status, reason in listed
         ],
     }
-
-
-def _node_evidence(db: sqlite3.Connection, key: str) -> list[dict[str, Any]]:
-    return evidence(db, subject_of_node(key))
 
 
 def _edges_of(

@@ -55,7 +55,12 @@ CREATE TABLE IF NOT EXISTS evidence (
     quote TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS evidence_subject ON evidence(subject);
+-- A subject's rows in the order answers list them, every column in the index: a question
+-- reads them in order from the index alone (daemon/agents/kg/rows.py).
+DROP INDEX IF EXISTS evidence_subject;
+CREATE INDEX IF NOT EXISTS evidence_ordered ON evidence(
+    subject, path, line_start, line_end, detail, quote, note_key, sha256
+);
 CREATE TABLE IF NOT EXISTS notices (
     path TEXT NOT NULL,
     message TEXT NOT NULL,
