@@ -7,12 +7,12 @@ The graph is read-only here: nothing in this module writes to the index.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 from daemon.agents.kg.extract import links_in, normal_name
+from daemon.agents.kg.fulltext import match_of, ranked
 from daemon.agents.kg.graph import ENTITY_KINDS, subject_of_edge, subject_of_node
 from daemon.agents.kg.markdown import normal_tag
 from daemon.agents.kg.resolve import RESOLVED, Resolver
@@ -170,28 +170,24 @@ def _edges_of(
 def search(db: sqlite3.Connection, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
     """Return the notes that match every word of `text`, best first (BM25; the title weighs
     more than the body). The words are searched as written: FTS5 syntax is not parsed."""
-    words = re.findall(r"\w+", text)
-    if not words:
-        raise KgError(f"{text!r}: nothing to search for (no word)")
-    match = " ".join('"' + word.replace('"', '""') + '"' for word in words)
-    rows = db.execute(
-        "SELECT path, bm25(search, 10.0, 1.0) AS score,"
-        " snippet(search, 2, '[', ']', '…', 12) FROM search WHERE search MATCH ?"
-        " ORDER BY score, path LIMIT ?",
-        (match, limit),
-    ).fetchall()
+    return [result for _, result in search_hits(db, text, limit=limit)]
+
+
+def search_hits(
+    db: sqlite3.Connection, text: str, *, limit: int = 20
+) -> list[tuple[int, dict[str, Any]]]:
+    """`search`, each result beside its row in the full-text index (for reads.py)."""
     results = []
-    for path, score, snippet in rows:
-        key = db.execute("SELECT key FROM nodes WHERE path = ? AND type = 'note'", (path,))
+    for hit in ranked(db, match_of(text), limit):
+        key = db.execute("SELECT key FROM nodes WHERE path = ? AND type = 'note'", (hit.path,))
         found = key.fetchone()
-        results.append(
-            {
-                "key": found[0] if found else None,
-                "path": path,
-                "score": round(-score, 6),
-                "snippet": " ".join(snippet.split()),
-            }
-        )
+        result = {
+            "key": found[0] if found else None,
+            "path": hit.path,
+            "score": round(-hit.score, 6),
+            "snippet": " ".join(hit.snippet.split()),
+        }
+        results.append((hit.rowid, result))
     return results
 
 
