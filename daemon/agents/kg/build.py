@@ -2,9 +2,11 @@
 which must be read again.
 
 A file whose mtime and size are what the index holds is not opened; one whose bytes hash
-to the stored SHA-256 is not parsed again. Only the rest is read and extracted, then the
-whole graph is derived again from the stored facts (daemon/agents/kg/graph.py), so a link
-to a note that has just appeared resolves at this build, not at some later full re-index.
+to the stored SHA-256 is not parsed again. Only the rest is read and extracted. When only
+the content of notes changed (each kept its path and vaultd id), the graph's rows are
+written again for what those notes' facts reach (daemon/agents/kg/incremental.py);
+otherwise the whole graph is derived again from the stored facts (graph.py), so a link to
+a note that has just appeared resolves at this build, not at some later full re-index.
 Symbolic links are never followed, and a file is opened with O_NOFOLLOW, so a link swapped
 in after the walk is not read either.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from daemon.agents.kg.extract import NoteFacts, extract, title_of
 from daemon.agents.kg.graph import derive
+from daemon.agents.kg.incremental import Change, simple, update
 from daemon.agents.kg.ledger_source import LEDGER, LedgerFact, digest, read_ledger
 from daemon.agents.kg.store import KgError
 from daemon.core.vault import is_ignored, is_sync_conflict
@@ -41,6 +44,7 @@ class BuildReport:
     extracted: int = 0
     removed: int = 0
     derived: bool = False  # whether the graph was derived again (not when nothing changed)
+    incremental: bool = False  # derived for the changed notes alone (incremental.py)
     read_paths: list[str] = field(default_factory=list)
 
 
@@ -161,6 +165,8 @@ def rebuild(
     if facts is None:
         facts = read_ledger(ledger) if ledger is not None else []
     seen: set[str] = set()
+    changes: list[Change] = []  # notes whose content alone changed
+    other = False  # whether anything else did (a file added, removed or skipped, the ledger)
     db.execute("BEGIN IMMEDIATE")  # a second rebuild waits for this one, then sees its rows
     try:
         stored = {
@@ -170,19 +176,26 @@ def rebuild(
         for entry in walk(root):
             report.seen += 1
             seen.add(entry.path)
-            changes = _refresh(db, root, entry, stored.get(entry.path), full=full, report=report)
-            report.derived |= changes
+            changed = _refresh(db, root, entry, stored.get(entry.path), full=full, report=report)
+            if isinstance(changed, Change):
+                changes.append(changed)
+            elif changed:
+                other = True
+            report.derived |= bool(changed)
         for gone in sorted(set(stored) - seen):
             _forget_text(db, gone)
             db.execute("DELETE FROM files WHERE path = ?", (gone,))
             report.removed += 1
-            report.derived = True
+            report.derived = other = True
         known = db.execute("SELECT digest FROM sources WHERE name = ?", (LEDGER,)).fetchone()
         stated = digest(facts)
         if (known[0] if known else digest([])) != stated:
-            report.derived = True  # the ledger says more (or other) than at the last build
+            report.derived = other = True  # the ledger says more (or other) than before
             db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (LEDGER, stated))
-        if report.derived or full:
+        if not (full or other) and changes and simple(changes):
+            update(db, changes)  # only what those notes' facts reach
+            report.incremental = True
+        elif report.derived or full:
             derive(db, facts)
             report.derived = True
         db.execute("COMMIT")
@@ -200,8 +213,9 @@ def _refresh(
     *,
     full: bool,
     report: BuildReport,
-) -> bool:
-    """Refresh one file's row; return whether what the graph is derived from changed."""
+) -> bool | Change:
+    """Refresh one file's row; return whether what the graph is derived from changed: the
+    note's facts before and after, if only its content did."""
     if entry.status == "skipped":
         if stored is not None and stored[3:] == ("skipped", entry.reason):
             if stored[:2] != (entry.mtime_ns, entry.size):
@@ -229,8 +243,12 @@ def _refresh(
         )
         return False
     report.extracted += 1
+    before = None
+    if was_note and not full:
+        row = db.execute("SELECT facts FROM files WHERE path = ?", (entry.path,)).fetchone()
+        before = NoteFacts.from_json(json.loads(row[0])) if row and row[0] else None
     _store(db, entry, facts)
-    return True
+    return Change(before, facts) if before is not None else True
 
 
 def _store(db: sqlite3.Connection, entry: Entry, facts: NoteFacts) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from daemon.agents.kg.extract import ENTITY_KEYS, Fact, NoteFacts, normal_name, title_of
@@ -70,6 +70,26 @@ def derive(db: sqlite3.Connection, ledger: Sequence[LedgerFact] = ()) -> None:
         NoteFacts.from_json(json.loads(row[0]))
         for row in db.execute("SELECT facts FROM files WHERE facts IS NOT NULL ORDER BY path")
     ]
+    keys, notices = note_keys(notes)
+    resolver = resolver_of(db)
+    for table in ("nodes", "edges", "evidence", "notices"):
+        db.execute(f"DELETE FROM {table}")  # noqa: S608 (a fixed table name)
+    db.executemany("INSERT INTO notices VALUES (?, ?)", notices)
+    writer = Writer()
+    for note in notes:
+        add_note(writer, keys[note.path], note)
+    for note in notes:
+        for fact in note.facts:
+            add_fact(writer, resolver, keys, note, fact)
+    _join_names(writer)
+    for stated in ledger:
+        _add_ledger_fact(writer, stated)
+    writer.flush(db)
+
+
+def resolver_of(db: sqlite3.Connection) -> Resolver:
+    """The resolver of the files links may lead to: every file but those skipped, and the
+    files skipped for not being notes (attachments)."""
     files = [row[0] for row in db.execute("SELECT path FROM files WHERE status != 'skipped'")]
     files += [
         row[0]
@@ -77,26 +97,16 @@ def derive(db: sqlite3.Connection, ledger: Sequence[LedgerFact] = ()) -> None:
             "SELECT path FROM files WHERE status = 'skipped' AND reason = 'not a Markdown note'"
         )
     ]
-    keys, notices = note_keys(notes)
-    resolver = Resolver(files)
-    for table in ("nodes", "edges", "evidence", "notices"):
-        db.execute(f"DELETE FROM {table}")  # noqa: S608 (a fixed table name)
-    db.executemany("INSERT INTO notices VALUES (?, ?)", notices)
-    writer = _Writer(db)
-    for note in notes:
-        key = keys[note.path]
-        writer.node(key, "note", title_of(note.path), note.path)
-        writer.evidence(subject_of_node(key), key, note, (1, note.line_count or 1), note.first_line)
-    for note in notes:
-        for fact in note.facts:
-            _add_fact(writer, resolver, keys, note, fact)
-    _join_names(writer)
-    for stated in ledger:
-        _add_ledger_fact(writer, stated)
-    writer.flush()
+    return Resolver(files)
 
 
-def _add_ledger_fact(writer: _Writer, fact: LedgerFact) -> None:
+def add_note(writer: Writer, key: str, note: NoteFacts) -> None:
+    """Add a note's own node, with the whole note as its evidence."""
+    writer.node(key, "note", title_of(note.path), note.path)
+    writer.evidence(subject_of_node(key), key, note, (1, note.line_count or 1), note.first_line)
+
+
+def _add_ledger_fact(writer: Writer, fact: LedgerFact) -> None:
     """Add one ledger fact: its two nodes (a note's node keeps its type and label) and its
     edge, each with the ledger row as evidence."""
     row = (fact.where, fact.row_sha256, 0, 0, fact.quote, _ENCODE_SORTED({"source": "ledger"}))
@@ -109,7 +119,7 @@ def _add_ledger_fact(writer: _Writer, fact: LedgerFact) -> None:
     writer.rows.add((subject_of_edge(*edge), fact.src, *row))
 
 
-def _join_names(writer: _Writer) -> None:
+def _join_names(writer: Writer) -> None:
     """Connect a link that leads to no note (`related: "[[Acme Corporation]]"`) to the
     entity of exactly that name (`partner: Acme Corporation`), as a `names` edge.
 
@@ -140,10 +150,10 @@ def _join_names(writer: _Writer) -> None:
                 writer.rows.add((subject, *row[1:]))
 
 
-def _add_fact(
-    writer: _Writer,
+def add_fact(
+    writer: Writer,
     resolver: Resolver,
-    keys: dict[str, str],
+    keys: Mapping[str, str],
     note: NoteFacts,
     fact: Fact,
 ) -> None:
@@ -181,11 +191,10 @@ def _detail(fact: Fact) -> str:
     return _ENCODE_SORTED(detail) if detail else ""
 
 
-class _Writer:
+class Writer:
     """Collects rows, the first label of a node winning by sort order, then writes them."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self) -> None:
         self.nodes: dict[str, tuple[str, str, str | None]] = {}
         self.edges: dict[tuple[str, str, str, str], tuple[str, str]] = {}
         self.rows: set[tuple[str, str, str, str, int, int, str, str]] = set()
@@ -210,14 +219,14 @@ class _Writer:
     ) -> None:
         self.rows.add((subject, note_key, note.path, note.sha256, *lines, quote, detail))
 
-    def flush(self) -> None:
-        self.db.executemany(
+    def flush(self, db: sqlite3.Connection) -> None:
+        db.executemany(
             "INSERT INTO nodes VALUES (?, ?, ?, ?)",
             [(key, *value) for key, value in sorted(self.nodes.items())],
         )
-        self.db.executemany(
+        db.executemany(
             "INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?)",
             [(*key, *value) for key, value in sorted(self.edges.items())],
         )
         # Rows are unique (a set) and their order is never seen: export sorts them.
-        self.db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.rows)
+        db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.rows)
