@@ -171,15 +171,15 @@ def test_random_edits_give_the_graph_a_full_build_gives(pair: Pair, seed: int):
     paths = [p for p in START if p.endswith(".md")]
     incremental = 0
     for _ in range(12):
-        path = rng.choice(paths)
-        front = rng.sample(FRONT, rng.randint(0, 3))
-        if path == "Plans/t-1.md":
-            front = ["id: t-1", *front]  # most edits keep the id, so most are incremental
-        elif rng.random() < 0.1:
-            front = [f"id: n-{rng.randint(1, 2)}", *front]
-        if rng.random() < 0.1:
-            front = [*front, "broken: [unclosed"]
-        lines = rng.choices(LINES, k=rng.randint(0, 5))
-        pair.write(path, note(front, lines))
+        for path in rng.sample(paths, rng.choice([1, 1, 2, 3])):  # one build, several edits
+            front = rng.sample(FRONT, rng.randint(0, 3))
+            if path == "Plans/t-1.md":
+                front = ["id: t-1", *front]  # most edits keep the id, so most are incremental
+            elif rng.random() < 0.1:
+                front = [f"id: n-{rng.randint(1, 2)}", *front]
+            if rng.random() < 0.1:
+                front = [*front, "broken: [unclosed"]
+            lines = rng.choices(LINES, k=rng.randint(0, 5))
+            pair.write(path, note(front, lines))
         incremental += pair.check().incremental
     assert incremental > 0

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from daemon.agents.kg.extract import NoteFacts, normal_name
 from daemon.agents.kg.graph import (
@@ -35,6 +36,8 @@ from daemon.agents.kg.graph import (
     subject_of_node,
 )
 from daemon.agents.kg.resolve import MISSING, RESOLVED, Resolver
+
+Claim = tuple[str, str, str | None]  # a node's type, label and path, as a note gives them
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def update(db: sqlite3.Connection, changes: Sequence[Change]) -> None:
     """Write the graph's rows again for `changes` (all `simple`), as derive would."""
     keys, resolver = _Keys(db), resolver_of(db)
     new_facts = {change.after.path: change.after for change in changes}
-    touched: set[str] = set()
+    claims: dict[str, tuple[list[Claim], list[Claim]]] = {}  # key: before, after
     for change in changes:
         before = _derived(change.before, keys, resolver)
         after = _derived(change.after, keys, resolver)
@@ -104,10 +107,13 @@ def update(db: sqlite3.Connection, changes: Sequence[Change]) -> None:
             [(*key, *value) for key, value in sorted(after.edges.items())],
         )
         db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", after.rows)
-        touched |= {key for key in (*before.nodes, *after.nodes) if not _is_note(key)}
-    for key in sorted(touched):
-        _renode(db, key, keys, resolver, new_facts)
-    _rename(db, touched)
+        for side, writer in enumerate((before, after)):
+            for key, claim in writer.nodes.items():
+                if not _is_note(key):
+                    claims.setdefault(key, ([], []))[side].append(claim)
+    for key, (was, now) in sorted(claims.items()):
+        _renode(db, key, was, now, partial(_claims, db, key, keys, resolver, new_facts))
+    _rename(db, set(claims))
 
 
 def _is_note(key: str) -> bool:
@@ -125,28 +131,61 @@ def _derived(note: NoteFacts, keys: Mapping[str, str], resolver: Resolver) -> Wr
 def _renode(
     db: sqlite3.Connection,
     key: str,
+    was: list[Claim],
+    now: list[Claim],
+    every_claim: Callable[[], list[Claim]],
+) -> None:
+    """Write node `key` again, given what the changed notes claimed of it before and now:
+    it stays while some evidence names it, with the least (type, label) of its claims.
+
+    A tag's or a file's claim is its key's; an entity's or an unresolved link's label is
+    what some note wrote. When no changed note gave the label the node has, or one still
+    gives it, the least of the others' is no less than that label, so the node is that or
+    a changed note's claim; otherwise every note that names it is derived again for its
+    claim (`every_claim`)."""
+    subject = subject_of_node(key)
+    if key.startswith(("tag:", "file:")):
+        named = db.execute("SELECT 1 FROM evidence WHERE subject = ? LIMIT 1", (subject,))
+        if named.fetchone() is None:
+            db.execute("DELETE FROM nodes WHERE key = ?", (key,))
+        elif now or was:
+            db.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?)", (key, *(now or was)[0]))
+        return
+    row = db.execute("SELECT type, label, path FROM nodes WHERE key = ?", (key,)).fetchone()
+    stored: Claim | None = (row[0], row[1], row[2]) if row else None
+    if (
+        stored is not None
+        and any(claim[:2] == stored[:2] for claim in was)
+        and not any(claim[:2] == stored[:2] for claim in now)
+    ):
+        left = every_claim()  # the label it had may have been only that note's
+    else:
+        left = [*now, *([stored] if stored else [])]
+    if not left:
+        db.execute("DELETE FROM nodes WHERE key = ?", (key,))
+        return
+    type_, label, where = min(left, key=lambda claim: claim[:2])
+    db.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?)", (key, type_, label, where))
+
+
+def _claims(
+    db: sqlite3.Connection,
+    key: str,
     keys: Mapping[str, str],
     resolver: Resolver,
     new_facts: dict[str, NoteFacts],
-) -> None:
-    """Write node `key` again from the notes whose evidence names it now (none: gone)."""
-    paths = [
-        row[0]
-        for row in db.execute(
-            "SELECT DISTINCT path FROM evidence WHERE subject = ?", (subject_of_node(key),)
-        )
-    ]
-    if not paths:
-        db.execute("DELETE FROM nodes WHERE key = ?", (key,))
-        return
-    claims = []
-    for path in paths:
+) -> list[Claim]:
+    """Every claim of node `key` by the notes whose evidence names it now."""
+    paths = db.execute(
+        "SELECT DISTINCT path FROM evidence WHERE subject = ?", (subject_of_node(key),)
+    )
+    found = []
+    for (path,) in paths.fetchall():
         note = new_facts.get(path) or _stored(db, path)
         claim = _derived(note, keys, resolver).nodes.get(key)
         if claim is not None:
-            claims.append(claim)
-    type_, label, where = min(claims, key=lambda claim: claim[:2])
-    db.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?)", (key, type_, label, where))
+            found.append(claim)
+    return found
 
 
 def _stored(db: sqlite3.Connection, path: str) -> NoteFacts:
