@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from daemon.agents.kg.extract import ENTITY_KEYS, Fact, NoteFacts, normal_name, title_of
 from daemon.agents.kg.ledger_source import LedgerFact
 from daemon.agents.kg.resolve import MISSING, RESOLVED, Resolution, Resolver, normal_target
+from daemon.agents.kg.store import EVIDENCE_INDEX
 
 # Built once: json.dumps with options builds a new encoder at every call.
 _STRING = json.encoder.encode_basestring  # a str as JSON, as json.dumps(ensure_ascii=False)
@@ -72,6 +73,7 @@ def derive(db: sqlite3.Connection, ledger: Sequence[LedgerFact] = ()) -> None:
     ]
     keys, notices = note_keys(notes)
     resolver = resolver_of(db)
+    db.execute("DROP INDEX IF EXISTS evidence_ordered")  # made again once, below
     for table in ("nodes", "edges", "evidence", "notices"):
         db.execute(f"DELETE FROM {table}")  # noqa: S608 (a fixed table name)
     db.executemany("INSERT INTO notices VALUES (?, ?)", notices)
@@ -85,6 +87,7 @@ def derive(db: sqlite3.Connection, ledger: Sequence[LedgerFact] = ()) -> None:
     for stated in ledger:
         _add_ledger_fact(writer, stated)
     writer.flush(db)
+    db.execute(EVIDENCE_INDEX)
 
 
 def resolver_of(db: sqlite3.Connection) -> Resolver:
