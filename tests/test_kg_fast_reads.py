@@ -101,3 +101,34 @@ def one_by_one(db: sqlite3.Connection, subject: str) -> list[dict[str, object]]:
         | (json.loads(d) if d else {})
         for n, p, s, a, b, q, d in rows
     ]
+
+
+# The attack on the bulk reads: they must read through the views that hide a caller's
+# unseen runs (reads.py), or a run's rows would come back as evidence of its task.
+
+
+def test_the_bulk_reads_leave_out_a_hidden_run_and_every_row_it_states(tmp_path: Path):
+    from test_kg_interfaces import Graph
+    from test_review_kg_api import RUN, finance_run_with_a_task
+
+    from daemon.agents.kg.reads import GraphReads
+
+    graph = Graph(tmp_path)
+    try:
+        finance_run_with_a_task(graph)
+        reads = GraphReads.of_app(graph.app)
+        seen = reads.neighborhood("t-pay", depth=2)
+        assert f"run:{RUN}" in json.dumps(seen)  # the graph holds it ...
+        for hide in (set, lambda runs: {RUN}):
+            for answer in (
+                reads.neighborhood("t-pay", depth=3, hide=hide),
+                reads.context("Needs_Action/payroll.md", depth=2, hide=hide),
+            ):
+                text = json.dumps(answer)
+                assert RUN not in text and "pay-salaries" not in text  # ... but not for them
+                rows = [
+                    r for item in [*answer["nodes"], *answer["edges"]] for r in item["evidence"]
+                ]
+                assert rows and all(not r["note"].startswith("run:") for r in rows)
+    finally:
+        graph.close()
