@@ -5,7 +5,9 @@ Node keys: `id:<vaultd id>` for a note with an id no other note has, else `note:
 `file:<path>` for a linked file that is not a note; `unresolved:<target>` for a link that
 does not lead to exactly one file (its edges say `missing`, `ambiguous` or `invalid`, and
 why). Every node and edge gets one evidence row per place of a note that says it.
-Everything is derived again at each build, so the graph never depends on build order.
+Everything is derived again at each build that changes more than notes' content (and
+incremental.py gives exactly these rows for the rest), so the graph never depends on build
+order.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 `files` is the cache: every file the last build saw, with its mtime, size and SHA-256, its
 status (`indexed`, `failed`, `skipped`) and reason, and the facts read from it, so an
 unchanged note is never read again. `nodes`, `edges` and `evidence` are derived from those
-facts at every build; `search` is the FTS5 full-text index of the notes, kept per file.
+facts: whole, or for the notes whose content alone changed (incremental.py), the same rows
+either way; `search` is the FTS5 full-text index of the notes, kept per file.
 """
 
 from __future__ import annotations
