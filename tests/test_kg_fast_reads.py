@@ -132,3 +132,22 @@ def test_the_bulk_reads_leave_out_a_hidden_run_and_every_row_it_states(tmp_path:
                 assert rows and all(not r["note"].startswith("run:") for r in rows)
     finally:
         graph.close()
+
+
+def test_a_name_is_looked_up_against_the_notes_there_are_now_not_those_of_the_last_question(
+    tmp_path: Path,
+):
+    from daemon.agents.kg.store import KgError
+
+    vault = tmp_path / "vault"
+    db = built(tmp_path, {"a.md": "[[b]]\n"})
+    with pytest.raises(KgError, match="missing"):
+        query.find_node(db, "[[b]]")
+    make_files(vault, {"y/b.md": "here\n"})
+    rebuild(db, vault)
+    assert query.find_node(db, "[[b]]") == "note:y/b.md"
+    make_files(vault, {"x/B.md": "another b\n"})
+    rebuild(db, vault)
+    with pytest.raises(KgError, match="ambiguous"):
+        query.find_node(db, "[[b]]")
+    assert query.find_node(db, "[[x/b]]") == "note:x/B.md"

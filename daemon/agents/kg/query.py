@@ -75,14 +75,31 @@ def _exists(db: sqlite3.Connection, key: str) -> bool:
 
 
 def _by_path(db: sqlite3.Connection, target: str, ref: str) -> str:
-    paths = [row[0] for row in db.execute("SELECT path FROM nodes WHERE path IS NOT NULL")]
-    resolution = Resolver(paths).resolve(target)
+    resolution = _resolver(db).resolve(target)
     if resolution.status != RESOLVED:
         raise KgError(f"{ref!r}: {resolution.status}: {resolution.reason}")
     row = db.execute(
         "SELECT key FROM nodes WHERE path = ? ORDER BY key LIMIT 1", (resolution.path,)
     ).fetchone()
     return str(row[0])
+
+
+# The resolver of the last paths asked, and those paths: a resolver is made from the very
+# list it was made from, never from an older one, so it answers as a new one would.
+# Making it (folding 50,000 paths) was most of a question that names a note or a partner.
+_LAST_RESOLVER: list[tuple[list[str], Resolver]] = []
+
+
+def _resolver(db: sqlite3.Connection) -> Resolver:
+    paths = [
+        row[0] for row in db.execute("SELECT path FROM nodes WHERE path IS NOT NULL ORDER BY path")
+    ]
+    last = _LAST_RESOLVER[0] if _LAST_RESOLVER else None
+    if last is not None and last[0] == paths:
+        return last[1]
+    resolver = Resolver(paths)
+    _LAST_RESOLVER[:] = [(paths, resolver)]
+    return resolver
 
 
 def node(db: sqlite3.Connection, key: str) -> dict[str, Any]:
