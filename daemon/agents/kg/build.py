@@ -2,9 +2,11 @@
 which must be read again.
 
 A file whose mtime and size are what the index holds is not opened; one whose bytes hash
-to the stored SHA-256 is not parsed again. Only the rest is read and extracted, then the
-whole graph is derived again from the stored facts (daemon/agents/kg/graph.py), so a link
-to a note that has just appeared resolves at this build, not at some later full re-index.
+to the stored SHA-256 is not parsed again. Only the rest is read and extracted. When only
+the content of notes changed (each kept its path and vaultd id), the graph's rows are
+written again for what those notes' facts reach (daemon/agents/kg/incremental.py);
+otherwise the whole graph is derived again from the stored facts (graph.py), so a link to
+a note that has just appeared resolves at this build, not at some later full re-index.
 Symbolic links are never followed, and a file is opened with O_NOFOLLOW, so a link swapped
 in after the walk is not read either.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from daemon.agents.kg.extract import NoteFacts, extract, title_of
 from daemon.agents.kg.graph import derive
+from daemon.agents.kg.incremental import Change, simple, update
 from daemon.agents.kg.ledger_source import LEDGER, LedgerFact, digest, read_ledger
 from daemon.agents.kg.store import KgError
 from daemon.core.vault import is_ignored, is_sync_conflict
@@ -41,6 +44,7 @@ class BuildReport:
     extracted: int = 0
     removed: int = 0
     derived: bool = False  # whether the graph was derived again (not when nothing changed)
+    incremental: bool = False  # derived for the changed notes alone (incremental.py)
     read_paths: list[str] = field(default_factory=list)
 
 
@@ -58,16 +62,19 @@ def walk(root: Path) -> Iterator[Entry]:
     and dot-files left out, each as a note or skipped with its reason. A folder that
     cannot be listed is itself skipped with the reason, never silently left out."""
     unreadable: list[OSError] = []
-    for folder, dirs, files in os.walk(root, onerror=unreadable.append, followlinks=False):
+    top = os.fspath(root)
+    # Paths as strings, not pathlib: building Path objects was most of a walk of 50,000.
+    for folder, dirs, files in os.walk(top, onerror=unreadable.append, followlinks=False):
         yield from _unreadable(root, unreadable)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        base = Path(folder)
+        inside = folder[len(top) + 1 :].replace(os.sep, "/") if folder != top else ""
+        prefix = inside + "/" if inside else ""
         # Dot-files (.gitkeep, .DS_Store) are left out as the dot-folders are: Obsidian
         # does not show them, and vaultd never reads them.
         listed = [f for f in files if not f.startswith(".")]
-        for name in sorted([*listed, *[d for d in dirs if (base / d).is_symlink()]]):
-            relative = (base / name).relative_to(root).as_posix()
-            yield _entry(base / name, relative, name)
+        linked = [d for d in dirs if os.path.islink(folder + os.sep + d)]  # noqa: PTH114
+        for name in sorted([*listed, *linked]):
+            yield _entry(folder + os.sep + name, prefix + name, name)
     yield from _unreadable(root, unreadable)
 
 
@@ -79,9 +86,9 @@ def _unreadable(root: Path, errors: list[OSError]) -> Iterator[Entry]:
         yield Entry(relative, "skipped", f"a folder that cannot be read ({error.strerror})")
 
 
-def _entry(path: Path, relative: str, name: str) -> Entry:
+def _entry(path: str, relative: str, name: str) -> Entry:
     try:
-        info = path.lstat()
+        info = os.lstat(path)
     except OSError as error:
         return Entry(relative, "skipped", f"cannot be read ({error.strerror})")
     if stat.S_ISLNK(info.st_mode):
@@ -131,9 +138,14 @@ def read_note(root: Path, relative: str) -> bytes | str:
     finally:
         os.close(where)
     with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
             return "not a regular file"
-        data = handle.read(MAX_KG_NOTE_BYTES + 1)
+        # Asked for the size it has (and one byte more, to see a note that grew since):
+        # read(4 MiB) allocated 4 MiB for every note, a millisecond each.
+        data = handle.read(min(info.st_size, MAX_KG_NOTE_BYTES) + 1)
+        if len(data) > info.st_size:
+            data += handle.read(MAX_KG_NOTE_BYTES + 1 - len(data))
     if len(data) > MAX_KG_NOTE_BYTES:
         return f"over the {MAX_KG_NOTE_BYTES // (1024 * 1024)} MiB limit"
     return data
@@ -161,6 +173,8 @@ def rebuild(
     if facts is None:
         facts = read_ledger(ledger) if ledger is not None else []
     seen: set[str] = set()
+    changes: list[Change] = []  # notes whose content alone changed
+    other = False  # whether anything else did (a file added, removed or skipped, the ledger)
     db.execute("BEGIN IMMEDIATE")  # a second rebuild waits for this one, then sees its rows
     try:
         stored = {
@@ -170,19 +184,26 @@ def rebuild(
         for entry in walk(root):
             report.seen += 1
             seen.add(entry.path)
-            changes = _refresh(db, root, entry, stored.get(entry.path), full=full, report=report)
-            report.derived |= changes
+            changed = _refresh(db, root, entry, stored.get(entry.path), full=full, report=report)
+            if isinstance(changed, Change):
+                changes.append(changed)
+            elif changed:
+                other = True
+            report.derived |= bool(changed)
         for gone in sorted(set(stored) - seen):
             _forget_text(db, gone)
             db.execute("DELETE FROM files WHERE path = ?", (gone,))
             report.removed += 1
-            report.derived = True
+            report.derived = other = True
         known = db.execute("SELECT digest FROM sources WHERE name = ?", (LEDGER,)).fetchone()
         stated = digest(facts)
         if (known[0] if known else digest([])) != stated:
-            report.derived = True  # the ledger says more (or other) than at the last build
+            report.derived = other = True  # the ledger says more (or other) than before
             db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (LEDGER, stated))
-        if report.derived or full:
+        if not (full or other) and changes and simple(changes):
+            update(db, changes)  # only what those notes' facts reach
+            report.incremental = True
+        elif report.derived or full:
             derive(db, facts)
             report.derived = True
         db.execute("COMMIT")
@@ -200,8 +221,9 @@ def _refresh(
     *,
     full: bool,
     report: BuildReport,
-) -> bool:
-    """Refresh one file's row; return whether what the graph is derived from changed."""
+) -> bool | Change:
+    """Refresh one file's row; return whether what the graph is derived from changed: the
+    note's facts before and after, if only its content did."""
     if entry.status == "skipped":
         if stored is not None and stored[3:] == ("skipped", entry.reason):
             if stored[:2] != (entry.mtime_ns, entry.size):
@@ -229,8 +251,12 @@ def _refresh(
         )
         return False
     report.extracted += 1
+    before = None
+    if was_note and not full:
+        row = db.execute("SELECT facts FROM files WHERE path = ?", (entry.path,)).fetchone()
+        before = NoteFacts.from_json(json.loads(row[0])) if row and row[0] else None
     _store(db, entry, facts)
-    return True
+    return Change(before, facts) if before is not None else True
 
 
 def _store(db: sqlite3.Connection, entry: Entry, facts: NoteFacts) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from daemon.agents.kg.markdown import WIKILINK, normal_tag, quote, scan, split_link
@@ -73,14 +73,22 @@ class NoteFacts:
     search_text: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("search_text")
+        """The fields but `search_text`, as dataclasses.asdict gives them (every value is a
+        str, an int or None: asdict's deep copy of each, a tenth of a build, copies nothing)."""
+        data = {name: getattr(self, name) for name in _NOTE_FIELDS}
+        data["facts"] = [
+            {name: getattr(fact, name) for name in _FACT_FIELDS} for fact in self.facts
+        ]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NoteFacts:
         facts = [Fact(**fact) for fact in data.pop("facts")]
         return cls(**data, facts=facts)
+
+
+_FACT_FIELDS = tuple(f.name for f in fields(Fact))
+_NOTE_FIELDS = tuple(f.name for f in fields(NoteFacts) if f.name != "search_text")
 
 
 def title_of(path: str) -> str:

@@ -5,7 +5,9 @@ Node keys: `id:<vaultd id>` for a note with an id no other note has, else `note:
 `file:<path>` for a linked file that is not a note; `unresolved:<target>` for a link that
 does not lead to exactly one file (its edges say `missing`, `ambiguous` or `invalid`, and
 why). Every node and edge gets one evidence row per place of a note that says it.
-Everything is derived again at each build, so the graph never depends on build order.
+Everything is derived again at each build that changes more than notes' content (and
+incremental.py gives exactly these rows for the rest), so the graph never depends on build
+order.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from daemon.agents.kg.extract import ENTITY_KEYS, Fact, NoteFacts, normal_name, title_of
 from daemon.agents.kg.ledger_source import LedgerFact
 from daemon.agents.kg.resolve import MISSING, RESOLVED, Resolution, Resolver, normal_target
+from daemon.agents.kg.store import EVIDENCE_INDEX
 
 # Built once: json.dumps with options builds a new encoder at every call.
-_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_STRING = json.encoder.encode_basestring  # a str as JSON, as json.dumps(ensure_ascii=False)
 _ENCODE_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 ENTITY_KINDS = frozenset(ENTITY_KEYS.values())
 EDGE_TYPES = {"link": "links_to", "embed": "embeds", "property": "property", "tag": "tagged"}
@@ -34,11 +37,13 @@ class _Note:
 
 
 def subject_of_node(key: str) -> str:
-    return _ENCODE(["node", key])
+    """The evidence subject of a node: `["node", key]` as JSON (json.dumps' own string
+    encoder, spelled out: a list through the JSON encoder cost a second per 30,000)."""
+    return f'["node", {_STRING(key)}]'
 
 
 def subject_of_edge(src: str, type_: str, field: str, dst: str) -> str:
-    return _ENCODE(["edge", src, type_, field, dst])
+    return f'["edge", {_STRING(src)}, {_STRING(type_)}, {_STRING(field)}, {_STRING(dst)}]'
 
 
 def note_keys(facts: list[NoteFacts]) -> tuple[dict[str, str], list[tuple[str, str]]]:
@@ -63,11 +68,72 @@ def note_keys(facts: list[NoteFacts]) -> tuple[dict[str, str], list[tuple[str, s
 
 def derive(db: sqlite3.Connection, ledger: Sequence[LedgerFact] = ()) -> None:
     """Replace the nodes, edges, evidence and notices with those the stored facts give
-    (and the ledger's, daemon/agents/kg/ledger_source.py)."""
-    notes = [
-        NoteFacts.from_json(json.loads(row[0]))
-        for row in db.execute("SELECT facts FROM files WHERE facts IS NOT NULL ORDER BY path")
+    (and the ledger's, daemon/agents/kg/ledger_source.py).
+
+    One note at a time: a note's edges and evidence rows are its own (their source is its
+    node, their path its path), so they are written as it is derived; only the nodes (the
+    least label of each), the unresolved links that are missing and the keys stay in
+    memory. Holding every note's facts and every row at once took 600 MB at 50,000 notes.
+    """
+    ids = [
+        NoteFacts(path, "", 0, "", vaultd_id=vaultd_id)
+        for path, vaultd_id in db.execute(
+            "SELECT path, json_extract(facts, '$.vaultd_id') FROM files"
+            " WHERE facts IS NOT NULL ORDER BY path"
+        )
     ]
+    keys, notices = note_keys(ids)
+    del ids
+    resolver = resolver_of(db)
+    db.execute("DROP INDEX IF EXISTS evidence_ordered")  # made again once, below
+    for table in ("nodes", "edges", "evidence", "notices"):
+        db.execute(f"DELETE FROM {table}")  # noqa: S608 (a fixed table name)
+    db.executemany("INSERT INTO notices VALUES (?, ?)", notices)
+    graph = Writer()  # every node; then the names edges and the ledger's edges and rows
+    missing: set[str] = set()
+    edges: list[tuple[str, ...]] = []
+    rows: list[tuple[str, str, str, str, int, int, str, str]] = []
+    stored = db.execute("SELECT facts FROM files WHERE facts IS NOT NULL ORDER BY path")
+    for (facts,) in stored:
+        note = NoteFacts.from_json(json.loads(facts))
+        one = Writer()
+        add_note(one, keys[note.path], note)
+        for fact in note.facts:
+            add_fact(one, resolver, keys, note, fact)
+        for key, (type_, label, path) in one.nodes.items():
+            graph.node(key, type_, label, path)
+        for (src, type_, field, dst), (status, reason) in one.edges.items():
+            edges.append((src, type_, field, dst, status, reason))
+            if status == MISSING:
+                missing.add(dst)
+        rows.extend(one.rows)
+        if len(rows) > _BATCH:
+            _write(db, edges, rows)
+    _write(db, edges, rows)
+    db.execute(EVIDENCE_INDEX)
+    _join_names(db, graph, missing)
+    for stated in ledger:
+        _add_ledger_fact(graph, stated)
+    graph.flush(db)
+
+
+_BATCH = 50_000  # evidence rows written at once
+
+
+def _write(
+    db: sqlite3.Connection,
+    edges: list[tuple[str, ...]],
+    rows: list[tuple[str, str, str, str, int, int, str, str]],
+) -> None:
+    db.executemany("INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?)", edges)
+    db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    edges.clear()
+    rows.clear()
+
+
+def resolver_of(db: sqlite3.Connection) -> Resolver:
+    """The resolver of the files links may lead to: every file but those skipped, and the
+    files skipped for not being notes (attachments)."""
     files = [row[0] for row in db.execute("SELECT path FROM files WHERE status != 'skipped'")]
     files += [
         row[0]
@@ -75,26 +141,16 @@ def derive(db: sqlite3.Connection, ledger: Sequence[LedgerFact] = ()) -> None:
             "SELECT path FROM files WHERE status = 'skipped' AND reason = 'not a Markdown note'"
         )
     ]
-    keys, notices = note_keys(notes)
-    resolver = Resolver(files)
-    for table in ("nodes", "edges", "evidence", "notices"):
-        db.execute(f"DELETE FROM {table}")  # noqa: S608 (a fixed table name)
-    db.executemany("INSERT INTO notices VALUES (?, ?)", notices)
-    writer = _Writer(db)
-    for note in notes:
-        key = keys[note.path]
-        writer.node(key, "note", title_of(note.path), note.path)
-        writer.evidence(subject_of_node(key), key, note, (1, note.line_count or 1), note.first_line)
-    for note in notes:
-        for fact in note.facts:
-            _add_fact(writer, resolver, keys, note, fact)
-    _join_names(writer)
-    for stated in ledger:
-        _add_ledger_fact(writer, stated)
-    writer.flush()
+    return Resolver(files)
 
 
-def _add_ledger_fact(writer: _Writer, fact: LedgerFact) -> None:
+def add_note(writer: Writer, key: str, note: NoteFacts) -> None:
+    """Add a note's own node, with the whole note as its evidence."""
+    writer.node(key, "note", title_of(note.path), note.path)
+    writer.evidence(subject_of_node(key), key, note, (1, note.line_count or 1), note.first_line)
+
+
+def _add_ledger_fact(writer: Writer, fact: LedgerFact) -> None:
     """Add one ledger fact: its two nodes (a note's node keeps its type and label) and its
     edge, each with the ledger row as evidence."""
     row = (fact.where, fact.row_sha256, 0, 0, fact.quote, _ENCODE_SORTED({"source": "ledger"}))
@@ -107,41 +163,39 @@ def _add_ledger_fact(writer: _Writer, fact: LedgerFact) -> None:
     writer.rows.add((subject_of_edge(*edge), fact.src, *row))
 
 
-def _join_names(writer: _Writer) -> None:
+def _join_names(db: sqlite3.Connection, writer: Writer, missing: set[str]) -> None:
     """Connect a link that leads to no note (`related: "[[Acme Corporation]]"`) to the
     entity of exactly that name (`partner: Acme Corporation`), as a `names` edge.
 
     The names must be equal once case and blanks are ignored: nothing fuzzy. The edge's
-    evidence is the places that say each name. When a note of that name appears, the link
-    resolves to it and this edge goes away.
+    evidence is the places that say each name (the notes' rows, all written by now). When a
+    note of that name appears, the link resolves to it and this edge goes away.
     """
     entities: dict[str, list[str]] = defaultdict(list)
     for key, (type_, label, _) in writer.nodes.items():
         if type_ in ENTITY_KINDS:
             entities[normal_name(label)].append(key)
-    missing = {dst for (_, _, _, dst), (status, _) in writer.edges.items() if status == MISSING}
     pairs = [
         (unresolved, entity)
         for unresolved in sorted(missing)
         for entity in sorted(entities.get(normal_name(writer.nodes[unresolved][1]), []))
     ]
-    wanted = {subject_of_node(key) for pair in pairs for key in pair}
-    by_subject: dict[str, list[tuple[str, str, str, str, int, int, str, str]]] = defaultdict(list)
-    for row in writer.rows if wanted else ():
-        if row[0] in wanted:
-            by_subject[row[0]].append(row)
     for unresolved, entity in pairs:
         writer.edge((unresolved, "names", "", entity), RESOLVED, "")
         subject = subject_of_edge(unresolved, "names", "", entity)
         for node_key in (unresolved, entity):
-            for row in by_subject[subject_of_node(node_key)]:
-                writer.rows.add((subject, *row[1:]))
+            for row in db.execute(
+                "SELECT note_key, path, sha256, line_start, line_end, quote, detail"
+                " FROM evidence WHERE subject = ?",
+                (subject_of_node(node_key),),
+            ):
+                writer.rows.add((subject, *row))
 
 
-def _add_fact(
-    writer: _Writer,
+def add_fact(
+    writer: Writer,
     resolver: Resolver,
-    keys: dict[str, str],
+    keys: Mapping[str, str],
     note: NoteFacts,
     fact: Fact,
 ) -> None:
@@ -179,11 +233,10 @@ def _detail(fact: Fact) -> str:
     return _ENCODE_SORTED(detail) if detail else ""
 
 
-class _Writer:
+class Writer:
     """Collects rows, the first label of a node winning by sort order, then writes them."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self) -> None:
         self.nodes: dict[str, tuple[str, str, str | None]] = {}
         self.edges: dict[tuple[str, str, str, str], tuple[str, str]] = {}
         self.rows: set[tuple[str, str, str, str, int, int, str, str]] = set()
@@ -208,14 +261,14 @@ class _Writer:
     ) -> None:
         self.rows.add((subject, note_key, note.path, note.sha256, *lines, quote, detail))
 
-    def flush(self) -> None:
-        self.db.executemany(
+    def flush(self, db: sqlite3.Connection) -> None:
+        db.executemany(
             "INSERT INTO nodes VALUES (?, ?, ?, ?)",
             [(key, *value) for key, value in sorted(self.nodes.items())],
         )
-        self.db.executemany(
+        db.executemany(
             "INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?)",
             [(*key, *value) for key, value in sorted(self.edges.items())],
         )
         # Rows are unique (a set) and their order is never seen: export sorts them.
-        self.db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.rows)
+        db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.rows)

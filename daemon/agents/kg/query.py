@@ -7,15 +7,16 @@ The graph is read-only here: nothing in this module writes to the index.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 from daemon.agents.kg.extract import links_in, normal_name
+from daemon.agents.kg.fulltext import match_of, ranked
 from daemon.agents.kg.graph import ENTITY_KINDS, subject_of_edge, subject_of_node
 from daemon.agents.kg.markdown import normal_tag
 from daemon.agents.kg.resolve import RESOLVED, Resolver
+from daemon.agents.kg.rows import evidence_of, nodes_of
 from daemon.agents.kg.store import KgError
 
 MAX_DEPTH = 5
@@ -74,14 +75,31 @@ def _exists(db: sqlite3.Connection, key: str) -> bool:
 
 
 def _by_path(db: sqlite3.Connection, target: str, ref: str) -> str:
-    paths = [row[0] for row in db.execute("SELECT path FROM nodes WHERE path IS NOT NULL")]
-    resolution = Resolver(paths).resolve(target)
+    resolution = _resolver(db).resolve(target)
     if resolution.status != RESOLVED:
         raise KgError(f"{ref!r}: {resolution.status}: {resolution.reason}")
     row = db.execute(
         "SELECT key FROM nodes WHERE path = ? ORDER BY key LIMIT 1", (resolution.path,)
     ).fetchone()
     return str(row[0])
+
+
+# The resolver of the last paths asked, and those paths: a resolver is made from the very
+# list it was made from, never from an older one, so it answers as a new one would.
+# Making it (folding 50,000 paths) was most of a question that names a note or a partner.
+_LAST_RESOLVER: list[tuple[list[str], Resolver]] = []
+
+
+def _resolver(db: sqlite3.Connection) -> Resolver:
+    paths = [
+        row[0] for row in db.execute("SELECT path FROM nodes WHERE path IS NOT NULL ORDER BY path")
+    ]
+    last = _LAST_RESOLVER[0] if _LAST_RESOLVER else None
+    if last is not None and last[0] == paths:
+        return last[1]
+    resolver = Resolver(paths)
+    _LAST_RESOLVER[:] = [(paths, resolver)]
+    return resolver
 
 
 def node(db: sqlite3.Connection, key: str) -> dict[str, Any]:
@@ -92,22 +110,7 @@ def node(db: sqlite3.Connection, key: str) -> dict[str, Any]:
 
 
 def evidence(db: sqlite3.Connection, subject: str) -> list[dict[str, Any]]:
-    rows = db.execute(
-        "SELECT note_key, path, sha256, line_start, line_end, quote, detail FROM evidence"
-        " WHERE subject = ? ORDER BY path, line_start, line_end, detail",
-        (subject,),
-    )
-    return [
-        {
-            "note": note_key,
-            "path": path,
-            "sha256": sha,
-            "lines": [start, end],
-            "quote": quote,
-            **(json.loads(detail) if detail else {}),
-        }
-        for note_key, path, sha, start, end, quote, detail in rows
-    ]
+    return evidence_of(db, [subject])[subject]
 
 
 def neighborhood(
@@ -138,13 +141,23 @@ def neighborhood(
         frontier = sorted(reached)
         if truncated:
             break
+    ordered = sorted(distance, key=lambda k: (distance[k], k))
+    listed = sorted(edges)
+    found = nodes_of(db, ordered)
+    cited = evidence_of(
+        db,
+        [
+            *(subject_of_node(key) for key in ordered),
+            *(subject_of_edge(*edge[:4]) for edge in listed),
+        ],
+    )
     return {
         "start": start,
         "depth": depth,
         "truncated": truncated,
         "nodes": [
-            {**node(db, key), "distance": distance[key], "evidence": _node_evidence(db, key)}
-            for key in sorted(distance, key=lambda k: (distance[k], k))
+            {**found[key], "distance": distance[key], "evidence": cited[subject_of_node(key)]}
+            for key in ordered
         ],
         "edges": [
             {
@@ -154,15 +167,11 @@ def neighborhood(
                 "dst": dst,
                 "status": status,
                 **({"reason": reason} if reason else {}),
-                "evidence": evidence(db, subject_of_edge(src, type_, field, dst)),
+                "evidence": cited[subject_of_edge(src, type_, field, dst)],
             }
-            for src, type_, field, dst, status, reason in sorted(edges)
+            for src, type_, field, dst, status, reason in listed
         ],
     }
-
-
-def _node_evidence(db: sqlite3.Connection, key: str) -> list[dict[str, Any]]:
-    return evidence(db, subject_of_node(key))
 
 
 def _edges_of(
@@ -178,28 +187,24 @@ def _edges_of(
 def search(db: sqlite3.Connection, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
     """Return the notes that match every word of `text`, best first (BM25; the title weighs
     more than the body). The words are searched as written: FTS5 syntax is not parsed."""
-    words = re.findall(r"\w+", text)
-    if not words:
-        raise KgError(f"{text!r}: nothing to search for (no word)")
-    match = " ".join('"' + word.replace('"', '""') + '"' for word in words)
-    rows = db.execute(
-        "SELECT path, bm25(search, 10.0, 1.0) AS score,"
-        " snippet(search, 2, '[', ']', '…', 12) FROM search WHERE search MATCH ?"
-        " ORDER BY score, path LIMIT ?",
-        (match, limit),
-    ).fetchall()
+    return [result for _, result in search_hits(db, text, limit=limit)]
+
+
+def search_hits(
+    db: sqlite3.Connection, text: str, *, limit: int = 20
+) -> list[tuple[int, dict[str, Any]]]:
+    """`search`, each result beside its row in the full-text index (for reads.py)."""
     results = []
-    for path, score, snippet in rows:
-        key = db.execute("SELECT key FROM nodes WHERE path = ? AND type = 'note'", (path,))
+    for hit in ranked(db, match_of(text), limit):
+        key = db.execute("SELECT key FROM nodes WHERE path = ? AND type = 'note'", (hit.path,))
         found = key.fetchone()
-        results.append(
-            {
-                "key": found[0] if found else None,
-                "path": path,
-                "score": round(-score, 6),
-                "snippet": " ".join(snippet.split()),
-            }
-        )
+        result = {
+            "key": found[0] if found else None,
+            "path": hit.path,
+            "score": round(-hit.score, 6),
+            "snippet": " ".join(hit.snippet.split()),
+        }
+        results.append((hit.rowid, result))
     return results
 
 

@@ -81,10 +81,12 @@ class GraphReads:
         if not 1 <= limit <= MAX_RESULTS:
             raise KgError(f"limit {limit}: expected 1 to {MAX_RESULTS}")
         with self._open(hide) as db:
-            results = query.search(db, text, limit=limit)
-            for result in results:
+            hits = query.search_hits(db, text, limit=limit)
+            results = [result for _, result in hits]
+            for rowid, result in hits:
+                # By its row: `path` is not indexed, so asking by path read every note.
                 row = db.execute(
-                    "SELECT title || ' ' || body FROM search WHERE path = ?", (result["path"],)
+                    "SELECT title || ' ' || body FROM search WHERE rowid = ?", (rowid,)
                 ).fetchone()
                 indexed = str(row[0]) if row else ""
                 if self.redact(indexed) != indexed:
