@@ -96,6 +96,15 @@ class Signature:
         """Given a file's lstat, return its signature."""
         return cls(stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
+    def ctime_at(self, path: Path) -> int | None:
+        """Return the ctime of the file at `path` if it still has this signature (one
+        lstat), else None. A write in place changes the ctime, which no one can set back."""
+        try:
+            stat = path.lstat()
+        except OSError:
+            return None
+        return stat.st_ctime_ns if Signature.from_stat(stat) == self else None
+
 
 class Vault:
     def __init__(self, root: Path) -> None:

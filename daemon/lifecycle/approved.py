@@ -15,7 +15,6 @@ from daemon.core.models import Action, CodeTask, SocialPost
 from daemon.core.outcome import Outcome
 from daemon.core.taskfile import Loaded, Unreadable, read_task_file, validate_note
 from daemon.core.timestamps import now_iso
-from daemon.core.vault import Signature
 from daemon.lifecycle.approval_check import Ruling, Verdict, check
 from daemon.lifecycle.code_tasks import moved_since_approval
 from daemon.lifecycle.context import Context
@@ -117,10 +116,7 @@ def _execute(
 def _still_as_written(path: Path, loaded: Loaded) -> bool:
     """Whether the file at `path` is still the version `loaded` was written as (one lstat:
     its signature, and its ctime where vaultd kept it)."""
-    try:
-        info = path.lstat()
-    except OSError:
+    if loaded.signature is None:
         return False
-    if Signature.from_stat(info) != loaded.signature:
-        return False
-    return loaded.ctime_ns is None or info.st_ctime_ns == loaded.ctime_ns
+    ctime = loaded.signature.ctime_at(path)
+    return ctime is not None and loaded.ctime_ns in (None, ctime)

@@ -115,22 +115,13 @@ def write_and_move_loaded(
     path, text, signature = _write_and_move(context, loaded, stamps, folder, chain=True)
     if signature is None:
         return path, None
-    settled = _ctime_if_unchanged(path, signature)
+    settled = signature.ctime_at(path)
     if settled is None:
         return path, None
     try:
         return path, Loaded(path, notes.parse(text), signature, settled)
     except NoteError:
         return path, None  # not for a text render made; then read it as any other note
-
-
-def _ctime_if_unchanged(path: Path, signature: Signature) -> int | None:
-    """Return the file's ctime if it still has `signature` (an lstat), else None."""
-    try:
-        info = path.lstat()
-    except OSError:
-        return None
-    return info.st_ctime_ns if Signature.from_stat(info) == signature else None
 
 
 def _write_and_move(
@@ -157,9 +148,9 @@ def _write_and_move(
         _stamp_edited(context, here, stamps, sent, block)
     if arrived is not None:
         return arrived, text, signature
-    written = _ctime_if_unchanged(here, signature) if chain and signature else None
+    written = signature.ctime_at(here) if chain and signature else None
     failpoints.hit("mid-move", loaded.path.name)
-    if chain and signature and (written is None or _ctime_if_unchanged(here, signature) != written):
+    if chain and signature and (written is None or signature.ctime_at(here) != written):
         signature = None  # changed since the write: read it again where it lands
     return vault.move(loaded.path, folder), text, signature
 
