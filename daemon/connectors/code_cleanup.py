@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.connectors.code_prepare import Places, branch_of
-from daemon.connectors.git import branch_commit, commit_of, git, out
+from daemon.connectors.git import branch_commit, commit_of, common_dir, git, out
 
 
 def archive_ref(task_id: str) -> str:
@@ -130,16 +130,18 @@ def head_off_refs(repo: Path, worktree: Path) -> str | None:
     """Return the commit a worktree's HEAD is at if no ref of `repo` contains it (a commit
     made on a detached HEAD: only the worktree knows it), else None."""
     head = out(worktree, "rev-parse", "--verify", "HEAD")
-    refs = git(repo, "for-each-ref", "--count=1", "--contains", head, check=False)
-    return head if refs.returncode or not str(refs.stdout).strip() else None
+    return head if not _a_ref_containing(repo, head) else None
 
 
-def _common(repo: Path) -> Path:
-    return Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+def _a_ref_containing(repo: Path, commit: str) -> str | None:
+    """Return a ref of `repo` that contains `commit`, "" if none does, or None if git
+    cannot tell (no such commit, say)."""
+    refs = git(repo, "for-each-ref", "--count=1", "--contains", commit, check=False)
+    return None if refs.returncode else str(refs.stdout).strip()
 
 
 def _head_log_link(repo: Path, task_id: str) -> Path:
-    return _common(repo) / "vaultd" / f"HEAD-log-{task_id}"
+    return common_dir(repo) / "vaultd" / f"HEAD-log-{task_id}"
 
 
 def head_log_left(repo: Path, task_id: str) -> bool:
@@ -179,7 +181,7 @@ def _admin_name(repo: Path, worktree: Path, task_id: str) -> str:
     """Return the name, under `<common>/worktrees/`, of the worktree's admin folder: found
     from the repo's side (its `gitdir` names the worktree), never from the worktree's `.git`
     file. Raise OSError if there is none."""
-    folder = _common(repo) / "worktrees"
+    folder = common_dir(repo) / "worktrees"
     names = sorted(p.name for p in folder.iterdir()) if not folder.is_symlink() else []
     for name in sorted(names, key=lambda name: name != task_id):
         gitdir = folder / name / "gitdir"
@@ -289,8 +291,7 @@ def _keep_last_head(repo: Path, task_id: str, done: Tidied) -> None:
     was_on_branch = set(str(branch.stdout).split()) if branch.returncode == 0 else set()
     for head in [heads[0], *(h for h in heads[1:] if h not in was_on_branch)]:
         # Newest first: an older one a kept one contains is then on a ref.
-        refs = git(repo, "for-each-ref", "--count=1", "--contains", head, check=False)
-        if refs.returncode == 0 and not str(refs.stdout).strip():
+        if _a_ref_containing(repo, head) == "":
             ref = detached_ref(task_id, head)
             if commit_of(repo, ref) not in (None, head):  # another commit of that prefix
                 ref = f"refs/vaultd/detached/{task_id}/{head}"

@@ -25,7 +25,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.connectors.git import branch_commit, clean_environment, commit_of, git, out
+from daemon.connectors.git import (
+    branch_commit,
+    clean_environment,
+    commit_of,
+    common_dir,
+    git,
+    out,
+)
 from daemon.core.code_config import SPEC, CodeConfig
 from daemon.core.errors import ConnectorError
 from daemon.core.models import ChangedFile, CodeTask, Prepared
@@ -128,7 +135,7 @@ def prepare(config: CodeConfig, state_dir: Path, task_id: str, action: CodeTask)
     (places.artifacts / INPUTS).write_text(json.dumps(_inputs(action), sort_keys=True))
     before = _main_checkout(repo, branch)
     git(repo, "worktree", "add", "--quiet", "-b", branch, "--", str(places.worktree), base_sha)
-    common = Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    common = common_dir(repo)
     settings = _repo_settings(common)
     _run_agent(config, places, action)
     # The settings first: a changed config could make the next git command run its code.
@@ -280,7 +287,7 @@ def diff_of(repo: Path, base_sha: str, head_sha: str) -> bytes:
     """Return the exact patch base..head (binary-safe, no external diff or textconv),
     the same from the task's worktree and from its repo: computed in the shared git folder
     with no working tree, so no `.gitattributes` of a checkout (the agent's) changes it."""
-    common = Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    common = common_dir(repo)
     done = git(
         common,
         "--git-dir=.",

@@ -91,6 +91,11 @@ def out(cwd: Path, *args: str, check: bool = True) -> str:
     return str(git(cwd, *args, check=check).stdout).strip()
 
 
+def common_dir(repo: Path) -> Path:
+    """Return the git folder a repo and all its worktrees share, as an absolute path."""
+    return Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+
+
 def commit_of(repo: Path, revision: str) -> str | None:
     """Given a branch or commit, return the commit's full SHA, or None if there is none.
 
