@@ -125,6 +125,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _assert_gone(at: Path, after: float, message: str) -> None:
+    """Assert that the process whose pid a skill wrote to `at` is gone `after` seconds on
+    (killed with its run); kill it either way, so no test leaves it running."""
+    child = int(at.read_text())
+    time.sleep(after)
+    try:
+        assert not _alive(child), message
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(child, 9)
+
+
 LINGERS = """\
 import os, time
 
@@ -150,13 +162,7 @@ def test_what_a_run_started_is_killed_when_the_run_ends_even_after_its_process_e
     done = sandbox.run_script(_skill(tmp_path / "a", LINGERS), {"at": str(at)}, _no_tools,
                               timeout_s=20)  # fmt: skip
     assert done.result == "done", done
-    child = int(at.read_text())
-    time.sleep(0.5)
-    try:
-        assert not _alive(child), "the run's child outlived its run"
-    finally:
-        with contextlib.suppress(OSError):
-            os.kill(child, 9)
+    _assert_gone(at, 0.5, "the run's child outlived its run")
 
 
 SLOW = """\
@@ -286,13 +292,7 @@ def test_a_run_whose_zygote_was_killed_meanwhile_still_has_what_it_started_kille
                               timeout_s=20)  # fmt: skip
     timer.join()
     assert done.result == "done", done
-    child = int(at.read_text())
-    time.sleep(0.5)
-    try:
-        assert not _alive(child), "the run's child outlived its run"
-    finally:
-        with contextlib.suppress(OSError):
-            os.kill(child, 9)
+    _assert_gone(at, 0.5, "the run's child outlived its run")
 
 
 KILLS_ITS_ZYGOTE_AND_HANGS = """\
@@ -315,13 +315,7 @@ def test_a_run_that_killed_its_zygote_and_hangs_is_killed_at_its_timeout_with_it
     done = sandbox.run_script(script, {"at": str(at)}, _no_tools, timeout_s=1.5)
     assert done.timed_out, done
     assert time.monotonic() - started < 10
-    child = int(at.read_text())
-    time.sleep(0.3)
-    try:
-        assert not _alive(child), "what the run started outlived it"
-    finally:
-        with contextlib.suppress(OSError):
-            os.kill(child, 9)
+    _assert_gone(at, 0.3, "what the run started outlived it")
 
 
 SURROGATE = """\
@@ -371,13 +365,9 @@ def test_a_run_that_stopped_its_zygote_and_hangs_is_killed_at_its_timeout_with_i
     done = sandbox.run_script(script, {"at": str(at)}, _no_tools, timeout_s=1.5)
     stopped = zygote._process
     assert done.timed_out, done
-    child = int(at.read_text())
-    time.sleep(0.3)
     try:
-        assert not _alive(child), "what the run started outlived its timeout"
+        _assert_gone(at, 0.3, "what the run started outlived its timeout")
     finally:
-        with contextlib.suppress(OSError):
-            os.kill(child, 9)
         if stopped is not None:
             with contextlib.suppress(OSError):
                 stopped.send_signal(signal.SIGCONT)
