@@ -328,17 +328,29 @@ def test_a_commit_on_a_detached_head_made_while_tidy_runs_is_kept_by_a_ref():
             model.teardown()
 
 
-def test_a_cleanup_that_died_after_removing_the_worktree_keeps_its_last_head_next_time(
-    tmp_path: Path,
-):
+def commit_late(worktree: Path) -> str:
+    """Commit in the worktree as a process left behind would, after tidy's checks; return
+    the commit."""
+    (worktree / "late.txt").write_text("made after the check\n")
+    git(worktree, "add", "late.txt")
+    git(worktree, "commit", "-q", "-m", "Late")
+    return git(worktree, "rev-parse", "HEAD")
+
+
+def detached_commit_after_the_link(tmp_path: Path) -> tuple[Path, Path, Path, str]:
+    """A task's worktree with a detached HEAD whose log tidy has linked aside, and a commit
+    made there after that: return (repo, state dir, worktree, that commit)."""
     repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
     worktree = task_worktree(repo, state, TASK, commits=0)
     git(worktree, "checkout", "-q", "--detach")
     code_cleanup._link_head_log(repo, worktree, TASK)
-    (worktree / "late.txt").write_text("made after the check\n")
-    git(worktree, "add", "late.txt")
-    git(worktree, "commit", "-q", "-m", "Late")
-    late = git(worktree, "rev-parse", "HEAD")
+    return repo, state, worktree, commit_late(worktree)
+
+
+def test_a_cleanup_that_died_after_removing_the_worktree_keeps_its_last_head_next_time(
+    tmp_path: Path,
+):
+    repo, state, worktree, late = detached_commit_after_the_link(tmp_path)
     git(repo, "worktree", "remove", str(worktree))  # ... and the cleanup died here
     done = tidy(repo, state, TASK)
     kept = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/vaultd/detached")
@@ -416,14 +428,7 @@ def test_a_kept_detached_commit_never_moves_a_ref_kept_before(tmp_path: Path):
     """`refs/vaultd/detached/<id>/<12 hex>` was set without a compare-and-swap: a second
     commit of the same 12-hex prefix (a retry of the task, or an agent that looks for one:
     2^24 tries) moved the ref, and the commit it kept was lost to the next `git gc`."""
-    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
-    worktree = task_worktree(repo, state, TASK, commits=0)
-    git(worktree, "checkout", "-q", "--detach")
-    code_cleanup._link_head_log(repo, worktree, TASK)
-    (worktree / "late.txt").write_text("made after the check\n")
-    git(worktree, "add", "late.txt")
-    git(worktree, "commit", "-q", "-m", "Late")
-    late = git(worktree, "rev-parse", "HEAD")
+    repo, state, worktree, late = detached_commit_after_the_link(tmp_path)
     git(worktree, "checkout", "-q", "--detach", "HEAD~1")
     (worktree / "earlier.txt").write_text("kept before, under the same prefix\n")
     git(worktree, "add", "earlier.txt")
@@ -448,10 +453,7 @@ def test_a_detached_commit_made_meanwhile_is_kept_even_if_head_moved_on_after_it
     git(worktree, "commit", "-q", "--amend", "-m", "Amended")  # its first version: not kept
     code_cleanup._link_head_log(repo, worktree, TASK)
     git(worktree, "checkout", "-q", "--detach")
-    (worktree / "late.txt").write_text("made after the check\n")
-    git(worktree, "add", "late.txt")
-    git(worktree, "commit", "-q", "-m", "Late")
-    late = git(worktree, "rev-parse", "HEAD")
+    late = commit_late(worktree)
     git(worktree, "checkout", "-q", f"vaultd/{TASK}")
     git(repo, "worktree", "remove", str(worktree))  # ... and the cleanup died here
     tidy(repo, state, TASK)
@@ -482,14 +484,7 @@ def test_gc_keeps_the_detached_commit_of_a_cleanup_that_died_after_worktree_and_
     longer checked out), git removes the worktree, and the cleanup dies: nothing of the task
     was left for gc to find, so the HEAD log linked aside (and the only name of that commit)
     stayed in the repo's git folder for good, until `git gc` pruned the commit."""
-    repo, state = make_repo(tmp_path / "demo"), tmp_path / "state"
-    worktree = task_worktree(repo, state, TASK, commits=0)
-    git(worktree, "checkout", "-q", "--detach")
-    code_cleanup._link_head_log(repo, worktree, TASK)
-    (worktree / "late.txt").write_text("made after the check\n")
-    git(worktree, "add", "late.txt")
-    git(worktree, "commit", "-q", "-m", "Late")
-    late = git(worktree, "rev-parse", "HEAD")
+    repo, state, worktree, late = detached_commit_after_the_link(tmp_path)
     git(repo, "branch", "-q", "-D", f"vaultd/{TASK}")
     git(repo, "worktree", "remove", str(worktree))  # ... and the cleanup died here
     tasks = {TASK: a_task(TASK, "done")}.get
