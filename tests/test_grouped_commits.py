@@ -76,6 +76,21 @@ def _restart_and_finish(vault_root: Path, state_dir: Path, name: str, targets: l
         book.close()
 
 
+def _raise_on_the_executed_state(
+    app: App, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    """Make the ledger raise `error` when a task's state is recorded as executed (the run's
+    end), and record every other state as ever."""
+    put_task = app.ledger.put_task
+
+    def raising(task_id: str, **fields: object) -> None:
+        if fields.get("state") == ledger.EXECUTED:
+            raise error
+        put_task(task_id, **fields)
+
+    monkeypatch.setattr(app.ledger, "put_task", raising)
+
+
 # -- the ledger: records inside an open transaction join it --------------------------------
 
 
@@ -334,14 +349,9 @@ def test_a_crash_inside_the_run_end_commits_none_of_it(
     settles the call by lookup."""
     make_files(vault_root, {"Needs_Action/two.md": TWO})
     app = _open(vault_root, state_dir)
-    put_task = app.ledger.put_task
-
-    def crash_on_the_executed_state(task_id: str, **fields: object) -> None:
-        if fields.get("state") == ledger.EXECUTED:
-            raise failpoints.Crashed("while recording the run's end")
-        put_task(task_id, **fields)
-
-    monkeypatch.setattr(app.ledger, "put_task", crash_on_the_executed_state)
+    _raise_on_the_executed_state(
+        app, monkeypatch, failpoints.Crashed("while recording the run's end")
+    )
     _crash(app)
     monkeypatch.undo()
     book = _ledger(state_dir)
@@ -399,14 +409,7 @@ def test_a_failure_inside_the_run_end_keeps_the_last_calls_done(
     (committed alone), not be left to a lookup that a live service may not answer."""
     make_files(vault_root, {"Needs_Action/two.md": TWO})
     app = _open(vault_root, state_dir)
-    put_task = app.ledger.put_task
-
-    def fail_on_the_executed_state(task_id: str, **fields: object) -> None:
-        if fields.get("state") == ledger.EXECUTED:
-            raise sqlite3.OperationalError("disk I/O error")
-        put_task(task_id, **fields)
-
-    monkeypatch.setattr(app.ledger, "put_task", fail_on_the_executed_state)
+    _raise_on_the_executed_state(app, monkeypatch, sqlite3.OperationalError("disk I/O error"))
     _run(app)  # the runner logs the failure; the note stays in Approved/
     monkeypatch.undo()
     try:
