@@ -35,7 +35,7 @@ def run(context: Context, loaded: Loaded, task: Task, action: Action) -> Outcome
         task.id, task.payload_hash or "", action, then=lambda ran: _record(context, task, ran)
     )
     if execution.state == ledger.DEFERRED:
-        return _wait(context, loaded, task, action, execution, recorded=True)
+        return _wait(context, loaded, task, action, execution)
     return finish(context, loaded, task, action, execution, recorded=True)
 
 
@@ -88,21 +88,13 @@ def _result(context: Context, action: Action, results: dict[str, Any]) -> dict[s
 
 
 def _wait(
-    context: Context,
-    loaded: Loaded,
-    task: Task,
-    action: Action,
-    execution: Execution,
-    *,
-    recorded: bool = False,
+    context: Context, loaded: Loaded, task: Task, action: Action, execution: Execution
 ) -> Outcome:
-    """Leave an action in Approved/ until the service takes calls again (`recorded`: the
-    ledger knows it already)."""
+    """Leave an action in Approved/ until the service takes calls again (the ledger has
+    the task back in APPROVED already, committed with the run: `_record`)."""
     retry_at = execution.retry_at() or context.clock()
     waiting = "; ".join(f"{t}: {reason}" for t, (reason, _) in execution.deferred.items())
     note = f"waiting until {iso(retry_at)}: {waiting}"
-    if not recorded:
-        context.ledger.put_task(task.id, state=ledger.APPROVED, error=None)
     stamps = {
         **loaded.note.stamps,
         "status": "waiting",
